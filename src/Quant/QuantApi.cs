@@ -1,0 +1,51 @@
+namespace Mtp.Quant;
+
+/// <summary>Plain floating-point element formats the kernels read and write.</summary>
+public enum FloatFormat
+{
+    /// <summary>IEEE binary32, little-endian.</summary>
+    F32,
+    /// <summary>bfloat16 (upper half of binary32), little-endian.</summary>
+    BF16,
+}
+
+/// <summary>How a block scale is stored.</summary>
+public enum ScaleFormat
+{
+    /// <summary>binary32 multiplier.</summary>
+    F32,
+    /// <summary>bfloat16 multiplier.</summary>
+    BF16,
+    /// <summary>Unsigned power-of-two exponent byte (OCP E8M0): 2^(e-127); 0xFF is NaN.</summary>
+    E8M0,
+}
+
+/// <summary>Block shape of a 2-D scale grid: one scale per <c>Rows x Cols</c> tile.</summary>
+public readonly record struct BlockSize(int Rows, int Cols)
+{
+    /// <summary>DeepSeek/Qwen FP8 default.</summary>
+    public static BlockSize Fp8Default => new(128, 128);
+    /// <summary>Scale-grid shape for a weight of <paramref name="rows"/> x <paramref name="cols"/>.</summary>
+    public (int Rows, int Cols) GridFor(int rows, int cols) => ((rows + Rows - 1) / Rows, (cols + Cols - 1) / Cols);
+}
+
+/// <summary>Options shared by the block kernels.</summary>
+public readonly record struct KernelOptions
+{
+    /// <summary>Accept NaN / infinite scales instead of throwing.</summary>
+    public bool AllowNonFiniteScales { get; init; }
+    /// <summary>Threads to use; 0 = Environment.ProcessorCount.</summary>
+    public int MaxThreads { get; init; }
+}
+
+/// <summary>How the quantizers choose scales.</summary>
+public enum ScaleMode
+{
+    /// <summary>Use the scales passed in; a block whose values overflow qmax*scale gets a new canonical scale.</summary>
+    Reuse,
+    /// <summary>Compute canonical scales (F32: amax/qmax; E8M0 / power-of-two: 2^ceil(log2(amax/qmax))).</summary>
+    Canonical,
+}
+
+/// <summary>What a quantizer did: the blocks (row-block, col-block) whose scale it had to replace.</summary>
+public sealed record QuantizeReport(IReadOnlyList<(int BlockRow, int BlockCol)> ChangedBlocks);
