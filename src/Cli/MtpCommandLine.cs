@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Mtp.Cli.Commands;
 
 namespace Mtp.Cli;
 
@@ -9,6 +10,14 @@ public static class MtpCommandLine
     public static int Run(string[] args)
     {
         var root = new RootCommand("mtp: convert and train Multi-Token-Prediction checkpoints (DeepSeek-V3/V4, Qwen3.5)");
-        return root.Parse(args).Invoke();
+        root.Options.Add(GlobalOptions.Verbose);
+        root.Subcommands.Add(InspectCommand.Create());
+        ParseResult parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var e in parsed.Errors) Console.Error.WriteLine("mtp: " + e.Message);
+            return ExitCodes.Usage;
+        }
+        return parsed.Invoke();
     }
 }

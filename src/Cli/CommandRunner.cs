@@ -1,0 +1,84 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Mtp.SafeTensors;
+
+namespace Mtp.Cli;
+
+/// <summary>A failure a command reports as one line with an exit code (no stack trace).</summary>
+public sealed class CliException(int exitCode, string message, string? file = null, string? tensor = null) : Exception(message)
+{
+    /// <summary>Process exit code (see <see cref="ExitCodes"/>).</summary>
+    public int ExitCode { get; } = exitCode;
+    /// <summary>File concerned, if any.</summary>
+    public string? File { get; } = file;
+    /// <summary>Tensor concerned, if any.</summary>
+    public string? Tensor { get; } = tensor;
+}
+
+/// <summary>
+/// Runs a command body and turns every failure into one line on stderr (or a JSON error object)
+/// with a documented exit code; the stack trace only appears with --verbose.
+/// </summary>
+public static class CommandRunner
+{
+    /// <summary>Runs <paramref name="body"/>, mapping exceptions to exit codes.</summary>
+    public static int Run(Func<int> body, bool verbose, bool json)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e)
+        {
+            var (code, file, tensor) = Classify(e);
+            Report(e, code, file, tensor, verbose, json);
+            return code;
+        }
+    }
+
+    /// <summary>Exit code, file and tensor for an exception, walking known exception types.</summary>
+    public static (int Code, string? File, string? Tensor) Classify(Exception e) => e switch
+    {
+        CliException c => (c.ExitCode, c.File, c.Tensor),
+        SafeTensorsException s => (ExitCodes.For(s.Error), s.File, s.Tensor),
+        InvalidDataException => (ExitCodes.Malformed, null, null),
+        FileNotFoundException f => (ExitCodes.Usage, f.FileName, null),
+        DirectoryNotFoundException => (ExitCodes.Usage, null, null),
+        UnauthorizedAccessException => (ExitCodes.Io, null, null),
+        IOException => (ExitCodes.Io, null, null),
+        AggregateException a when a.InnerExceptions.Count == 1 => Classify(a.InnerExceptions[0]),
+        _ => ClassifyByName(e),
+    };
+
+    // Exceptions from higher layers (adapters, model) carry their class in their type name; avoid a
+    // compile-time dependency cycle by reading well-known properties reflectively.
+    static (int, string?, string?) ClassifyByName(Exception e)
+    {
+        var t = e.GetType();
+        if (t.GetProperty("ExitCode")?.GetValue(e) is int code)
+            return (code, t.GetProperty("File")?.GetValue(e) as string, t.GetProperty("Tensor")?.GetValue(e) as string);
+        return (ExitCodes.Internal, null, null);
+    }
+
+    static void Report(Exception e, int code, string? file, string? tensor, bool verbose, bool json)
+    {
+        string message = code == ExitCodes.Internal ? $"internal error: {e.GetType().Name}: {e.Message}" : e.Message;
+        message = message.Replace('\r', ' ').Replace('\n', ' ');
+        if (json)
+        {
+            var err = new JsonObject
+            {
+                ["class"] = ExitCodes.ClassName(code),
+                ["message"] = message,
+                ["file"] = file,
+                ["tensor"] = tensor,
+            };
+            Console.Out.WriteLine(new JsonObject { ["error"] = err }.ToJsonString());
+        }
+        Console.Error.WriteLine("mtp: " + message);
+        if (verbose) Console.Error.WriteLine(e.ToString());
+    }
+
+    /// <summary>Indented JSON for command output.</summary>
+    public static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+}

@@ -1,0 +1,55 @@
+using System.CommandLine;
+using Mtp.Cli.Inspect;
+using Spectre.Console;
+
+namespace Mtp.Cli.Commands;
+
+/// <summary><c>mtp inspect PATH [--json]</c>: summarise a checkpoint and list its problems.</summary>
+public static class InspectCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
+    {
+        var path = new Argument<string>("path") { Description = "Checkpoint directory or .safetensors file" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
+        var cmd = new Command("inspect", "Summarise a checkpoint: family, dtypes, quantization, MTP depth and placement, expert layout, problems");
+        cmd.Arguments.Add(path);
+        cmd.Options.Add(json);
+        cmd.SetAction(r =>
+        {
+            bool asJson = r.GetValue(json);
+            return CommandRunner.Run(() =>
+            {
+                CheckpointReport report = CheckpointInspector.Inspect(r.GetValue(path)!);
+                if (asJson) Console.Out.WriteLine(report.ToJson().ToJsonString(CommandRunner.Indented));
+                else Render(report);
+                if (report.Problems.Count > 0)
+                {
+                    Console.Error.WriteLine("mtp: " + report.Problems[0] + (report.Problems.Count > 1 ? $" (and {report.Problems.Count - 1} more problems)" : ""));
+                    return report.ProblemExitCode;
+                }
+                return ExitCodes.Ok;
+            }, r.GetValue(GlobalOptions.Verbose), asJson);
+        });
+        return cmd;
+    }
+
+    static void Render(CheckpointReport r)
+    {
+        var t = new Table().Border(TableBorder.Rounded).AddColumn("").AddColumn(r.Path);
+        void Row(string k, string v) => t.AddRow(new Markup($"[bold]{Markup.Escape(k)}[/]"), new Text(v));
+        Row("family", r.Family + (r.ModelType is null ? "" : $" (model_type {r.ModelType})"));
+        Row("shards", r.ShardCount.ToString());
+        Row("tensors", r.TensorCount.ToString("N0"));
+        Row("bytes", $"{r.TotalBytes:N0} ({Units.Bytes(r.TotalBytes)})");
+        Row("dtypes", string.Join(", ", r.DTypeCounts.Select(kv => $"{kv.Key}: {kv.Value}")));
+        Row("quantization", string.Join("\n", r.Quantization));
+        Row("layers", r.NumHiddenLayers?.ToString() ?? "?");
+        Row("MTP depth", $"{r.MtpDepth} in tensors" + (r.ConfigMtpDepth is int c ? $", {c} in config" : ", none in config"));
+        Row("MTP tensors", r.MtpTensorCount + (r.MtpLocations.Count > 0 ? " at " + string.Join(", ", r.MtpLocations) : ""));
+        Row("experts", r.ExpertLayout);
+        Row("problems", r.Problems.Count == 0 ? "none" : string.Join("\n", r.Problems));
+        if (r.Warnings.Count > 0) Row("warnings", string.Join("\n", r.Warnings));
+        AnsiConsole.Write(t);
+    }
+}

@@ -1,0 +1,135 @@
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Mtp.SafeTensors;
+
+namespace Mtp.Cli.Inspect;
+
+/// <summary>
+/// Summarises a checkpoint from its headers and config.json alone (no tensor data is read):
+/// family, dtypes, quantization, MTP depth and placement, expert layout, and every problem.
+/// </summary>
+public static partial class CheckpointInspector
+{
+    [GeneratedRegex(@"^mtp\.layers\.(\d+)\.")] private static partial Regex MtpLayers();
+    [GeneratedRegex(@"^mtp\.(\d+)\.")] private static partial Regex MtpDepthPrefix();
+    [GeneratedRegex(@"^(?:model\.)?layers\.(\d+)\.")] private static partial Regex MainLayer();
+    [GeneratedRegex(@"\.experts\.\d+\.")] private static partial Regex PerExpert();
+    [GeneratedRegex(@"\.experts\.(gate_up_proj|down_proj)$")] private static partial Regex FusedExpert();
+
+    /// <summary>Maps config.json's model_type to a family id.</summary>
+    public static string FamilyOf(string? modelType) => modelType switch
+    {
+        "deepseek_v3" => "deepseek-v3",
+        "deepseek_v4" => "deepseek-v4",
+        "qwen3_5" or "qwen3_5_moe" or "qwen3_5_text" or "qwen3_5_moe_text" => "qwen3.5",
+        "qwen3_next" => "qwen3-next",
+        _ => "unknown",
+    };
+
+    /// <summary>Inspects <paramref name="path"/> (directory or file), collecting problems instead of stopping at the first.</summary>
+    public static CheckpointReport Inspect(string path)
+    {
+        using Checkpoint ck = Checkpoint.Open(path, collectProblems: true);
+        var problems = ck.Problems.Select(p => p.Message).ToList();
+        int exit = ck.Problems.Count == 0 ? 0 : ck.Problems.Select(p => ExitCodes.For(p.Error)).Min();
+
+        JsonObject? cfg = ck.Config;
+        JsonObject? text = cfg?["text_config"] as JsonObject;
+        string? modelType = Str(cfg, "model_type") ?? Str(text, "model_type");
+        string family = FamilyOf(modelType);
+        int? layers = Int(text, "num_hidden_layers") ?? Int(cfg, "num_hidden_layers");
+        int? cfgDepth = Int(text, "mtp_num_hidden_layers") ?? Int(cfg, "mtp_num_hidden_layers")
+                        ?? Int(cfg, "num_nextn_predict_layers") ?? Int(text, "num_nextn_predict_layers");
+
+        var dtypes = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        foreach (var t in ck.Tensors)
+        {
+            string d = t.Info.DType.Name();
+            dtypes[d] = dtypes.GetValueOrDefault(d) + 1;
+        }
+
+        var (depth, mtpCount, locations) = FindMtp(ck, layers);
+        if (cfgDepth is int cd && cd != depth && ck.Problems.Count == 0)
+        {
+            problems.Add($"{ck.Directory}: config.json declares MTP depth {cd} but the tensors hold {depth}");
+            exit = exit == 0 ? ExitCodes.Inconsistent : exit;
+        }
+
+        bool perExpert = ck.Tensors.Any(t => PerExpert().IsMatch(t.Name));
+        bool fused = ck.Tensors.Any(t => FusedExpert().IsMatch(t.Name));
+        string experts = (perExpert, fused) switch { (true, true) => "mixed", (true, false) => "per-expert", (false, true) => "fused", _ => "none" };
+
+        var quant = QuantScan.Scan(ck, cfg, text, problems);
+        if (quant.Problems > 0 && exit == 0) exit = ExitCodes.Inconsistent;
+
+        return new CheckpointReport
+        {
+            Path = path,
+            Family = family,
+            ModelType = modelType,
+            ShardCount = ck.Files.Count,
+            TensorCount = ck.Tensors.Count,
+            TotalBytes = ck.TotalTensorBytes,
+            DTypeCounts = dtypes,
+            Quantization = quant.Schemes,
+            Fp8Weights = quant.Fp8,
+            Fp4Weights = quant.Fp4,
+            NumHiddenLayers = layers,
+            MtpDepth = depth,
+            ConfigMtpDepth = cfgDepth,
+            MtpTensorCount = mtpCount,
+            MtpLocations = locations,
+            ExpertLayout = experts,
+            Problems = problems,
+            Warnings = ck.Warnings.ToList(),
+            ProblemExitCode = exit,
+        };
+    }
+
+    /// <summary>
+    /// MTP tensors: <c>mtp.layers.{k}.*</c> (training layout, Qwen), <c>mtp.{k}.*</c> (DeepSeek-V4), other
+    /// <c>mtp.*</c> (Qwen's shared fc/norms), and decoder layers numbered past num_hidden_layers
+    /// (DeepSeek-V3 and the legacy V4 spelling).
+    /// </summary>
+    static (int Depth, int Count, List<string> Locations) FindMtp(Checkpoint ck, int? layers)
+    {
+        var depths = new SortedSet<int>();
+        var locations = new SortedSet<string>(StringComparer.Ordinal);
+        int count = 0;
+        foreach (var t in ck.Tensors)
+        {
+            string n = t.Name;
+            Match m;
+            if ((m = MtpLayers().Match(n)).Success)
+            {
+                depths.Add(int.Parse(m.Groups[1].Value));
+                locations.Add("mtp.layers.{k}.*");
+            }
+            else if ((m = MtpDepthPrefix().Match(n)).Success)
+            {
+                depths.Add(int.Parse(m.Groups[1].Value));
+                locations.Add("mtp.{k}.*");
+            }
+            else if (n.StartsWith("mtp.", StringComparison.Ordinal))
+            {
+                locations.Add("mtp.* (shared by all depths)");
+            }
+            else if (layers is int l && (m = MainLayer().Match(n)).Success && int.Parse(m.Groups[1].Value) >= l)
+            {
+                int k = int.Parse(m.Groups[1].Value) - l;
+                depths.Add(k);
+                locations.Add(n.StartsWith("model.", StringComparison.Ordinal) ? $"model.layers.{{{l}+k}}.*" : $"layers.{{{l}+k}}.*");
+            }
+            else continue;
+            count++;
+        }
+        // Qwen keeps fc/norms at top-level mtp.* even with one layer; a depth exists only with a block.
+        return (depths.Count, count, locations.ToList());
+    }
+
+    internal static string? Str(JsonObject? o, string key) =>
+        o?[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+
+    internal static int? Int(JsonObject? o, string key) =>
+        o?[key] is JsonValue v && v.TryGetValue(out int i) ? i : null;
+}

@@ -1,0 +1,88 @@
+using System.Text.Json.Nodes;
+using Mtp.SafeTensors;
+
+namespace Mtp.Cli.Inspect;
+
+/// <summary>Finds block-quantized weights and their scales from headers, and checks scale grids.</summary>
+static class QuantScan
+{
+    public sealed record Result(List<string> Schemes, int Fp8, int Fp4, int Problems);
+
+    /// <summary>The scale tensor of a quantized weight: HF's <c>weight_scale_inv</c> or DeepSeek-V4's <c>scale</c>.</summary>
+    static TensorLocation? ScaleOf(Checkpoint ck, string weight)
+    {
+        string stem = weight.EndsWith(".weight", StringComparison.Ordinal) ? weight[..^".weight".Length] : weight;
+        foreach (string candidate in new[] { stem + ".weight_scale_inv", stem + ".scale", weight + "_scale_inv" })
+            if (ck.TryGet(candidate, out var loc)) return loc;
+        return null;
+    }
+
+    public static Result Scan(Checkpoint ck, JsonObject? cfg, JsonObject? text, List<string> problems)
+    {
+        JsonObject? qc = (cfg?["quantization_config"] ?? text?["quantization_config"]) as JsonObject;
+        (int B0, int B1)? block = null;
+        if (qc?["weight_block_size"] is JsonArray wb && wb.Count == 2)
+            block = ((int)wb[0]!, (int)wb[1]!);
+        int fp8 = 0, fp4 = 0, bad = 0;
+        var fp8Scales = new SortedSet<string>(StringComparer.Ordinal);
+        var fp4Scales = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var t in ck.Tensors)
+        {
+            TensorInfo w = t.Info;
+            bool isFp8 = w.DType == DType.F8_E4M3;
+            bool maybeFp4 = w.DType is DType.F4 or DType.I8;
+            if (!isFp8 && !maybeFp4) continue;
+            TensorLocation? s = ScaleOf(ck, w.Name);
+            if (s is null)
+            {
+                if (isFp8 || w.DType == DType.F4)
+                {
+                    problems.Add($"{t.File.Path}: tensor '{w.Name}': {w.DType} weight has no scale tensor (.weight_scale_inv or .scale)");
+                    bad++;
+                }
+                continue;
+            }
+            TensorInfo sc = s.Value.Info;
+            if (w.Shape.Length != 2 || sc.Shape.Length != 2)
+            {
+                problems.Add($"{t.File.Path}: tensor '{w.Name}': quantized weight {w.ShapeText} and scale {sc.ShapeText} must both be 2-D");
+                bad++;
+                continue;
+            }
+            long rows = w.Shape[0];
+            if (isFp8)
+            {
+                fp8++;
+                fp8Scales.Add(sc.DType.Name());
+                var (b0, b1) = block ?? (128, 128);
+                long g0 = (rows + b0 - 1) / b0, g1 = (w.Shape[1] + b1 - 1) / b1;
+                if (sc.Shape[0] != g0 || sc.Shape[1] != g1)
+                {
+                    problems.Add($"{s.Value.File.Path}: tensor '{sc.Name}': scale grid {sc.ShapeText} does not fit weight '{w.Name}' {w.ShapeText} with block {b0}x{b1} (expected [{g0}, {g1}])");
+                    bad++;
+                }
+            }
+            else
+            {
+                long cols = w.DType == DType.I8 ? w.Shape[1] * 2 : w.Shape[1];
+                if (sc.DType != DType.F8_E8M0 || sc.Shape[0] != rows || cols % sc.Shape[1] != 0)
+                {
+                    problems.Add($"{s.Value.File.Path}: tensor '{sc.Name}': {sc.DType} {sc.ShapeText} is not an FP4 group scale for '{w.Name}' {w.ShapeText}");
+                    bad++;
+                    continue;
+                }
+                fp4++;
+                fp4Scales.Add($"{sc.DType.Name()} per {cols / sc.Shape[1]} columns");
+            }
+        }
+        var schemes = new List<string>();
+        if (fp8 > 0)
+        {
+            string b = block is { } bb ? $"{bb.B0}x{bb.B1}" : "128x128 (assumed: config has no weight_block_size)";
+            schemes.Add($"FP8 E4M3 block {b}, scale {string.Join("/", fp8Scales)} ({fp8} weights)");
+        }
+        if (fp4 > 0) schemes.Add($"FP4 E2M1 packed, scale {string.Join("/", fp4Scales)} ({fp4} weights)");
+        if (schemes.Count == 0) schemes.Add("none");
+        return new Result(schemes, fp8, fp4, bad);
+    }
+}
