@@ -80,5 +80,5 @@ public static class CommandRunner
     }
 
     /// <summary>Indented JSON for command output.</summary>
-    public static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+    public static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 }
