@@ -30,17 +30,16 @@ internal static class H
 
     public static int ScaleBytes(ScaleFormat f) => f == ScaleFormat.F32 ? 4 : f == ScaleFormat.BF16 ? 2 : 1;
 
-    /// <summary>Reference output element bits (F32 bits or BF16 bits), NaN normalised to 0x7FC0/0x7FC00000.</summary>
+    /// <summary>Reference output element bits (F32 bits or BF16 bits; BF16 NaN is 0x7FC0 as in PyTorch).</summary>
     public static uint Out(float product, FloatFormat fmt)
     {
-        if (float.IsNaN(product)) return fmt == FloatFormat.F32 ? 0x7FC00000u : 0x7FC0u;
+        if (float.IsNaN(product) && fmt == FloatFormat.BF16) return 0x7FC0u;   // PyTorch's BF16 NaN
         return fmt == FloatFormat.F32 ? BitConverter.SingleToUInt32Bits(product) : Ref.ToBf16(product);
     }
 
     public static uint[] OutBits(byte[] output, FloatFormat fmt)
     {
-        if (fmt == FloatFormat.F32)
-            return As<uint>(output).Select(b => (b & 0x7FFFFFFF) > 0x7F800000 ? 0x7FC00000u : b).ToArray();
-        return As<ushort>(output).Select(b => (b & 0x7FFF) > 0x7F80 ? 0x7FC0u : b).ToArray();
+        if (fmt == FloatFormat.F32) return As<uint>(output);
+        return As<ushort>(output).Select(b => (uint)b).ToArray();
     }
 }
