@@ -1,0 +1,141 @@
+using System.Text.Json.Nodes;
+using Mtp.Quant;
+using Mtp.SafeTensors;
+using Mtp.Tests.Shared;
+
+namespace Mtp.Fixtures.Tests;
+
+/// <summary>
+/// The committed fixtures were written by PyTorch and the safetensors library (fixtures/generate).
+/// These tests read each one with our strict reader and check our kernels against PyTorch's
+/// dequantization bit for bit, and that re-quantizing PyTorch's output with the stored scales gives
+/// back PyTorch's codes byte for byte.
+/// </summary>
+public class FixtureReferenceTests
+{
+    public static IEnumerable<string> Fixtures() =>
+        ((JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(RepoPaths.Fixtures, "manifest.json")))!["fixtures"]!).Select(kv => kv.Key);
+
+    public static IEnumerable<string> QuantizedFixtures() =>
+        Fixtures().Where(f => File.Exists(Path.Combine(RepoPaths.Fixtures, f, "reference", "dequant_f32.safetensors")));
+
+    /// <summary>A quantized weight of a fixture with its scale and the PyTorch references.</summary>
+    sealed record Case(string Name, TensorLocation Weight, TensorLocation Scale, int Rows, int Cols, bool Fp4, ScaleFormat ScaleFormat);
+
+    static IEnumerable<Case> Cases(Checkpoint ck, SafeTensorsFile reference)
+    {
+        foreach (TensorInfo r in reference.Tensors)
+        {
+            TensorLocation w = ck.Get(r.Name);
+            string stem = r.Name[..^".weight".Length];
+            TensorLocation s = ck.TryGet(stem + ".weight_scale_inv", out var a) ? a : ck.Get(stem + ".scale");
+            bool fp4 = w.Info.DType == DType.I8;
+            ScaleFormat sf = s.Info.DType switch
+            {
+                DType.F32 => ScaleFormat.F32,
+                DType.BF16 => ScaleFormat.BF16,
+                DType.F8_E8M0 => ScaleFormat.E8M0,
+                var d => throw new AssertionException($"{r.Name}: unexpected scale dtype {d}"),
+            };
+            yield return new Case(r.Name, w, s, (int)r.Shape[0], (int)r.Shape[1], fp4, sf);
+        }
+    }
+
+    static byte[] Dequant(Case c, FloatFormat output)
+    {
+        var dst = new byte[(long)c.Rows * c.Cols * (output == FloatFormat.F32 ? 4 : 2)];
+        ReadOnlySpan<byte> q = c.Weight.File.GetBytes(c.Weight.Info), s = c.Scale.File.GetBytes(c.Scale.Info);
+        if (c.Fp4) BlockDequant.Fp4(q, c.Rows, c.Cols, s, 32, dst, output);
+        else BlockDequant.Fp8(q, c.Rows, c.Cols, s, c.ScaleFormat, BlockSize.Fp8Default, dst, output);
+        return dst;
+    }
+
+    [TestCaseSource(nameof(Fixtures))]
+    public void EveryShardPassesTheStrictReaderAndTheIndexMatches(string fixture)
+    {
+        using var ck = Checkpoint.Open(Path.Combine(RepoPaths.Fixtures, fixture));
+        Assert.That(ck.Problems, Is.Empty);
+        Assert.That(ck.Warnings, Is.Empty);
+        var manifest = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(RepoPaths.Fixtures, "manifest.json")))!["fixtures"]![fixture]!;
+        Assert.That(ck.Tensors.Count, Is.EqualTo((int)manifest["tensor_count"]!));
+        Assert.That(ck.TotalTensorBytes, Is.EqualTo((long)manifest["total_bytes"]!));
+        foreach (var f in ck.Files) Assert.That(f.Header.DataStart % 8, Is.EqualTo(0), f.Path);
+    }
+
+    [TestCaseSource(nameof(QuantizedFixtures))]
+    public void DequantizationEqualsPyTorchBitForBit(string fixture)
+    {
+        string dir = Path.Combine(RepoPaths.Fixtures, fixture);
+        using var ck = Checkpoint.Open(dir);
+        using var f32 = SafeTensorsFile.Open(Path.Combine(dir, "reference", "dequant_f32.safetensors"));
+        using var bf16 = SafeTensorsFile.Open(Path.Combine(dir, "reference", "dequant_bf16.safetensors"));
+        int n = 0;
+        foreach (Case c in Cases(ck, f32))
+        {
+            Assert.That(Dequant(c, FloatFormat.F32), Is.EqualTo(f32.GetBytes(c.Name).ToArray()), c.Name + " (F32)");
+            Assert.That(Dequant(c, FloatFormat.BF16), Is.EqualTo(bf16.GetBytes(c.Name).ToArray()), c.Name + " (BF16)");
+            n++;
+        }
+        Assert.That(n, Is.GreaterThan(0));
+        Assert.That(bf16.Tensors.Count, Is.EqualTo(n));
+    }
+
+    [TestCaseSource(nameof(QuantizedFixtures))]
+    public void QuantizingPyTorchsDequantizationWithTheStoredScalesGivesPyTorchsCodes(string fixture)
+    {
+        string dir = Path.Combine(RepoPaths.Fixtures, fixture);
+        using var ck = Checkpoint.Open(dir);
+        using var bf16 = SafeTensorsFile.Open(Path.Combine(dir, "reference", "dequant_bf16.safetensors"));
+        foreach (Case c in Cases(ck, bf16))
+        {
+            byte[] scales = c.Scale.File.GetBytes(c.Scale.Info).ToArray();
+            byte[] original = c.Weight.File.GetBytes(c.Weight.Info).ToArray();
+            var codes = new byte[original.Length];
+            QuantizeReport report = c.Fp4
+                ? BlockQuant.Fp4(bf16.GetBytes(c.Name), FloatFormat.BF16, c.Rows, c.Cols, scales, 32, ScaleMode.Reuse, codes)
+                : BlockQuant.Fp8(bf16.GetBytes(c.Name), FloatFormat.BF16, c.Rows, c.Cols, scales, c.ScaleFormat, BlockSize.Fp8Default, ScaleMode.Reuse, codes);
+            Assert.That(report.ChangedBlocks, Is.Empty, c.Name);
+            Assert.That(scales, Is.EqualTo(c.Scale.File.GetBytes(c.Scale.Info).ToArray()), c.Name + " scales untouched");
+            Assert.That(codes, Is.EqualTo(original), c.Name + " codes");
+        }
+    }
+
+    /// <summary>
+    /// Canonical power-of-two re-quantization of PyTorch's dequantized values: every value comes back
+    /// exactly, and a scale differs from PyTorch's only where the block's largest code is exactly
+    /// qmax/2 (224 or 3), in which case 2^ceil(log2(amax/qmax)) is one exponent lower (code doubled).
+    /// </summary>
+    [TestCaseSource(nameof(QuantizedFixtures))]
+    public void CanonicalPowerOfTwoRequantizationKeepsEveryValueAndPyTorchsScales(string fixture)
+    {
+        string dir = Path.Combine(RepoPaths.Fixtures, fixture);
+        using var ck = Checkpoint.Open(dir);
+        using var f32 = SafeTensorsFile.Open(Path.Combine(dir, "reference", "dequant_f32.safetensors"));
+        var e8m0 = Cases(ck, f32).Where(c => c.ScaleFormat == ScaleFormat.E8M0).ToList();
+        if (e8m0.Count == 0)
+            Assert.Ignore($"{fixture} has no power-of-two (E8M0) scales: canonical F32/BF16 scales depend on the original weights, which a fixture does not keep");
+        int same = 0, halved = 0;
+        foreach (Case c in e8m0)
+        {
+            var scales = new byte[c.Scale.Info.ByteLength];
+            var codes = new byte[c.Weight.Info.ByteLength];
+            if (c.Fp4) BlockQuant.Fp4(f32.GetBytes(c.Name), FloatFormat.F32, c.Rows, c.Cols, scales, 32, ScaleMode.Canonical, codes);
+            else BlockQuant.Fp8(f32.GetBytes(c.Name), FloatFormat.F32, c.Rows, c.Cols, scales, ScaleFormat.E8M0, BlockSize.Fp8Default, ScaleMode.Canonical, codes);
+
+            var back = new byte[(long)c.Rows * c.Cols * 4];
+            if (c.Fp4) BlockDequant.Fp4(codes, c.Rows, c.Cols, scales, 32, back, FloatFormat.F32);
+            else BlockDequant.Fp8(codes, c.Rows, c.Cols, scales, ScaleFormat.E8M0, BlockSize.Fp8Default, back, FloatFormat.F32);
+            Assert.That(back, Is.EqualTo(f32.GetBytes(c.Name).ToArray()), c.Name + ": values after canonical re-quantization");
+
+            ReadOnlySpan<byte> theirs = c.Scale.File.GetBytes(c.Scale.Info);
+            for (int i = 0; i < scales.Length; i++)
+            {
+                if (scales[i] == theirs[i]) { same++; continue; }
+                Assert.That(scales[i], Is.EqualTo(theirs[i] - 1), $"{c.Name}: scale block {i}");
+                halved++;
+            }
+        }
+        TestContext.Out.WriteLine($"{fixture}: {same} scales equal PyTorch's, {halved} one exponent lower (largest code exactly qmax/2)");
+        Assert.That(same, Is.GreaterThan(halved * 3), "most blocks keep PyTorch's scale");
+    }
+}
