@@ -41,6 +41,8 @@ public static class HeaderParser
     {
         if (json.Length == 0 || json[0] != (byte)'{')
             throw new SafeTensorsException(SafeTensorsError.HeaderNotJson, file, null, "header does not start with '{'");
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+            throw new SafeTensorsException(SafeTensorsError.HeaderNotJson, file, null, "header is not valid UTF-8");
         JsonDocument doc;
         try
         {

@@ -21,6 +21,8 @@ public sealed record ShardIndex(long? TotalSize, IReadOnlyList<KeyValuePair<stri
         {
             throw new SafeTensorsException(SafeTensorsError.Io, path, null, e.Message, e);
         }
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+            throw new SafeTensorsException(SafeTensorsError.BadIndex, path, null, "index is not valid UTF-8");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(bytes); }
         catch (JsonException e)

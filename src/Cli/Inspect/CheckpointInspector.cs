@@ -100,23 +100,23 @@ public static partial class CheckpointInspector
         {
             string n = t.Name;
             Match m;
-            if ((m = MtpLayers().Match(n)).Success)
+            if ((m = MtpLayers().Match(n)).Success && int.TryParse(m.Groups[1].Value, out int j))
             {
-                depths.Add(int.Parse(m.Groups[1].Value));
+                depths.Add(j);
                 locations.Add("mtp.layers.{k}.*");
             }
-            else if ((m = MtpDepthPrefix().Match(n)).Success)
+            else if ((m = MtpDepthPrefix().Match(n)).Success && int.TryParse(m.Groups[1].Value, out int k0))
             {
-                depths.Add(int.Parse(m.Groups[1].Value));
+                depths.Add(k0);
                 locations.Add("mtp.{k}.*");
             }
             else if (n.StartsWith("mtp.", StringComparison.Ordinal))
             {
                 locations.Add("mtp.* (shared by all depths)");
             }
-            else if (layers is int l && (m = MainLayer().Match(n)).Success && int.Parse(m.Groups[1].Value) >= l)
+            else if (layers is int l && (m = MainLayer().Match(n)).Success && int.TryParse(m.Groups[1].Value, out int layer) && layer >= l)
             {
-                int k = int.Parse(m.Groups[1].Value) - l;
+                int k = layer - l;
                 depths.Add(k);
                 locations.Add(n.StartsWith("model.", StringComparison.Ordinal) ? $"model.layers.{{{l}+k}}.*" : $"layers.{{{l}+k}}.*");
             }

@@ -21,9 +21,18 @@ static class QuantScan
     {
         JsonObject? qc = (cfg?["quantization_config"] ?? text?["quantization_config"]) as JsonObject;
         (int B0, int B1)? block = null;
-        if (qc?["weight_block_size"] is JsonArray wb && wb.Count == 2)
-            block = ((int)wb[0]!, (int)wb[1]!);
         int fp8 = 0, fp4 = 0, bad = 0;
+        if (qc?["weight_block_size"] is JsonNode wbNode)
+        {
+            if (wbNode is JsonArray wb && wb.Count == 2 && wb[0] is JsonValue v0 && v0.TryGetValue(out int b0) && b0 > 0
+                && wb[1] is JsonValue v1 && v1.TryGetValue(out int b1) && b1 > 0)
+                block = (b0, b1);
+            else
+            {
+                problems.Add($"{System.IO.Path.Combine(ck.Directory, "config.json")}: quantization_config.weight_block_size {wbNode.ToJsonString()} is not two positive integers");
+                bad++;
+            }
+        }
         var fp8Scales = new SortedSet<string>(StringComparer.Ordinal);
         var fp4Scales = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var t in ck.Tensors)
