@@ -36,6 +36,12 @@ public readonly record struct KernelOptions
     public bool AllowNonFiniteScales { get; init; }
     /// <summary>Threads to use; 0 = Environment.ProcessorCount.</summary>
     public int MaxThreads { get; init; }
+    /// <summary>
+    /// Canonical power-of-two scales (E8M0 FP8 scales, FP4 scales) use the rounding boundary instead of qmax:
+    /// the smallest 2^k with amax &lt;= 464 * 2^k (E4M3) or amax &lt; 7 * 2^k (E2M1). Unlike the plain
+    /// 2^ceil(log2(amax/qmax)) rule this makes canonical re-quantization of canonical output idempotent in every case.
+    /// </summary>
+    public bool IdempotentPowerOfTwoScales { get; init; }
 }
 
 /// <summary>How the quantizers choose scales.</summary>
