@@ -21,7 +21,7 @@ public static class Fp8E4M3
         {
             int e = (c >> 3) & 15, m = c & 7;
             float mag;
-            if ((c & 0x7F) == 0x7F) mag = float.NaN;
+            if ((c & 0x7F) == 0x7F) { t[c] = BitConverter.UInt32BitsToSingle(0x7FF00000u | ((uint)(c & 0x80) << 24)); continue; }
             else if (e == 0) mag = m * (1f / 512f);
             else mag = (1f + m / 8f) * MathF.Pow(2f, e - 7);
             t[c] = (c & 0x80) != 0 ? -mag : mag;
@@ -29,7 +29,7 @@ public static class Fp8E4M3
         return t;
     }
 
-    /// <summary>Decodes one code to binary32 (exact). NaN codes give a NaN whose sign bit is the code's sign bit.</summary>
+    /// <summary>Decodes one code to binary32 (exact). NaN codes give PyTorch's bit patterns: 0x7F -> 0x7FF00000, 0xFF -> 0xFFF00000.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToFloat(byte code) => Table[code];
 
@@ -37,7 +37,8 @@ public static class Fp8E4M3
     /// Encodes a binary32 value exactly as PyTorch's <c>c10::Float8_e4m3fn</c> conversion does:
     /// round to nearest, ties to even; 464 (the tie between 448 and the NaN pattern) rounds to 448; any larger
     /// magnitude, infinity or NaN becomes the NaN pattern <c>0x7F</c> with the input's sign bit ORed in
-    /// (so negative values give <c>0xFF</c>). -0.0 gives <c>0x80</c>. No saturation: clamp first if you want it.
+    /// (so negative values give <c>0xFF</c>; checked against PyTorch 2.x: -500 and -NaN give 0xFF, although the
+    /// format notes say "NaN of either sign becomes 0x7F"). -0.0 gives <c>0x80</c>. No saturation: clamp first if you want it.
     /// </summary>
     public static byte FromFloat(float value)
     {
@@ -184,14 +185,14 @@ public static class BFloat16
 {
     /// <summary>
     /// Rounds to nearest even. Infinities stay infinite, overflow rounds to infinity, -0.0 stays -0.0.
-    /// NaN stays NaN: the upper half is kept with the quiet bit (0x0040) forced on, so the sign is preserved
-    /// (scalar PyTorch returns 0x7FC0 for every NaN; its vectorized path 0xFFFF — both are NaN as well).
+    /// Every NaN (either sign, any payload) becomes the canonical quiet NaN <c>0x7FC0</c>, as PyTorch's
+    /// <c>.to(torch.bfloat16)</c> does (checked on PyTorch 2.x CPU).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ushort FromFloat(float value)
     {
         uint b = BitConverter.SingleToUInt32Bits(value);
-        if ((b & 0x7FFFFFFFu) > 0x7F800000u) return (ushort)((b >> 16) | 0x40);
+        if ((b & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0;
         return (ushort)((b + 0x7FFFu + ((b >> 16) & 1)) >> 16);
     }
 

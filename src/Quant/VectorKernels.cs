@@ -18,7 +18,7 @@ internal static unsafe class VectorKernels
         Vector256<uint> norm = (em << 20) + Vector256.Create(120u << 23);
         Vector256<uint> sub = (Vector256.ConvertToSingle(em.AsInt32()) * Vector256.Create(1f / 512f)).AsUInt32();
         Vector256<uint> v = Vector256.ConditionalSelect(Vector256.LessThan(em, Vector256.Create(8u)), sub, norm);
-        v = Vector256.ConditionalSelect(Vector256.Equals(em, Vector256.Create(0x7Fu)), Vector256.Create(0x7FC00000u), v);
+        v = Vector256.ConditionalSelect(Vector256.Equals(em, Vector256.Create(0x7Fu)), Vector256.Create(0x7FF00000u), v);
         return (v | sign).AsSingle();
     }
 
@@ -34,14 +34,13 @@ internal static unsafe class VectorKernels
         return (v | sign).AsSingle();
     }
 
-    /// <summary>binary32 to bfloat16 bits (in uint lanes), RNE, NaN kept (quiet bit forced, sign kept).</summary>
+    /// <summary>binary32 to bfloat16 bits (in uint lanes), RNE, every NaN -> 0x7FC0 (PyTorch).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<uint> ToBf16(Vector256<float> f)
     {
         Vector256<uint> b = f.AsUInt32();
         Vector256<uint> r = (b + Vector256.Create(0x7FFFu) + ((b >> 16) & Vector256.Create(1u))) >> 16;
-        Vector256<uint> nan = (b >> 16) | Vector256.Create(0x40u);
-        return Vector256.ConditionalSelect(Vector256.Equals(f, f).AsUInt32(), r, nan);
+        return Vector256.ConditionalSelect(Vector256.Equals(f, f).AsUInt32(), r, Vector256.Create(0x7FC0u));
     }
 
     // ---------------------------------------------------------------- FP8 dequant

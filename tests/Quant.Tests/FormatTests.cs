@@ -65,7 +65,8 @@ public class FormatTests
         Assert.That(Fp8E4M3.FromFloat(float.NaN) & 0x7F, Is.EqualTo(0x7F));
         Assert.That(Fp8E4M3.FromFloat(F(0x7FC00000)), Is.EqualTo(0x7F));
         Assert.That(Fp8E4M3.FromFloat(F(0xFFC00000)), Is.EqualTo(0xFF));
-        Assert.That(float.IsNaN(Fp8E4M3.ToFloat(0xFF)) && float.IsNaN(Fp8E4M3.ToFloat(0x7F)));
+        Assert.That(B(Fp8E4M3.ToFloat(0x7F)), Is.EqualTo(0x7FF00000u), "PyTorch's NaN bits");
+        Assert.That(B(Fp8E4M3.ToFloat(0xFF)), Is.EqualTo(0xFFF00000u), "PyTorch's NaN bits");
     }
 
     [Test]
@@ -223,7 +224,7 @@ public class FormatTests
         {
             ushort b = BFloat16.FromFloat(F(nan));
             Assert.That(float.IsNaN(BFloat16.ToFloat(b)), $"NaN 0x{nan:X8} -> 0x{b:X4}");
-            Assert.That(b >> 15, Is.EqualTo(nan >> 31), "sign kept");
+            Assert.That(b, Is.EqualTo((ushort)0x7FC0), "PyTorch canonical NaN");
         }
         var rng = new Random(4);
         for (int i = 0; i < 200_000; i++)
