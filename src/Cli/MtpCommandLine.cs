@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Mtp.Cli.Commands;
 
 namespace Mtp.Cli;
 
@@ -9,6 +10,8 @@ public static class MtpCommandLine
     public static int Run(string[] args)
     {
         var root = new RootCommand("mtp: convert and train Multi-Token-Prediction checkpoints (DeepSeek-V3/V4, Qwen3.5)");
+        root.Subcommands.Add(ConvertCommand.Create());
+        root.Subcommands.Add(VerifyCommand.Create());
         return root.Parse(args).Invoke();
     }
 }
