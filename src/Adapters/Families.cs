@@ -140,7 +140,7 @@ public static class Families
         {
             DeepSeekV3 => new RuleTable(family, f, DeepSeekV3Rules(f), w => w + "_scale_inv"),
             DeepSeekV4 => new RuleTable(family, f, DeepSeekV4Rules(f, IsV4Legacy(f, hfNames, nativeNames)), V4ScaleName),
-            Qwen35 or Qwen3Next => new RuleTable(family, f, QwenRules(f), w => w + "_scale_inv"),
+            Qwen35 or Qwen3Next => new RuleTable(family, f, QwenRules(f, config), w => w + "_scale_inv"),
             _ => throw new AdapterException(AdapterErrorKind.Usage, $"unknown family '{family}'"),
         };
     }
@@ -308,7 +308,7 @@ public static class Families
 
     // ---------------------------------------------------------------- Qwen3.5 / Qwen3-Next
 
-    static List<Rule> QwenRules(ModelFacts f)
+    static List<Rule> QwenRules(ModelFacts f, JsonObject config)
     {
         JsonObject c = f.TextConfig;
         bool next = f.Family == Qwen3Next;
@@ -317,7 +317,7 @@ public static class Families
         var types = (c["layer_types"] as JsonArray)?.Select(x => x?.GetValue<string>()).ToList();
         bool Full(LayerContext x) => x.IsMtp || (types != null && x.HfLayer < types.Count ? types[x.HfLayer] == "full_attention" : (x.HfLayer + 1) % interval == 0);
         bool sharedExpert = (Int(c, "shared_expert_intermediate_size") ?? 0) > 0;
-        bool tied = config_bool(c, "tie_word_embeddings");
+        bool tied = config_bool(c, "tie_word_embeddings") || config_bool(config, "tie_word_embeddings");
         var list = new RuleList();
         list.Add(text + "embed_tokens.weight", "model.embed_tokens.weight", q: false);
 
