@@ -41,6 +41,7 @@ public static class CommandRunner
     {
         CliException c => (c.ExitCode, c.File, c.Tensor),
         SafeTensorsException s => (ExitCodes.For(s.Error), s.File, s.Tensor),
+        Mtp.Adapters.AdapterException a => (a.ExitCode, null, null),
         InvalidDataException => (ExitCodes.Malformed, null, null),
         FileNotFoundException f => (ExitCodes.Usage, f.FileName, null),
         DirectoryNotFoundException => (ExitCodes.Usage, null, null),

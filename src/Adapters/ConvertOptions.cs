@@ -1,0 +1,53 @@
+using Mtp.SafeTensors;
+
+namespace Mtp.Adapters;
+
+/// <summary>Options of a conversion.</summary>
+public sealed record ConvertOptions
+{
+    /// <summary>Family id; null: detect from config.json (or conversion.json).</summary>
+    public string? Family { get; init; }
+    /// <summary>
+    /// Float dtype (BF16 or F32). To native: what quantized and BF16 tensors become (null: BF16). To HF: null re-quantizes
+    /// to the source scheme; a value writes an unquantized HF checkpoint in that dtype.
+    /// </summary>
+    public DType? DType { get; init; }
+    /// <summary>To HF: the original HF checkpoint, whose scales, shard names, weight_map and config.json are reused.</summary>
+    public string? Reference { get; init; }
+    /// <summary>To native: one tensor per expert instead of stacked [E, ...] tensors.</summary>
+    public bool PerExpertLayout { get; init; }
+    /// <summary>Worker threads; 0: all cores.</summary>
+    public int Threads { get; init; }
+    /// <summary>Maximum bytes per output shard.</summary>
+    public long MaxShardBytes { get; init; } = 5_000_000_000;
+    /// <summary>Budget for bytes computed in memory at once (peak use is about this plus one tensor piece).</summary>
+    public long MaxMemoryBytes { get; init; } = 2L << 30;
+    /// <summary>Replace a non-empty output directory.</summary>
+    public bool Force { get; init; }
+    /// <summary>Carry tensors no rule claims through unchanged (reported) instead of failing.</summary>
+    public bool AllowUnknown { get; init; }
+}
+
+/// <summary>Progress callbacks (all optional; called from the writing thread).</summary>
+public sealed class ConvertProgress
+{
+    /// <summary>Called once with the total bytes to write.</summary>
+    public Action<long>? Started { get; init; }
+    /// <summary>Called with the bytes just written and the tensor they belong to.</summary>
+    public Action<long, string>? Advanced { get; init; }
+    /// <summary>Plain log lines (plan summary, shard done, warnings).</summary>
+    public Action<string>? Log { get; init; }
+}
+
+/// <summary>What a conversion did.</summary>
+/// <param name="OutputDirectory">The output directory.</param>
+/// <param name="Family">Family id.</param>
+/// <param name="TensorsWritten">Output tensors.</param>
+/// <param name="Dropped">Source tensors dropped, with their reasons.</param>
+/// <param name="CarriedUnknown">Unclaimed tensors carried through (with AllowUnknown).</param>
+/// <param name="BytesWritten">Tensor bytes written.</param>
+/// <param name="Shards">Output shard file names.</param>
+/// <param name="Requantized">To HF: weights that changed and were re-quantized, with the number of blocks that needed a new scale.</param>
+/// <param name="Elapsed">Wall time.</param>
+public sealed record ConversionResult(string OutputDirectory, string Family, int TensorsWritten, IReadOnlyList<(string Name, string Reason)> Dropped,
+    IReadOnlyList<string> CarriedUnknown, long BytesWritten, IReadOnlyList<string> Shards, IReadOnlyList<(string Name, int ChangedBlocks)> Requantized, TimeSpan Elapsed);

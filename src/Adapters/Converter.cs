@@ -1,0 +1,344 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Mtp.Quant;
+using Mtp.SafeTensors;
+
+namespace Mtp.Adapters;
+
+/// <summary>
+/// The streaming conversion engine: plans every output tensor from headers only, shards the plan, then writes shard by
+/// shard through the memory maps into a temporary directory that is renamed into place at the end.
+/// </summary>
+public static partial class Converter
+{
+    /// <summary>Name of the provenance report written next to the converted weights.</summary>
+    public const string ReportFileName = "conversion.json";
+
+    static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    /// <summary>HF checkpoint -> training layout.</summary>
+    /// <exception cref="AdapterException">Missing / unknown tensors, malformed input, usage or I/O errors (one-line message).</exception>
+    /// <exception cref="SafeTensorsException">A malformed safetensors file or index.</exception>
+    public static ConversionResult ToNative(string inDir, string outDir, ConvertOptions options, ConvertProgress? progress = null)
+    {
+        var sw = Stopwatch.StartNew();
+        CheckOutput(inDir, outDir, options);
+        using Checkpoint src = Checkpoint.Open(inDir);
+        JsonObject config = src.Config ?? throw new AdapterException(AdapterErrorKind.Malformed, $"{inDir}: no config.json (needed to know the family, layers, experts and MTP depth)");
+        string family = ResolveFamily(options.Family, config, inDir);
+        var names = src.Tensors.Select(t => t.Name).ToList();
+        RuleTable table = Families.BuildTable(family, config, names);
+        DType outType = options.DType ?? DType.BF16;
+        if (outType is not (DType.BF16 or DType.F32)) throw new AdapterException(AdapterErrorKind.Usage, "--dtype must be bf16 or f32");
+        BlockSize block = BlockOf(config);
+        var order = src.Tensors.Select((t, i) => (t.Name, i)).ToDictionary(x => x.Name, x => x.i, StringComparer.Ordinal);
+
+        var claimed = new HashSet<string>(StringComparer.Ordinal);
+        var missing = new List<string>();
+        var outputs = new List<PlannedTensor>();
+        var dropped = new List<(string, string)>();
+        var ctx = new NativePlanContext(src, table, outType, block, claimed, missing);
+
+        foreach (Binding b in table.Bindings)
+        {
+            switch (b.Rule.Op)
+            {
+                case RuleOp.Weight:
+                {
+                    if (!src.TryGet(b.Hf, out var loc)) { if (!b.Rule.Optional) missing.Add(b.Hf); continue; }
+                    var p = new PlannedTensor { Name = b.Native, DType = ctx.OutDType(loc, b.Rule), Shape = ctx.LogicalShape(loc, b.Rule) };
+                    ctx.AddWeightPieces(p, loc, b.Rule, fp4Allowed: false);
+                    if (p.Pieces.Count > 0) { p.Order = (0, order[b.Hf]); outputs.Add(p); }
+                    break;
+                }
+                case RuleOp.DropIfTied:
+                {
+                    if (!src.TryGet(b.Hf, out var copy)) { if (!b.Rule.Optional) missing.Add(b.Hf); continue; }
+                    claimed.Add(b.Hf);
+                    string mainName = b.Rule.TiedTo!.Hf.Text;
+                    if (src.TryGet(mainName, out var main) && SameContent(copy, main))
+                    {
+                        dropped.Add((b.Hf, $"identical to '{mainName}' (shared with the main model); re-created from it on export"));
+                        continue;
+                    }
+                    var p = new PlannedTensor { Name = b.Native, DType = ctx.OutDType(copy, b.Rule), Shape = copy.Info.Shape };
+                    claimed.Remove(b.Hf);
+                    ctx.AddWeightPieces(p, copy, b.Rule, fp4Allowed: false);
+                    p.Ops.Add($"kept: differs from '{mainName}'");
+                    p.Order = (0, order[b.Hf]);
+                    outputs.Add(p);
+                    break;
+                }
+                case RuleOp.StackExperts:
+                    foreach (var p in ctx.PlanExperts(b, options.PerExpertLayout)) { p.Order = (0, order.GetValueOrDefault(p.Sources[0], int.MaxValue)); outputs.Add(p); }
+                    break;
+            }
+        }
+        // Wildcard carry-through rules, then anything unclaimed.
+        var unknown = new List<string>();
+        foreach (TensorLocation t in src.Tensors)
+        {
+            if (claimed.Contains(t.Name)) continue;
+            Rule? carry = table.Rules.FirstOrDefault(r => r.Op == RuleOp.CarryThrough && r.Hf.TryMatch(t.Name, out _));
+            if (carry == null) { unknown.Add(t.Name); continue; }
+            carry.Hf.TryMatch(t.Name, out var v);
+            var p = new PlannedTensor { Name = carry.Native.Format(v), DType = t.Info.DType, Shape = t.Info.Shape, Order = (0, order[t.Name]) };
+            p.Sources.Add(t.Name); p.Ops.Add("carry through byte for byte (non-text tensor)"); p.Pieces.Add(new CopyPiece(Src.Whole(t)));
+            claimed.Add(t.Name);
+            outputs.Add(p);
+        }
+        FailOnMissing(missing, inDir);
+        var carried = HandleUnknown(unknown, options, inDir, src, outputs, order);
+
+        outputs.Sort((a, b) => a.Order.CompareTo(b.Order));
+        CheckDuplicateOutputs(outputs);
+        var shards = ShardPlanner.Plan(outputs.Select(o => o.Spec).ToList(), options.MaxShardBytes);
+
+        JsonObject outConfig = NativeConfig(config, outType);
+        var extra = new JsonObject
+        {
+            ["source_quantization_config"] = (config["quantization_config"] ?? (config["text_config"] as JsonObject)?["quantization_config"])?.DeepClone(),
+            ["source_tensors"] = new JsonArray(src.Tensors.Select(t => (JsonNode)new JsonObject
+            {
+                ["name"] = t.Name, ["dtype"] = t.Info.DType.Name(), ["shape"] = new JsonArray(t.Info.Shape.Select(d => (JsonNode)d).ToArray()),
+                ["file"] = Path.GetFileName(t.File.Path),
+            }).ToArray()),
+        };
+        return Execute("to-native", inDir, outDir, family, options, progress, src, outputs, shards, outConfig, dropped, carried, null, sw, extra, null);
+    }
+
+    /// <summary>Training layout -> HF checkpoint of the family (re-quantized to the source scheme).</summary>
+    /// <exception cref="AdapterException">Missing / unknown tensors, malformed input, usage or I/O errors (one-line message).</exception>
+    /// <exception cref="SafeTensorsException">A malformed safetensors file or index.</exception>
+    public static ConversionResult ToHf(string inDir, string outDir, ConvertOptions options, ConvertProgress? progress = null)
+    {
+        var sw = Stopwatch.StartNew();
+        CheckOutput(inDir, outDir, options);
+        using Checkpoint nat = Checkpoint.Open(inDir);
+        JsonObject? report = ReadReport(inDir);
+        using Checkpoint? reference = options.Reference != null ? Checkpoint.Open(options.Reference) : null;
+        if (options.Reference != null && Same(options.Reference, outDir))
+            throw new AdapterException(AdapterErrorKind.Usage, "the output directory must not be the reference checkpoint");
+        JsonObject config = (JsonObject?)reference?.Config?.DeepClone() ?? nat.Config
+            ?? throw new AdapterException(AdapterErrorKind.Malformed, $"{inDir}: no config.json");
+        string family = options.Family != null ? ResolveFamily(options.Family, config, inDir)
+            : report?["family"]?.GetValue<string>() is string rf && Families.Normalize(rf) is string nf ? nf : ResolveFamily(null, config, inDir);
+
+        // Hints: the HF dtype/shape of every tensor (reference header, else the recorded source header).
+        var hints = new Dictionary<string, (DType DType, long[] Shape)>(StringComparer.Ordinal);
+        if (reference != null) foreach (var t in reference.Tensors) hints[t.Name] = (t.Info.DType, t.Info.Shape);
+        else if (options.DType == null && report?["source_tensors"] is JsonArray st)
+            foreach (var n in st.OfType<JsonObject>())
+                if (DTypes.TryParse(n["dtype"]!.GetValue<string>(), out var dt))
+                    hints[n["name"]!.GetValue<string>()] = (dt, n["shape"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray());
+        // The HF config: reference's, or ours with the quantization_config restored.
+        if (reference == null)
+        {
+            config = (JsonObject)config.DeepClone();
+            var q = report?["source_quantization_config"];
+            if (options.DType == null && q != null && hints.Count > 0) config["quantization_config"] = q.DeepClone();
+            SetDType(config, options.DType ?? DType.BF16);
+        }
+        var natNames = nat.Tensors.Select(t => t.Name).ToList();
+        RuleTable table = Families.BuildTable(family, config, hints.Count > 0 ? hints.Keys : null, natNames);
+        BlockSize block = BlockOf(config);
+        var cache = new ConcurrentDictionary<string, byte[]>(StringComparer.Ordinal);
+        var claimed = new HashSet<string>(StringComparer.Ordinal);
+        var missing = new List<string>();
+        var outputs = new List<PlannedTensor>();
+        var hp = new HfPlanContext(nat, reference, table, hints, options.DType, block, cache, claimed, missing);
+
+        foreach (Binding b in table.Bindings)
+        {
+            switch (b.Rule.Op)
+            {
+                case RuleOp.Weight:
+                    if (!nat.TryGet(b.Native, out var loc))
+                    {
+                        if (!b.Rule.Optional || hints.ContainsKey(b.Hf)) missing.Add(b.Native);
+                        continue;
+                    }
+                    claimed.Add(b.Native);
+                    outputs.AddRange(hp.PlanWeight(b.Hf, Src.Whole(loc), loc.Info.Shape, b.Rule, fp4: false));
+                    break;
+                case RuleOp.DropIfTied:
+                {
+                    if (nat.TryGet(b.Native, out var kept))
+                    {
+                        claimed.Add(b.Native);
+                        outputs.AddRange(hp.PlanWeight(b.Hf, Src.Whole(kept), kept.Info.Shape, b.Rule, fp4: false));
+                        continue;
+                    }
+                    bool wanted = hints.Count > 0 ? hints.ContainsKey(b.Hf) : !b.Rule.Optional;
+                    if (!wanted) continue;
+                    string mainNative = b.Rule.TiedTo!.Native.Text;
+                    if (!nat.TryGet(mainNative, out var main)) { missing.Add(mainNative); continue; }
+                    foreach (var p in hp.PlanWeight(b.Hf, Src.Whole(main), main.Info.Shape, b.Rule, fp4: false))
+                    {
+                        p.Ops.Add($"re-created from '{mainNative}' (dropped as identical on import)");
+                        outputs.Add(p);
+                    }
+                    break;
+                }
+                case RuleOp.StackExperts:
+                    outputs.AddRange(hp.PlanExperts(b));
+                    break;
+            }
+        }
+        var unknown = new List<string>();
+        foreach (var t in nat.Tensors)
+        {
+            if (claimed.Contains(t.Name)) continue;
+            Rule? carry = table.Rules.FirstOrDefault(r => r.Op == RuleOp.CarryThrough && r.Native.TryMatch(t.Name, out _));
+            if (carry == null) { unknown.Add(t.Name); continue; }
+            carry.Native.TryMatch(t.Name, out var v);
+            var p = new PlannedTensor { Name = carry.Hf.Format(v), DType = t.Info.DType, Shape = t.Info.Shape };
+            p.Sources.Add(t.Name); p.Ops.Add("carry through byte for byte (non-text tensor)"); p.Pieces.Add(new CopyPiece(Src.Whole(t)));
+            claimed.Add(t.Name);
+            outputs.Add(p);
+        }
+        FailOnMissing(missing, inDir);
+        var order = nat.Tensors.Select((t, i) => (t.Name, i)).ToDictionary(x => x.Name, x => x.i, StringComparer.Ordinal);
+        var carried = HandleUnknown(unknown, options, inDir, nat, outputs, order);
+        CheckDuplicateOutputs(outputs);
+
+        IReadOnlyList<ShardPlan> shards;
+        Dictionary<string, IReadOnlyDictionary<string, string>>? metadata = null;
+        if (reference != null)
+        {
+            var byName = outputs.ToDictionary(o => o.Name, StringComparer.Ordinal);
+            var notInRef = outputs.Where(o => !reference.Contains(o.Name)).Select(o => o.Name).ToList();
+            var notProduced = reference.Tensors.Where(t => !byName.ContainsKey(t.Name)).Select(t => t.Name).ToList();
+            if (notProduced.Count > 0)
+                throw new AdapterException(AdapterErrorKind.Inconsistent, $"{inDir}: {notProduced.Count} tensor(s) of the reference have no source in the training checkpoint: {List(notProduced)}");
+            if (notInRef.Count > 0 && !options.AllowUnknown)
+                throw new AdapterException(AdapterErrorKind.Inconsistent, $"{inDir}: {notInRef.Count} tensor(s) would be written that the reference does not have: {List(notInRef)} (use --allow-unknown to add them to the last shard)");
+            var list = reference.Files.Select(f => new ShardPlan(Path.GetFileName(f.Path), f.Tensors.OrderBy(t => t.Begin).Select(t => byName[t.Name].Spec).ToList())).ToList();
+            if (notInRef.Count > 0)
+            {
+                var last = list[^1];
+                list[^1] = last with { Tensors = last.Tensors.Concat(notInRef.Select(n => byName[n].Spec)).ToList() };
+            }
+            shards = list;
+            metadata = reference.Files.ToDictionary(f => Path.GetFileName(f.Path), f => f.Metadata, StringComparer.Ordinal);
+        }
+        else
+        {
+            outputs.Sort((a, b) => a.Order.CompareTo(b.Order));
+            shards = ShardPlanner.Plan(outputs.Select(o => o.Spec).ToList(), options.MaxShardBytes);
+        }
+        var extra = new JsonObject { ["reference"] = options.Reference == null ? null : Path.GetFullPath(options.Reference) };
+        return Execute("to-hf", inDir, outDir, family, options, progress, nat, outputs, shards, config, new List<(string, string)>(), carried, metadata, sw, extra,
+            reference != null ? Path.Combine(reference.Directory, ShardIndex.FileName) : null, hp.QuantPieces);
+    }
+
+    // ------------------------------------------------------------------ shared helpers
+
+    internal static string ResolveFamily(string? given, JsonObject config, string dir)
+    {
+        if (given != null)
+            return Families.Normalize(given) ?? throw new AdapterException(AdapterErrorKind.Usage, $"unknown family '{given}' (known: {string.Join(", ", Families.All)})");
+        return FamilyDetector.Detect(config) ?? throw new AdapterException(AdapterErrorKind.Usage,
+            $"{Path.Combine(dir, "config.json")}: model_type '{FamilyDetector.Str(config, "model_type")}' is not a known family; pass --family ({string.Join(", ", Families.All)})");
+    }
+
+    internal static BlockSize BlockOf(JsonObject config)
+    {
+        var q = config["quantization_config"] as JsonObject ?? (config["text_config"] as JsonObject)?["quantization_config"] as JsonObject;
+        if (q?["weight_block_size"] is JsonArray a && a.Count == 2 && a[0] is JsonValue r && a[1] is JsonValue c
+            && r.TryGetValue(out int rr) && c.TryGetValue(out int cc) && rr > 0 && cc > 0)
+            return new BlockSize(rr, cc);
+        return BlockSize.Fp8Default;
+    }
+
+    static bool Same(string a, string b) =>
+        string.Equals(Path.GetFullPath(a).TrimEnd('/'), Path.GetFullPath(b).TrimEnd('/'), StringComparison.Ordinal);
+
+    static void CheckOutput(string inDir, string outDir, ConvertOptions o)
+    {
+        if (!File.Exists(inDir) && !Directory.Exists(inDir))
+            throw new AdapterException(AdapterErrorKind.Usage, $"{inDir}: no such file or directory");
+        if (Same(inDir, outDir)) throw new AdapterException(AdapterErrorKind.Usage, "the output directory must differ from the input (the input is never written)");
+        if (File.Exists(outDir)) throw new AdapterException(AdapterErrorKind.Usage, $"{outDir}: exists and is a file");
+        if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() && !o.Force)
+            throw new AdapterException(AdapterErrorKind.Usage, $"{outDir}: exists and is not empty (use --force to replace it)");
+        if (o.MaxShardBytes <= 0) throw new AdapterException(AdapterErrorKind.Usage, "--max-shard-size must be positive");
+        if (o.MaxMemoryBytes <= 0) throw new AdapterException(AdapterErrorKind.Usage, "--max-memory must be positive");
+    }
+
+    static string List(IReadOnlyList<string> names, int max = 20) =>
+        string.Join(", ", names.Take(max)) + (names.Count > max ? $", ... ({names.Count - max} more)" : "");
+
+    static void FailOnMissing(List<string> missing, string dir)
+    {
+        if (missing.Count > 0)
+            throw new AdapterException(AdapterErrorKind.Inconsistent, $"{dir}: {missing.Count} expected tensor(s) missing: {List(missing)}");
+    }
+
+    static List<string> HandleUnknown(List<string> unknown, ConvertOptions o, string dir, Checkpoint src, List<PlannedTensor> outputs, Dictionary<string, int> order)
+    {
+        if (unknown.Count == 0) return unknown;
+        if (!o.AllowUnknown)
+            throw new AdapterException(AdapterErrorKind.Inconsistent, $"{dir}: {unknown.Count} tensor(s) no rule claims: {List(unknown)} (use --allow-unknown to carry them through)");
+        foreach (string n in unknown)
+        {
+            var t = src.Get(n);
+            var p = new PlannedTensor { Name = n, DType = t.Info.DType, Shape = t.Info.Shape, Order = (1, order[n]) };
+            p.Sources.Add(n); p.Ops.Add("unknown: carried through unchanged (--allow-unknown)"); p.Pieces.Add(new CopyPiece(Src.Whole(t)));
+            outputs.Add(p);
+        }
+        return unknown;
+    }
+
+    static void CheckDuplicateOutputs(List<PlannedTensor> outputs)
+    {
+        var seen = new Dictionary<string, PlannedTensor>(StringComparer.Ordinal);
+        foreach (var o in outputs)
+            if (!seen.TryAdd(o.Name, o))
+                throw new AdapterException(AdapterErrorKind.Inconsistent, $"two sources map to '{o.Name}': {string.Join(", ", seen[o.Name].Sources.Take(2))} and {string.Join(", ", o.Sources.Take(2))}");
+    }
+
+    static bool SameContent(TensorLocation a, TensorLocation b)
+    {
+        if (a.Info.DType != b.Info.DType || !a.Info.Shape.SequenceEqual(b.Info.Shape)) return false;
+        var da = a.File.GetData(a.Info); var db = b.File.GetData(b.Info);
+        const int chunk = 1 << 26;
+        for (long off = 0; off < da.Length; off += chunk)
+        {
+            int n = (int)Math.Min(chunk, da.Length - off);
+            if (!da.Slice(off, n).SequenceEqual(db.Slice(off, n))) return false;
+        }
+        return true;
+    }
+
+    static JsonObject NativeConfig(JsonObject config, DType outType)
+    {
+        var c = (JsonObject)config.DeepClone();
+        c.Remove("quantization_config");
+        (c["text_config"] as JsonObject)?.Remove("quantization_config");
+        if (c["expert_dtype"] != null) c.Remove("expert_dtype");
+        SetDType(c, outType);
+        return c;
+    }
+
+    static void SetDType(JsonObject c, DType t)
+    {
+        string name = t == DType.F32 ? "float32" : "bfloat16";
+        foreach (var o in new[] { c, c["text_config"] as JsonObject })
+        {
+            if (o == null) continue;
+            foreach (string key in new[] { "torch_dtype", "dtype" }) if (o[key] != null) o[key] = name;
+        }
+        if (c["torch_dtype"] == null && c["dtype"] == null) c["torch_dtype"] = name;
+    }
+
+    static JsonObject? ReadReport(string dir)
+    {
+        string p = Path.Combine(Directory.Exists(dir) ? dir : Path.GetDirectoryName(Path.GetFullPath(dir))!, ReportFileName);
+        if (!File.Exists(p)) return null;
+        try { return JsonNode.Parse(File.ReadAllText(p)) as JsonObject; }
+        catch (JsonException e) { throw new AdapterException(AdapterErrorKind.Malformed, $"{p}: not valid JSON: {e.Message.Replace('\n', ' ')}"); }
+    }
+}

@@ -1,0 +1,162 @@
+using System.Collections.Concurrent;
+using Mtp.Quant;
+using Mtp.SafeTensors;
+
+namespace Mtp.Adapters;
+
+/// <summary>A byte range of a stored tensor (read through the memory map).</summary>
+internal readonly record struct Src(SafeTensorsFile File, TensorInfo Info, long Offset, long Length)
+{
+    public static Src Whole(TensorLocation l) => new(l.File, l.Info, 0, l.Info.ByteLength);
+    public ReadOnlySpan<byte> Span(long off, int len) => File.GetData(Info).Slice(Offset + off, len);
+    public ReadOnlySpan<byte> All => Span(0, checked((int)Length));
+    public string Name => Info.Name;
+}
+
+/// <summary>A contiguous part of one output tensor: computed into a buffer, or copied straight from the map.</summary>
+internal abstract class Piece
+{
+    public abstract long Bytes { get; }
+    /// <summary>Bytes to copy verbatim, when the piece is a plain copy.</summary>
+    public virtual Src? Direct => null;
+    public abstract void Produce(Span<byte> dest, KernelOptions k);
+}
+
+internal sealed class CopyPiece(Src src) : Piece
+{
+    public override long Bytes => src.Length;
+    public override Src? Direct => src;
+    public override void Produce(Span<byte> dest, KernelOptions k) => src.All.CopyTo(dest);
+}
+
+/// <summary>Elementwise BF16 &lt;-&gt; F32 (round to nearest even on narrowing).</summary>
+internal sealed class CastPiece(Src src, DType from, DType to) : Piece
+{
+    public override long Bytes => src.Length / Elem(from) * Elem(to);
+    static int Elem(DType d) => d == DType.F32 ? 4 : 2;
+    public override void Produce(Span<byte> dest, KernelOptions k)
+    {
+        ReadOnlySpan<byte> s = src.All;
+        int n = s.Length / Elem(from);
+        if (from == DType.BF16 && to == DType.F32)
+        {
+            var i16 = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(s);
+            var o32 = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(dest);
+            for (int i = 0; i < n; i++) o32[i] = (uint)i16[i] << 16;
+        }
+        else if (from == DType.F32 && to == DType.BF16)
+        {
+            var i32 = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(s);
+            var o16 = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(dest);
+            for (int i = 0; i < n; i++) o16[i] = BFloat16.FromFloat(i32[i]);
+        }
+        else if (from == to) s.CopyTo(dest);
+        else throw new AdapterException(AdapterErrorKind.Malformed, $"tensor '{src.Name}': cannot cast {from} to {to}");
+    }
+}
+
+internal sealed class DequantFp8Piece(Src codes, Src scale, int rows, int cols, ScaleFormat sf, BlockSize block, DType outType) : Piece
+{
+    public override long Bytes => (long)rows * cols * (outType == DType.F32 ? 4 : 2);
+    public override void Produce(Span<byte> dest, KernelOptions k) =>
+        BlockDequant.Fp8(codes.All, rows, cols, scale.All, sf, block, dest, outType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16, k);
+}
+
+internal sealed class DequantFp4Piece(Src packed, Src scale, int rows, int cols, int group, DType outType) : Piece
+{
+    public override long Bytes => (long)rows * cols * (outType == DType.F32 ? 4 : 2);
+    public override void Produce(Span<byte> dest, KernelOptions k) =>
+        BlockDequant.Fp4(packed.All, rows, cols, scale.All, group, dest, outType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16, k);
+}
+
+/// <summary>
+/// Re-quantizes a training-layout slice to FP8 or packed FP4. With a reference weight: if the reference dequantizes to
+/// exactly the input, the reference codes and scale come back byte for byte; otherwise the reference scales are reused
+/// (a block that would overflow gets a canonical scale). Without one: canonical scales.
+/// </summary>
+internal sealed class QuantPiece : Piece
+{
+    readonly Src _input;
+    readonly FloatFormat _inFmt;
+    readonly int _rows, _cols;
+    readonly bool _fp4;
+    readonly ScaleFormat _sf;
+    readonly BlockSize _block;
+    readonly int _group;
+    readonly Src? _refCodes, _refScale;
+    readonly ConcurrentDictionary<string, byte[]> _cache;
+    public string WeightName { get; }
+    public string ScaleName { get; }
+    public long ScaleBytes { get; }
+    public int ChangedBlocks;
+    public bool Unchanged;
+
+    public QuantPiece(string weightName, string scaleName, Src input, DType inType, int rows, int cols, bool fp4, ScaleFormat sf, BlockSize block, int group,
+        long scaleBytes, Src? refCodes, Src? refScale, ConcurrentDictionary<string, byte[]> cache)
+    {
+        WeightName = weightName; ScaleName = scaleName;
+        _input = input; _inFmt = inType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16;
+        _rows = rows; _cols = cols; _fp4 = fp4; _sf = sf; _block = block; _group = group; ScaleBytes = scaleBytes;
+        _refCodes = refCodes; _refScale = refScale; _cache = cache;
+    }
+
+    public override long Bytes => _fp4 ? (long)_rows * _cols / 2 : (long)_rows * _cols;
+
+    public override void Produce(Span<byte> dest, KernelOptions k)
+    {
+        var scales = new byte[ScaleBytes];
+        Run(dest, scales, k);
+        _cache[ScaleName] = scales;
+    }
+
+    public void Run(Span<byte> codes, Span<byte> scales, KernelOptions k)
+    {
+        ReadOnlySpan<byte> input = _input.All;
+        if (_refCodes is Src rc && _refScale is Src rs)
+        {
+            var tmp = new byte[input.Length];
+            if (_fp4) BlockDequant.Fp4(rc.All, _rows, _cols, rs.All, _group, tmp, _inFmt, k with { AllowNonFiniteScales = true });
+            else BlockDequant.Fp8(rc.All, _rows, _cols, rs.All, _sf, _block, tmp, _inFmt, k with { AllowNonFiniteScales = true });
+            rs.All.CopyTo(scales);
+            if (input.SequenceEqual(tmp))
+            {
+                rc.All.CopyTo(codes);
+                Unchanged = true;
+                return;
+            }
+            QuantizeReport r = _fp4
+                ? BlockQuant.Fp4(input, _inFmt, _rows, _cols, scales, _group, ScaleMode.Reuse, codes, k)
+                : BlockQuant.Fp8(input, _inFmt, _rows, _cols, scales, _sf, _block, ScaleMode.Reuse, codes, k);
+            ChangedBlocks = r.ChangedBlocks.Count;
+            return;
+        }
+        if (_fp4) BlockQuant.Fp4(input, _inFmt, _rows, _cols, scales, _group, ScaleMode.Canonical, codes, k);
+        else BlockQuant.Fp8(input, _inFmt, _rows, _cols, scales, _sf, _block, ScaleMode.Canonical, codes, k);
+    }
+}
+
+/// <summary>The scale tensor produced by a <see cref="QuantPiece"/> (taken from its cache, or recomputed).</summary>
+internal sealed class ScaleOfPiece(QuantPiece weight, ConcurrentDictionary<string, byte[]> cache) : Piece
+{
+    public override long Bytes => weight.ScaleBytes;
+    public override void Produce(Span<byte> dest, KernelOptions k)
+    {
+        if (cache.TryRemove(weight.ScaleName, out var s)) { s.CopyTo(dest); return; }
+        var codes = new byte[weight.Bytes];
+        weight.Run(codes, dest, k);
+    }
+}
+
+/// <summary>One planned output tensor: spec, provenance and the pieces that produce its bytes in order.</summary>
+internal sealed class PlannedTensor
+{
+    public required string Name { get; init; }
+    public required DType DType { get; init; }
+    public required long[] Shape { get; init; }
+    public List<string> Sources { get; } = new();
+    public List<string> Ops { get; } = new();
+    public List<Piece> Pieces { get; } = new();
+    /// <summary>Sort key: position of the first source (shard index, offset).</summary>
+    public (int, long) Order { get; set; }
+    public TensorSpec Spec => new(Name, DType, Shape);
+}

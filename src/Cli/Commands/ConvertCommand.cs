@@ -1,0 +1,106 @@
+using System.CommandLine;
+using Mtp.Adapters;
+using Mtp.SafeTensors;
+using Spectre.Console;
+
+namespace Mtp.Cli.Commands;
+
+/// <summary><c>mtp convert IN OUT --to native|hf</c>: lossless HF &lt;-&gt; training-layout conversion.</summary>
+public static class ConvertCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
+    {
+        var input = new Argument<string>("in") { Description = "Input checkpoint directory (or single .safetensors file)" };
+        var output = new Argument<string>("out") { Description = "Output directory (written atomically; must be empty unless --force)" };
+        var to = new Option<string>("--to") { Description = "Target layout: native (training) or hf", Required = true };
+        var family = new Option<string?>("--family") { Description = "Family: deepseek-v3, deepseek-v4, qwen3.5, qwen3-next (default: detect from config.json)" };
+        var dtype = new Option<string?>("--dtype") { Description = "bf16 (default) or f32 for quantized/BF16 tensors; with --to hf: write an unquantized HF checkpoint in this dtype" };
+        var reference = new Option<string?>("--reference") { Description = "With --to hf: the original HF checkpoint (reuses its scales, shard names, weight_map and config.json)" };
+        var layout = new Option<string>("--expert-layout") { Description = "Routed experts: stacked ([E,2I,H] gate_up_proj + [E,H,I] down_proj) or per-expert", DefaultValueFactory = _ => "stacked" };
+        var threads = new Option<int>("--threads") { Description = "Worker threads (0: all cores)", DefaultValueFactory = _ => 0 };
+        var shard = new Option<string>("--max-shard-size") { Description = "Maximum output shard size (e.g. 5GB, 500MB)", DefaultValueFactory = _ => "5GB" };
+        var memory = new Option<string>("--max-memory") { Description = "Memory budget for tensors computed at once (e.g. 2GB)", DefaultValueFactory = _ => "2GB" };
+        var force = new Option<bool>("--force") { Description = "Replace a non-empty output directory" };
+        var allowUnknown = new Option<bool>("--allow-unknown") { Description = "Carry tensors no rule claims through unchanged (reported) instead of failing" };
+        var cmd = new Command("convert", "Convert an MTP checkpoint between the Hugging Face layout and the training layout, losslessly")
+        {
+            input, output, to, family, dtype, reference, layout, threads, shard, memory, force, allowUnknown,
+        };
+        cmd.SetAction(pr => CommandRunner.Run(() =>
+            {
+                string dir = pr.GetValue(to)?.ToLowerInvariant() switch
+                {
+                    "native" => "native",
+                    "hf" => "hf",
+                    var x => throw new AdapterException(AdapterErrorKind.Usage, $"--to must be native or hf, not '{x}'"),
+                };
+                DType? dt = pr.GetValue(dtype)?.ToLowerInvariant() switch
+                {
+                    null => null,
+                    "bf16" or "bfloat16" => DType.BF16,
+                    "f32" or "float32" => DType.F32,
+                    var x => throw new AdapterException(AdapterErrorKind.Usage, $"--dtype must be bf16 or f32, not '{x}'"),
+                };
+                bool perExpert = pr.GetValue(layout)?.ToLowerInvariant() switch
+                {
+                    "stacked" or null => false,
+                    "per-expert" => true,
+                    var x => throw new AdapterException(AdapterErrorKind.Usage, $"--expert-layout must be stacked or per-expert, not '{x}'"),
+                };
+                if (dir == "native" && pr.GetValue(reference) != null) throw new AdapterException(AdapterErrorKind.Usage, "--reference only applies to --to hf");
+                var options = new ConvertOptions
+                {
+                    Family = pr.GetValue(family), DType = dt, Reference = pr.GetValue(reference), PerExpertLayout = perExpert,
+                    Threads = Math.Max(0, pr.GetValue(threads)), MaxShardBytes = Units.ParseSize(pr.GetValue(shard)!),
+                    MaxMemoryBytes = Units.ParseSize(pr.GetValue(memory)!), Force = pr.GetValue(force), AllowUnknown = pr.GetValue(allowUnknown),
+                };
+                string inDir = pr.GetValue(input)!, outDir = pr.GetValue(output)!;
+                ConversionResult r = RunWithProgress(p => dir == "native" ? Converter.ToNative(inDir, outDir, options, p) : Converter.ToHf(inDir, outDir, options, p));
+                Console.Error.WriteLine($"mtp: {r.Family} -> {dir}: {r.TensorsWritten} tensors, {r.BytesWritten:N0} bytes in {r.Shards.Count} shard(s), {r.Dropped.Count} dropped, " +
+                    $"{r.CarriedUnknown.Count} unknown carried, {r.Requantized.Count} re-quantized with new scales, {r.Elapsed.TotalSeconds:F1}s -> {r.OutputDirectory}");
+                foreach (var u in r.CarriedUnknown) Console.Error.WriteLine($"mtp: warning: unknown tensor carried through: {u}");
+                return ExitCodes.Ok;
+            }, pr.GetValue(GlobalOptions.Verbose), json: false));
+        return cmd;
+    }
+
+    static ConversionResult RunWithProgress(Func<ConvertProgress, ConversionResult> run)
+    {
+        if (Console.IsErrorRedirected || Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            long total = 0, done = 0, lastPct = -1;
+            var start = DateTime.UtcNow;
+            return run(new ConvertProgress
+            {
+                Started = t => total = t,
+                Advanced = (n, _) =>
+                {
+                    done += n;
+                    long pct = total > 0 ? done * 100 / total : 100;
+                    if (pct / 10 != lastPct / 10)
+                    {
+                        lastPct = pct;
+                        double s = (DateTime.UtcNow - start).TotalSeconds;
+                        Console.Error.WriteLine($"mtp: {pct}% ({done:N0}/{total:N0} bytes, {(s > 0 ? done / s / 1e6 : 0):F0} MB/s)");
+                    }
+                },
+                Log = l => Console.Error.WriteLine("mtp: " + l),
+            });
+        }
+        ConversionResult? result = null;
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                ProgressTask? task = null;
+                result = run(new ConvertProgress
+                {
+                    Started = t => task = ctx.AddTask("converting", maxValue: Math.Max(1, t)),
+                    Advanced = (n, _) => task?.Increment(n),
+                    Log = l => AnsiConsole.MarkupLine("[grey]{0}[/]", Markup.Escape(l)),
+                });
+            });
+        return result!;
+    }
+}

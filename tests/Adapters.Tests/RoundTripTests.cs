@@ -1,0 +1,137 @@
+using System.Text.Json.Nodes;
+using Mtp.SafeTensors;
+using Mtp.Tests.Shared;
+
+namespace Mtp.Adapters.Tests;
+
+[TestFixture]
+public class RoundTripTests
+{
+    public static readonly string[] AllFixtures = { "deepseek-v3", "deepseek-v4-flash", "deepseek-v4-legacy-mtp", "qwen3.5-moe", "qwen3.5-moe-fp8" };
+
+    [TestCaseSource(nameof(AllFixtures))]
+    public void ToNativeMatchesReferenceAndRoundTripsByteIdentical(string fixture)
+    {
+        string fx = Fx.Dir(fixture);
+        string tmp = RepoPaths.NewTempDir("rt-" + fixture);
+        string nat = Path.Combine(tmp, "native"), back = Path.Combine(tmp, "hf");
+        var r = Converter.ToNative(fx, nat, new ConvertOptions());
+        Assert.That(r.TensorsWritten, Is.GreaterThan(0));
+        CheckAgainstReference(fx, nat, DType.BF16);
+        CheckContract(fx, nat);
+
+        var b = Converter.ToHf(nat, back, new ConvertOptions { Reference = fx });
+        var v = Verifier.Compare(fx, back);
+        Assert.That(v.Identical, Is.True, () => v.ToJson().ToJsonString());
+        Assert.That(b.Requantized, Is.Empty);
+        Directory.Delete(tmp, true);
+    }
+
+    [TestCase("deepseek-v3")]
+    [TestCase("deepseek-v4-flash")]
+    public void F32ToNativeMatchesReferenceAndRoundTrips(string fixture)
+    {
+        string fx = Fx.Dir(fixture);
+        string tmp = RepoPaths.NewTempDir("rt32-" + fixture);
+        string nat = Path.Combine(tmp, "native"), back = Path.Combine(tmp, "hf");
+        Converter.ToNative(fx, nat, new ConvertOptions { DType = DType.F32 });
+        CheckAgainstReference(fx, nat, DType.F32);
+        Converter.ToHf(nat, back, new ConvertOptions { Reference = fx });
+        Assert.That(Verifier.Compare(fx, back).Identical, Is.True);
+        Directory.Delete(tmp, true);
+    }
+
+    [TestCase("deepseek-v3")]
+    [TestCase("qwen3.5-moe-fp8")]
+    public void WithoutReferenceUsesRecordedSchemeAndCanonicalScales(string fixture)
+    {
+        string fx = Fx.Dir(fixture);
+        string tmp = RepoPaths.NewTempDir("noref-" + fixture);
+        string nat = Path.Combine(tmp, "native"), back = Path.Combine(tmp, "hf"), nat2 = Path.Combine(tmp, "native2");
+        Converter.ToNative(fx, nat, new ConvertOptions());
+        Converter.ToHf(nat, back, new ConvertOptions());
+        var v = Verifier.Compare(fx, back);
+        Assert.That(v.OnlyInA, Is.Empty);
+        Assert.That(v.OnlyInB, Is.Empty);
+        Assert.That(v.Differences.Where(d => d.Kind != "bytes"), Is.Empty);
+        Assert.That(Fx.Config(back)["quantization_config"], Is.Not.Null);
+        // Canonical re-quantization is stable: importing it again gives the same training checkpoint within FP8 precision.
+        Converter.ToNative(back, nat2, new ConvertOptions());
+        var v2 = Verifier.Compare(nat, nat2, tolerance: 0.25);
+        Assert.That(v2.Passed, Is.True, () => v2.ToJson().ToJsonString());
+        Directory.Delete(tmp, true);
+    }
+
+    [Test]
+    public void PerExpertLayoutRoundTrips()
+    {
+        string fx = Fx.Dir("deepseek-v3");
+        string tmp = RepoPaths.NewTempDir("perexp");
+        string nat = Path.Combine(tmp, "native"), back = Path.Combine(tmp, "hf");
+        Converter.ToNative(fx, nat, new ConvertOptions { PerExpertLayout = true });
+        using (var c = Checkpoint.Open(nat))
+        {
+            Assert.That(c.Contains("model.layers.1.mlp.experts.3.gate_proj.weight"), Is.True);
+            Assert.That(c.Contains("model.layers.1.mlp.experts.gate_up_proj"), Is.False);
+        }
+        Converter.ToHf(nat, back, new ConvertOptions { Reference = fx });
+        Assert.That(Verifier.Compare(fx, back).Identical, Is.True);
+        Directory.Delete(tmp, true);
+    }
+
+    /// <summary>Every quantized weight's dequantization equals PyTorch's, bit for bit, wherever it landed in the training layout.</summary>
+    static void CheckAgainstReference(string fx, string nat, DType dtype)
+    {
+        string refPath = Path.Combine(fx, "reference", dtype == DType.F32 ? "dequant_f32.safetensors" : "dequant_bf16.safetensors");
+        if (!File.Exists(refPath)) return; // unquantized fixture
+        using var reference = Checkpoint.Open(refPath);
+        using var c = Checkpoint.Open(nat);
+        var report = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(nat, "conversion.json")))!;
+        // Source weight name -> (output tensor, byte offset): walk each output's sources in order.
+        var where = new Dictionary<string, (string Out, long Offset)>();
+        foreach (var t in report["tensors"]!.AsArray().OfType<JsonObject>())
+        {
+            string name = t["name"]!.GetValue<string>();
+            long off = 0;
+            foreach (var s in t["sources"]!.AsArray().Select(x => x!.GetValue<string>()))
+            {
+                if (!reference.TryGet(s, out var rl)) continue;
+                where[s] = (name, off);
+                off += rl.Info.ByteLength;
+            }
+        }
+        int n = 0;
+        foreach (var rt in reference.Tensors)
+        {
+            Assert.That(where.TryGetValue(rt.Name, out var w), Is.True, $"{rt.Name} not found in the output's sources");
+            var ot = c.Get(w.Out);
+            Assert.That(ot.Info.DType, Is.EqualTo(dtype), w.Out);
+            var got = ot.File.GetData(ot.Info).Slice(w.Offset, (int)rt.Info.ByteLength);
+            Assert.That(got.SequenceEqual(rt.File.GetBytes(rt.Info)), Is.True, $"{rt.Name} (in {w.Out} at {w.Offset}) differs from PyTorch's dequantization");
+            n++;
+        }
+        Assert.That(n, Is.GreaterThan(0));
+    }
+
+    static void CheckContract(string fx, string nat)
+    {
+        using var c = Checkpoint.Open(nat);
+        var names = c.Tensors.Select(t => t.Name).ToHashSet();
+        Assert.That(names, Does.Contain("model.embed_tokens.weight"));
+        Assert.That(names, Does.Contain("model.norm.weight"));
+        Assert.That(names, Does.Contain("mtp.layers.0.enorm.weight"));
+        Assert.That(names, Does.Contain("mtp.layers.0.hnorm.weight"));
+        Assert.That(names, Does.Contain("mtp.layers.0.final_layernorm.weight"));
+        Assert.That(names.Any(n => n.StartsWith("mtp.layers.0.") && n.EndsWith("mlp.experts.gate_up_proj")), Is.True);
+        foreach (var t in c.Tensors.Where(t => t.Name.EndsWith("mlp.experts.gate_up_proj")))
+        {
+            var d = c.Get(t.Name[..^"gate_up_proj".Length] + "down_proj");
+            Assert.That(t.Info.Shape.Length, Is.EqualTo(3));
+            Assert.That(d.Info.Shape, Is.EqualTo(new[] { t.Info.Shape[0], t.Info.Shape[2], t.Info.Shape[1] / 2 }));
+        }
+        Assert.That(names.Any(n => n.Contains("_scale_inv") || (n.EndsWith(".scale") && !n.Contains("hc_head"))), Is.False);
+        var cfg = Fx.Config(nat);
+        Assert.That(cfg["quantization_config"], Is.Null);
+        Assert.That(File.Exists(Path.Combine(nat, "conversion.json")), Is.True);
+    }
+}
