@@ -86,13 +86,13 @@ public sealed record DeepSeekV3Config
         {
             var n = json[k];
             if (n is null) { if (def is int d) return d; problems.Add($"'{k}' is missing"); return 1; }
-            return n.GetValue<int>();
+            return (int)Num(n);
         }
         double Dbl(string k, double? def = null)
         {
             var n = json[k];
             if (n is null) { if (def is double d) return d; problems.Add($"'{k}' is missing"); return 1; }
-            return n.GetValue<double>();
+            return Num(n);
         }
         string? Str(string k) => json[k]?.GetValue<string>();
         if (Str("scoring_func") is string sf && sf != "sigmoid") problems.Add($"scoring_func '{sf}' is not supported (sigmoid only)");
@@ -105,7 +105,7 @@ public sealed record DeepSeekV3Config
             string? type = rs["type"]?.GetValue<string>() ?? rs["rope_type"]?.GetValue<string>();
             if (type == "yarn")
             {
-                double G(string k, double d) => rs[k] is JsonNode v ? v.GetValue<double>() : d;
+                double G(string k, double d) => rs[k] is JsonNode v ? Num(v) : d;
                 yarn = new YarnScaling(G("factor", 1), (int)G("original_max_position_embeddings", 4096), G("beta_fast", 32), G("beta_slow", 1), G("mscale", 1), G("mscale_all_dim", 0));
             }
             else if (type != "default")
@@ -127,7 +127,7 @@ public sealed record DeepSeekV3Config
             RoutedScalingFactor = Dbl("routed_scaling_factor", 1.0),
             NormTopkProb = json["norm_topk_prob"]?.GetValue<bool>() ?? true,
             FirstKDenseReplace = Int("first_k_dense_replace", 0),
-            QLoraRank = json["q_lora_rank"] is JsonNode q ? q.GetValue<int>() : null,
+            QLoraRank = json["q_lora_rank"] is JsonNode q ? (int)Num(q) : null,
             KvLoraRank = Int("kv_lora_rank"),
             QkNopeHeadDim = Int("qk_nope_head_dim"),
             QkRopeHeadDim = Int("qk_rope_head_dim"),
@@ -157,6 +157,9 @@ public sealed record DeepSeekV3Config
         if (!File.Exists(path)) throw new ModelConfigException($"{path}: no config.json");
         return FromJson(JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelConfigException($"{path}: not a JSON object"));
     }
+
+    /// <summary>A JSON number as double, whether it was written as an integer or not.</summary>
+    static double Num(JsonNode n) => double.Parse(n.ToJsonString(), CultureInfo.InvariantCulture);
 
     /// <summary>Formats a double for messages.</summary>
     internal static string F(double d) => d.ToString("G6", CultureInfo.InvariantCulture);

@@ -73,7 +73,7 @@ public static class Rope
         Tensor x0, x1;
         if (interleave)
         {
-            var pairs = xf.unflatten(-1, new long[] { d / 2, 2 });
+            var pairs = xf.view(x.shape[..^1].Concat(new[] { d / 2, 2L }).ToArray());
             x0 = pairs.select(-1, 0);
             x1 = pairs.select(-1, 1);
             var r = stack(new[] { x0 * cos - x1 * sin, x0 * sin + x1 * cos }, -1).flatten(-2);
