@@ -9,6 +9,7 @@ public static class MtpCommandLine
     public static int Run(string[] args)
     {
         var root = new RootCommand("mtp: convert and train Multi-Token-Prediction checkpoints (DeepSeek-V3/V4, Qwen3.5)");
+        root.Subcommands.Add(Commands.TrainCommand.Create());
         return root.Parse(args).Invoke();
     }
 }
