@@ -178,4 +178,52 @@ public class ComponentTests
         Assert.That(wByIdx.Keys.OrderBy(v => v), Is.EqualTo(new long[] { 0, 2 }));
         Assert.That(wByIdx[0], Is.EqualTo(0.9 * 2.5).Within(1e-5));
     }
+
+    [Test]
+    public void MoeBlockEqualsDirectSumOverChosenExperts()
+    {
+        using var scope = NewDisposeScope();
+        var cfg = Cfg();
+        var moe = new MoeBlock(cfg, ScalarType.Float32, CPU);
+        var g = new Generator(11);
+        var ps = moe.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        using (no_grad())
+        {
+            foreach (var p in ps.Values) p.copy_(randn(p.shape, generator: g) * 0.3);
+            moe.Gate.Bias.copy_(tensor(new float[] { 0.3f, -0.2f, 0.1f, 0f }));
+        }
+        var x = randn(new long[] { 1, 5, 64 }, generator: g);
+        var y = TestUtil.F(moe.forward(x));
+        var xs = TestUtil.F(x);
+        var (idx, w) = MoeGate.Route(nn.functional.linear(x.view(5, 64), ps["gate.weight"]).sigmoid(), moe.Gate.Bias, cfg);
+        var gu = ps["experts.gate_up_proj"]; var down = ps["experts.down_proj"];
+        var sg = ps["shared_experts.gate_proj.weight"]; var su = ps["shared_experts.up_proj.weight"]; var sd = ps["shared_experts.down_proj.weight"];
+        for (int t = 0; t < 5; t++)
+        {
+            var xt = x.view(5, 64)[t];
+            var expected = sd.matmul(nn.functional.silu(sg.matmul(xt)) * su.matmul(xt));
+            for (int j = 0; j < 2; j++)
+            {
+                long e = idx[t, j].item<long>();
+                var gate = gu[e].narrow(0, 0, 32).matmul(xt);
+                var up = gu[e].narrow(0, 32, 32).matmul(xt);
+                expected = expected + down[e].matmul(nn.functional.silu(gate) * up) * w[t, j].item<float>();
+            }
+            var ex = TestUtil.F(expected);
+            for (int h = 0; h < 64; h++) Assert.That(y[t * 64 + h], Is.EqualTo(ex[h]).Within(1e-4));
+        }
+    }
+
+    [Test]
+    public void RolledPositionsOptionOnlyAffectsMtpDepths()
+    {
+        using var scope = NewDisposeScope();
+        using var model = MtpModel.Load(TestUtil.Tiny(1), CPU, ScalarType.Float32);
+        var batch = TestUtil.RandomBatch(1, 12, new long[] { 0, 5, 12 }, 256, 8);
+        using var _ = no_grad();
+        var a = model.Forward(batch);
+        var b = model.Forward(batch, new ForwardOptions(RollPositions: true));
+        Assert.That(TestUtil.F(b.MainLogits), Is.EqualTo(TestUtil.F(a.MainLogits)));
+        Assert.That(TestUtil.F(b.MtpLogits[0]).Zip(TestUtil.F(a.MtpLogits[0])).Max(p => Math.Abs(p.First - p.Second)), Is.GreaterThan(1e-5));
+    }
 }
