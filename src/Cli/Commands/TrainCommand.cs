@@ -29,7 +29,7 @@ public static class TrainCommand
         var total = new Option<int?>("--total-steps") { Description = "Schedule horizon: the cosine reaches 0.1·lr here. Default: --steps. Set it when you plan to resume, so a split run follows one schedule." };
         var resume = new Option<string?>("--resume") { Description = "Continue exactly from a directory written by --out: its weights, optimizer moments, step, schedule, options (lr, warmup, horizon, batch, seq-len, mtp-loss-scale, dtype) and data position replace CHECKPOINT and those flags. E.g. mtp train OUT --resume OUT --steps K --out OUT." };
         var rollPositions = new Option<bool>("--roll-positions") { Description = "Roll position ids for the MTP depths too (Megatron/NeMo); default keeps the original positions (torchtitan/vLLM)." };
-        var threads = new Option<int>("--threads") { Description = "CPU intra-op threads (0: libtorch's default).", DefaultValueFactory = _ => 0 };
+        var threads = new Option<int>("--threads") { Description = "CPU intra-op threads (0: libtorch's default, one per core). Default 1: small models step faster without OpenMP contention on shared machines, and runs stay bitwise reproducible.", DefaultValueFactory = _ => 1 };
         var json = new Option<bool>("--json") { Description = "Write one JSON object per step (step, loss, mtp_losses, grad_norm, tokens_per_s, total_loss, lr) to stdout." };
         var cmd = new Command("train", "Train a DeepSeek-V3 checkpoint with its MTP depths (main + MTP loss) and optionally save it; proves a conversion by training.")
         {
