@@ -42,6 +42,8 @@ public static class CommandRunner
         CliException c => (c.ExitCode, c.File, c.Tensor),
         SafeTensorsException s => (ExitCodes.For(s.Error), s.File, s.Tensor),
         Mtp.Adapters.AdapterException a => (a.ExitCode, null, null),
+        Mtp.Model.ModelLoadException => (ExitCodes.Inconsistent, null, null),
+        Mtp.Model.ModelConfigException => (ExitCodes.Malformed, null, null),
         InvalidDataException => (ExitCodes.Malformed, null, null),
         FileNotFoundException f => (ExitCodes.Usage, f.FileName, null),
         DirectoryNotFoundException => (ExitCodes.Usage, null, null),

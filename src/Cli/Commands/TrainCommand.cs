@@ -1,0 +1,123 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Mtp.Model;
+using TorchSharp;
+
+namespace Mtp.Cli.Commands;
+
+/// <summary><c>mtp train</c>: trains a training-layout DeepSeek-V3 MTP checkpoint to prove it works.</summary>
+public static class TrainCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
+    {
+        var ckpt = new Argument<string>("checkpoint") { Description = "Training-layout checkpoint directory (config.json + safetensors)." };
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps to run in this invocation.", Required = true };
+        var outDir = new Option<string?>("--out") { Description = "Write the trained checkpoint (weights in the training dtype, sharded with an index) plus training_state/ (optimizer, schedule, data position) here, atomically." };
+        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
+        var dtype = new Option<string>("--dtype") { Description = "Training dtype: bf16 or f32.", DefaultValueFactory = _ => "bf16" };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, betas 0.9/0.95, weight decay 0.01 on matrices, grad clip 1.0).", DefaultValueFactory = _ => 1e-3 };
+        var batch = new Option<int>("--batch") { Description = "Rows per batch.", DefaultValueFactory = _ => 2 };
+        var seqLen = new Option<int>("--seq-len") { Description = "Tokens per row (documents are packed, with cu_seqlens).", DefaultValueFactory = _ => 64 };
+        var data = new Option<string?>("--data") { Description = "Token ids: .bin/.u16 (uint16), .i32 (int32) or .jsonl (one list of ids per document). Default: a learnable synthetic stream." };
+        var seed = new Option<long>("--seed") { Description = "Seed of the synthetic data and torch.", DefaultValueFactory = _ => 0 };
+        var mtpScale = new Option<double>("--mtp-loss-scale") { Description = "lambda in loss = main + lambda/D * sum of the D depths' losses.", DefaultValueFactory = _ => 0.1 };
+        var warmup = new Option<int>("--warmup") { Description = "Linear warmup steps before the cosine decay.", DefaultValueFactory = _ => 0 };
+        var total = new Option<int?>("--total-steps") { Description = "Schedule horizon: the cosine reaches 0.1·lr here. Default: --steps. Set it when you plan to resume, so a split run follows one schedule." };
+        var resume = new Option<string?>("--resume") { Description = "Continue exactly from a directory written by --out: its weights, optimizer moments, step, schedule, options (lr, warmup, horizon, batch, seq-len, mtp-loss-scale, dtype) and data position replace CHECKPOINT and those flags. E.g. mtp train OUT --resume OUT --steps K --out OUT." };
+        var rollPositions = new Option<bool>("--roll-positions") { Description = "Roll position ids for the MTP depths too (Megatron/NeMo); default keeps the original positions (torchtitan/vLLM)." };
+        var threads = new Option<int>("--threads") { Description = "CPU intra-op threads (0: libtorch's default, one per core). Default 1: small models step faster without OpenMP contention on shared machines, and runs stay bitwise reproducible.", DefaultValueFactory = _ => 1 };
+        var json = new Option<bool>("--json") { Description = "Write one JSON object per step (step, loss, mtp_losses, grad_norm, tokens_per_s, total_loss, lr) to stdout." };
+        var cmd = new Command("train", "Train a DeepSeek-V3 checkpoint with its MTP depths (main + MTP loss) and optionally save it; proves a conversion by training.")
+        {
+            ckpt, steps, outDir, device, dtype, lr, batch, seqLen, data, seed, mtpScale, warmup, total, resume, rollPositions, threads, json,
+        };
+        cmd.SetAction(pr => CommandRunner.Run(() =>
+                Run(pr.GetValue(ckpt)!, pr.GetValue(steps), pr.GetValue(outDir), pr.GetValue(device)!, pr.GetValue(dtype)!,
+                    new TrainerOptions
+                    {
+                        Lr = pr.GetValue(lr), Batch = pr.GetValue(batch), SeqLen = pr.GetValue(seqLen), MtpLossScale = pr.GetValue(mtpScale),
+                        Warmup = pr.GetValue(warmup), TotalSteps = pr.GetValue(total) ?? pr.GetValue(steps), RollPositions = pr.GetValue(rollPositions),
+                    },
+                    pr.GetValue(data), pr.GetValue(seed), pr.GetValue(resume), pr.GetValue(threads), pr.GetValue(json)),
+            pr.GetValue(GlobalOptions.Verbose), pr.GetValue(json)));
+        return cmd;
+    }
+
+    static int Run(string ckpt, int steps, string? outDir, string deviceName, string dtypeName, TrainerOptions options,
+        string? dataPath, long seed, string? resumeDir, int threads, bool json)
+    {
+        if (steps < 0) throw new CliException(ExitCodes.Usage, "--steps must be ≥ 0");
+        if (options.Batch < 1 || options.SeqLen < 2) throw new CliException(ExitCodes.Usage, "--batch must be ≥ 1 and --seq-len ≥ 2");
+        if (threads > 0) torch.set_num_threads(threads);
+        var device = torch.device(deviceName);
+        if (device.type == DeviceType.CUDA && !torch.cuda.is_available())
+            throw new CliException(ExitCodes.Usage, "--device cuda: no CUDA device/libtorch here (build with -p:TorchBackend=cuda)");
+        torch.manual_seed(seed);
+        Trainer trainer;
+        if (resumeDir is not null)
+        {
+            if (!TrainingCheckpoint.HasState(resumeDir)) throw new CliException(ExitCodes.Usage, $"--resume {resumeDir}: no {TrainingCheckpoint.StateDir}/trainer_state.json there (write it with --out)");
+            trainer = TrainingCheckpoint.Resume(resumeDir, device);
+            Console.Error.WriteLine($"resumed {resumeDir} at step {trainer.StepsDone} (options from the saved state)");
+        }
+        else
+        {
+            var dtype = CheckpointIO.ParseDType(dtypeName);
+            var model = MtpModel.Load(ckpt, device, dtype);
+            var config = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(ckpt, "config.json")))!;
+            int vocab = model.Config.VocabSize;
+            TokenSource source = dataPath is null ? new SyntheticTokenSource(vocab, (ulong)seed) : new FileTokenSource(dataPath, vocab);
+            trainer = new Trainer(model, source, options, config);
+        }
+        using var _ = trainer;
+        var o = trainer.Options;
+        if (!json)
+            Console.Error.WriteLine($"training {trainer.Model.Config.NumHiddenLayers} layers + {trainer.Model.Config.NumNextnPredictLayers} MTP depth(s), " +
+                $"{trainer.Model.TrainableParameters().Sum(p => p.Param.numel()):N0} parameters, {trainer.Model.DType} on {device}, batch {o.Batch}x{o.SeqLen}");
+        var inv = CultureInfo.InvariantCulture;
+        var times = new List<double>();
+        var wall = Stopwatch.StartNew();
+        long end = trainer.StepsDone + steps;
+        for (int i = 0; i < steps; i++)
+        {
+            var r = trainer.Step();
+            times.Add(r.Seconds);
+            if (json)
+            {
+                var line = new JsonObject
+                {
+                    ["step"] = r.Step,
+                    ["loss"] = r.Loss,
+                    ["mtp_losses"] = new JsonArray(r.MtpLosses.Select(x => (JsonNode)JsonValue.Create(x)!).ToArray()),
+                    ["grad_norm"] = r.GradNorm,
+                    ["tokens_per_s"] = Math.Round(r.TokensPerSecond, 1),
+                    ["total_loss"] = r.TotalLoss,
+                    ["lr"] = r.Lr,
+                };
+                Console.Out.WriteLine(line.ToJsonString());
+            }
+            else
+            {
+                Console.Out.WriteLine(string.Format(inv, "step {0}/{1}  loss {2:F4}  mtp [{3}]  grad_norm {4:F3}  lr {5:G3}  {6:F0} tok/s",
+                    r.Step, end, r.Loss, string.Join(", ", r.MtpLosses.Select(x => x.ToString("F4", inv))), r.GradNorm, r.Lr, r.TokensPerSecond));
+            }
+        }
+        if (times.Count > 0)
+        {
+            var steady = times.Count > 1 ? times.Skip(1).ToList() : times;
+            double mean = steady.Average();
+            Console.Error.WriteLine(string.Format(inv, "{0} steps in {1:F2} s; mean step {2:F1} ms (first step excluded), {3:F0} tokens/s",
+                times.Count, wall.Elapsed.TotalSeconds, mean * 1000, o.Batch * o.SeqLen / mean));
+        }
+        if (outDir is not null)
+        {
+            trainer.Save(outDir);
+            Console.Error.WriteLine($"saved {outDir} (step {trainer.StepsDone})");
+        }
+        return 0;
+    }
+}

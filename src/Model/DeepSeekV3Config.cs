@@ -1,0 +1,166 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+
+namespace Mtp.Model;
+
+/// <summary>Thrown when a config.json cannot be used for the DeepSeek-V3 training model.</summary>
+public sealed class ModelConfigException(string message) : Exception(message);
+
+/// <summary>YaRN rope scaling parameters (as in the DeepSeek-V3 config's <c>rope_scaling</c>).</summary>
+/// <param name="Factor">Context extension factor.</param>
+/// <param name="OriginalMaxPositionEmbeddings">Pre-extension context length.</param>
+/// <param name="BetaFast">High-frequency boundary (rotations).</param>
+/// <param name="BetaSlow">Low-frequency boundary (rotations).</param>
+/// <param name="Mscale">mscale.</param>
+/// <param name="MscaleAllDim">mscale_all_dim.</param>
+public sealed record YarnScaling(double Factor, int OriginalMaxPositionEmbeddings, double BetaFast, double BetaSlow, double Mscale, double MscaleAllDim);
+
+/// <summary>The subset of a Hugging Face DeepSeek-V3 <c>config.json</c> the model uses, validated.</summary>
+public sealed record DeepSeekV3Config
+{
+    /// <summary>vocab_size.</summary>
+    public required int VocabSize { get; init; }
+    /// <summary>hidden_size.</summary>
+    public required int HiddenSize { get; init; }
+    /// <summary>intermediate_size (dense MLP layers).</summary>
+    public required int IntermediateSize { get; init; }
+    /// <summary>moe_intermediate_size (each routed / shared expert).</summary>
+    public required int MoeIntermediateSize { get; init; }
+    /// <summary>num_hidden_layers (main model, MTP not included).</summary>
+    public required int NumHiddenLayers { get; init; }
+    /// <summary>num_attention_heads.</summary>
+    public required int NumAttentionHeads { get; init; }
+    /// <summary>n_routed_experts.</summary>
+    public required int NRoutedExperts { get; init; }
+    /// <summary>n_shared_experts.</summary>
+    public required int NSharedExperts { get; init; }
+    /// <summary>num_experts_per_tok.</summary>
+    public required int NumExpertsPerTok { get; init; }
+    /// <summary>n_group.</summary>
+    public required int NGroup { get; init; }
+    /// <summary>topk_group.</summary>
+    public required int TopkGroup { get; init; }
+    /// <summary>routed_scaling_factor.</summary>
+    public required double RoutedScalingFactor { get; init; }
+    /// <summary>norm_topk_prob.</summary>
+    public required bool NormTopkProb { get; init; }
+    /// <summary>first_k_dense_replace.</summary>
+    public required int FirstKDenseReplace { get; init; }
+    /// <summary>q_lora_rank (null: plain q_proj).</summary>
+    public required int? QLoraRank { get; init; }
+    /// <summary>kv_lora_rank.</summary>
+    public required int KvLoraRank { get; init; }
+    /// <summary>qk_nope_head_dim.</summary>
+    public required int QkNopeHeadDim { get; init; }
+    /// <summary>qk_rope_head_dim.</summary>
+    public required int QkRopeHeadDim { get; init; }
+    /// <summary>v_head_dim.</summary>
+    public required int VHeadDim { get; init; }
+    /// <summary>rms_norm_eps.</summary>
+    public required double RmsNormEps { get; init; }
+    /// <summary>rope_theta.</summary>
+    public required double RopeTheta { get; init; }
+    /// <summary>rope_interleave (default true: DeepSeek's released weights use adjacent-pair rotation).</summary>
+    public bool RopeInterleave { get; init; } = true;
+    /// <summary>YaRN scaling, or null for plain RoPE.</summary>
+    public YarnScaling? Yarn { get; init; }
+    /// <summary>num_nextn_predict_layers (MTP depth D).</summary>
+    public required int NumNextnPredictLayers { get; init; }
+
+    /// <summary>qk_nope_head_dim + qk_rope_head_dim.</summary>
+    public int QkHeadDim => QkNopeHeadDim + QkRopeHeadDim;
+
+    /// <summary>Whether main layer <paramref name="i"/> is an MoE layer (MTP blocks always are).</summary>
+    public bool IsMoeLayer(int i) => i >= FirstKDenseReplace;
+
+    /// <summary>Reads and validates a config.json object (model_type deepseek_v3).</summary>
+    public static DeepSeekV3Config FromJson(JsonObject json)
+    {
+        var problems = new List<string>();
+        string? modelType = json["model_type"]?.GetValue<string>();
+        if (modelType != "deepseek_v3")
+            throw new ModelConfigException($"config.json: model_type is '{modelType}', expected 'deepseek_v3'");
+        if (json["quantization_config"] is not null)
+            problems.Add("quantization_config is present: dequantize the checkpoint (mtp convert) before training");
+        int Int(string k, int? def = null)
+        {
+            var n = json[k];
+            if (n is null) { if (def is int d) return d; problems.Add($"'{k}' is missing"); return 1; }
+            return (int)Num(n);
+        }
+        double Dbl(string k, double? def = null)
+        {
+            var n = json[k];
+            if (n is null) { if (def is double d) return d; problems.Add($"'{k}' is missing"); return 1; }
+            return Num(n);
+        }
+        string? Str(string k) => json[k]?.GetValue<string>();
+        if (Str("scoring_func") is string sf && sf != "sigmoid") problems.Add($"scoring_func '{sf}' is not supported (sigmoid only)");
+        if (Str("topk_method") is string tm && tm != "noaux_tc") problems.Add($"topk_method '{tm}' is not supported (noaux_tc only)");
+        if (Int("moe_layer_freq", 1) != 1) problems.Add("moe_layer_freq other than 1 is not supported");
+        if (json["tie_word_embeddings"]?.GetValue<bool>() == true) problems.Add("tie_word_embeddings=true is not supported (DeepSeek-V3 has a separate lm_head)");
+        YarnScaling? yarn = null;
+        if (json["rope_scaling"] is JsonObject rs)
+        {
+            string? type = rs["type"]?.GetValue<string>() ?? rs["rope_type"]?.GetValue<string>();
+            if (type == "yarn")
+            {
+                double G(string k, double d) => rs[k] is JsonNode v ? Num(v) : d;
+                yarn = new YarnScaling(G("factor", 1), (int)G("original_max_position_embeddings", 4096), G("beta_fast", 32), G("beta_slow", 1), G("mscale", 1), G("mscale_all_dim", 0));
+            }
+            else if (type != "default")
+                problems.Add($"rope_scaling type '{type}' is not supported (yarn or none)");
+        }
+        var cfg = new DeepSeekV3Config
+        {
+            VocabSize = Int("vocab_size"),
+            HiddenSize = Int("hidden_size"),
+            IntermediateSize = Int("intermediate_size"),
+            MoeIntermediateSize = Int("moe_intermediate_size"),
+            NumHiddenLayers = Int("num_hidden_layers"),
+            NumAttentionHeads = Int("num_attention_heads"),
+            NRoutedExperts = Int("n_routed_experts"),
+            NSharedExperts = Int("n_shared_experts", 0),
+            NumExpertsPerTok = Int("num_experts_per_tok"),
+            NGroup = Int("n_group", 1),
+            TopkGroup = Int("topk_group", 1),
+            RoutedScalingFactor = Dbl("routed_scaling_factor", 1.0),
+            NormTopkProb = json["norm_topk_prob"]?.GetValue<bool>() ?? true,
+            FirstKDenseReplace = Int("first_k_dense_replace", 0),
+            QLoraRank = json["q_lora_rank"] is JsonNode q ? (int)Num(q) : null,
+            KvLoraRank = Int("kv_lora_rank"),
+            QkNopeHeadDim = Int("qk_nope_head_dim"),
+            QkRopeHeadDim = Int("qk_rope_head_dim"),
+            VHeadDim = Int("v_head_dim"),
+            RmsNormEps = Dbl("rms_norm_eps", 1e-6),
+            RopeTheta = Dbl("rope_theta", 10000),
+            RopeInterleave = json["rope_interleave"]?.GetValue<bool>() ?? true,
+            Yarn = yarn,
+            NumNextnPredictLayers = Int("num_nextn_predict_layers", 0),
+        };
+        if (problems.Count == 0)
+        {
+            if (cfg.NRoutedExperts % cfg.NGroup != 0) problems.Add("n_routed_experts must be divisible by n_group");
+            if (cfg.TopkGroup > cfg.NGroup) problems.Add("topk_group > n_group");
+            if (cfg.NumExpertsPerTok > cfg.TopkGroup * (cfg.NRoutedExperts / cfg.NGroup)) problems.Add("num_experts_per_tok exceeds the experts in the kept groups");
+            if (cfg.QkRopeHeadDim % 2 != 0) problems.Add("qk_rope_head_dim must be even");
+            if (cfg.NRoutedExperts / cfg.NGroup < 2 && cfg.NGroup > 1) problems.Add("group-limited routing needs at least 2 experts per group");
+        }
+        if (problems.Count > 0) throw new ModelConfigException("config.json cannot be trained: " + string.Join("; ", problems));
+        return cfg;
+    }
+
+    /// <summary>Reads <c>config.json</c> from a checkpoint directory.</summary>
+    public static DeepSeekV3Config Load(string dir)
+    {
+        string path = Path.Combine(dir, "config.json");
+        if (!File.Exists(path)) throw new ModelConfigException($"{path}: no config.json");
+        return FromJson(JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelConfigException($"{path}: not a JSON object"));
+    }
+
+    /// <summary>A JSON number as double, whether it was written as an integer or not.</summary>
+    static double Num(JsonNode n) => double.Parse(n.ToJsonString(), CultureInfo.InvariantCulture);
+
+    /// <summary>Formats a double for messages.</summary>
+    internal static string F(double d) => d.ToString("G6", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,86 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mtp.Model;
+
+/// <summary>
+/// Rotary position embedding for the rope part of MLA heads, with optional YaRN.
+/// Convention: DeepSeek-V3 rotates ADJACENT pairs (x[2i], x[2i+1]) by angle pos * inv_freq[i]
+/// (DeepSeek's inference/model.py complex view; transformers' <c>rope_interleave=true</c>, which
+/// de-interleaves into the half layout first: the same q·k products). <c>rope_interleave=false</c>
+/// selects the half-rotation convention (x[i], x[i + d/2]).
+/// </summary>
+public static class Rope
+{
+    /// <summary>Inverse frequencies (length dim/2), YaRN-corrected when configured (transformers' formula).</summary>
+    public static double[] InverseFrequencies(DeepSeekV3Config cfg)
+    {
+        int dim = cfg.QkRopeHeadDim;
+        double b = cfg.RopeTheta;
+        var inv = new double[dim / 2];
+        for (int i = 0; i < dim / 2; i++) inv[i] = 1.0 / Math.Pow(b, 2.0 * i / dim);
+        if (cfg.Yarn is not YarnScaling y) return inv;
+        double CorrectionDim(double rotations) => dim * Math.Log(y.OriginalMaxPositionEmbeddings / (rotations * 2 * Math.PI)) / (2 * Math.Log(b));
+        double low = Math.Max(Math.Floor(CorrectionDim(y.BetaFast)), 0);
+        double high = Math.Min(Math.Ceiling(CorrectionDim(y.BetaSlow)), dim - 1);
+        if (low == high) high += 0.001;
+        for (int i = 0; i < dim / 2; i++)
+        {
+            double ramp = Math.Clamp((i - low) / (high - low), 0, 1);
+            double extrapolationFactor = 1 - ramp;
+            inv[i] = inv[i] / y.Factor * (1 - extrapolationFactor) + inv[i] * extrapolationFactor;
+        }
+        return inv;
+    }
+
+    /// <summary>YaRN's mscale: 0.1 * m * ln(scale) + 1 (1 when scale ≤ 1).</summary>
+    public static double YarnMscale(double scale, double m) => scale <= 1 ? 1.0 : 0.1 * m * Math.Log(scale) + 1.0;
+
+    /// <summary>Multiplier on cos/sin (transformers' attention_factor: mscale(factor, mscale) / mscale(factor, mscale_all_dim)).</summary>
+    public static double CosSinFactor(DeepSeekV3Config cfg) =>
+        cfg.Yarn is YarnScaling y ? YarnMscale(y.Factor, y.Mscale) / YarnMscale(y.Factor, y.MscaleAllDim) : 1.0;
+
+    /// <summary>Softmax scale: 1/sqrt(qk_head_dim), times mscale(factor, mscale_all_dim)^2 under YaRN.</summary>
+    public static double SoftmaxScale(DeepSeekV3Config cfg)
+    {
+        double s = 1.0 / Math.Sqrt(cfg.QkHeadDim);
+        if (cfg.Yarn is YarnScaling y && y.MscaleAllDim != 0)
+        {
+            double m = YarnMscale(y.Factor, y.MscaleAllDim);
+            s *= m * m;
+        }
+        return s;
+    }
+
+    /// <summary>cos and sin [B, 1, S, dim/2] (F32) for integer positions [B, S].</summary>
+    public static (Tensor Cos, Tensor Sin) CosSin(DeepSeekV3Config cfg, Tensor positions)
+    {
+        using var scope = NewDisposeScope();
+        var inv = tensor(InverseFrequencies(cfg), dtype: ScalarType.Float64, device: positions.device);
+        var angles = positions.to(ScalarType.Float64).unsqueeze(-1) * inv; // [B,S,d/2], in f64 for large positions
+        double f = CosSinFactor(cfg);
+        var cos = (angles.cos() * f).to(ScalarType.Float32).unsqueeze(1);
+        var sin = (angles.sin() * f).to(ScalarType.Float32).unsqueeze(1);
+        return (cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Rotates the last dimension of <paramref name="x"/> [B, h, S, d] by cos/sin [B, 1, S, d/2].</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin, bool interleave)
+    {
+        var dt = x.dtype;
+        var xf = x.to(ScalarType.Float32);
+        long d = x.shape[^1];
+        Tensor x0, x1;
+        if (interleave)
+        {
+            var pairs = xf.view(x.shape[..^1].Concat(new[] { d / 2, 2L }).ToArray());
+            x0 = pairs.select(-1, 0);
+            x1 = pairs.select(-1, 1);
+            var r = stack(new[] { x0 * cos - x1 * sin, x0 * sin + x1 * cos }, -1).flatten(-2);
+            return r.to(dt);
+        }
+        x0 = xf.narrow(-1, 0, d / 2);
+        x1 = xf.narrow(-1, d / 2, d / 2);
+        return cat(new[] { x0 * cos - x1 * sin, x0 * sin + x1 * cos }, -1).to(dt);
+    }
+}
