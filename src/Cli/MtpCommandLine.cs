@@ -12,6 +12,7 @@ public static class MtpCommandLine
         var root = new RootCommand("mtp: convert and train Multi-Token-Prediction checkpoints (DeepSeek-V3/V4, Qwen3.5)");
         root.Options.Add(GlobalOptions.Verbose);
         root.Subcommands.Add(InspectCommand.Create());
+        root.Subcommands.Add(SynthCommand.Create());
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
