@@ -137,20 +137,11 @@ public static class CheckpointIO
             case DType.BF16:
                 var r = new byte[f.Length * 2];
                 var o = MemoryMarshal.Cast<byte, ushort>(r.AsSpan());
-                for (int i = 0; i < f.Length; i++) o[i] = FloatToBf16(f[i]);
+                for (int i = 0; i < f.Length; i++) o[i] = Mtp.Quant.BFloat16.FromFloat(f[i]);
                 return r;
             default:
                 throw new ArgumentException($"cannot save as {dtype}");
         }
-    }
-
-    /// <summary>Round-to-nearest-even F32 → BF16 bits (NaN kept quiet); exact for values already in BF16.</summary>
-    public static ushort FloatToBf16(float v)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(v);
-        if (float.IsNaN(v)) return (ushort)((bits >> 16) | 0x40);
-        uint rounding = 0x7FFF + ((bits >> 16) & 1);
-        return (ushort)((bits + rounding) >> 16);
     }
 
     /// <summary>The dtype a tensor is saved in: the router bias always F32, the rest <paramref name="dtype"/>.</summary>

@@ -1,0 +1,81 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Mtp.Adapters.Synthetic;
+
+namespace Mtp.Cli.Commands;
+
+/// <summary>
+/// <c>mtp synth --family F [--size S | --layers N --hidden H --experts E --vocab V] [--mtp-depth D]
+/// [--quant bf16|fp8] [--seed S] [--max-shard-size 5GB] [--force] OUT</c>: writes a synthetic checkpoint in
+/// the family's HF layout and quantization, streaming (bounded memory whatever the size).
+/// </summary>
+public static class SynthCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
+    {
+        var output = new Argument<string>("out") { Description = "Output checkpoint directory (created; must be empty unless --force)" };
+        var family = new Option<string>("--family") { Description = "deepseek-v3 | deepseek-v4 | qwen3.5", Required = true };
+        family.AcceptOnlyFromAmong(SynthModel.Families);
+        var size = new Option<string?>("--size") { Description = "Target tensor bytes, e.g. 500MB, 4GB, 1.5GiB: scales the release shape (layers, then experts, then hidden) to land within 10%" };
+        var layers = new Option<int?>("--layers") { Description = "Main decoder layers (default: 3 for DeepSeek, 4 for Qwen3.5; chosen by --size)" };
+        var hidden = new Option<int?>("--hidden") { Description = "Hidden size, a multiple of 32 (default 64; chosen by --size); other widths follow the release's proportions" };
+        var experts = new Option<int?>("--experts") { Description = "Routed experts per MoE layer (default 4; chosen by --size)" };
+        var vocab = new Option<int?>("--vocab") { Description = "Vocabulary size (default 512; with --size: the release's, capped at ~10% of the target)" };
+        var depth = new Option<int>("--mtp-depth") { Description = "MTP depth", DefaultValueFactory = _ => 1 };
+        var quant = new Option<string?>("--quant") { Description = "Qwen3.5 only: bf16 (the BF16 release, default) or fp8 (the FP8 release)" };
+        quant.AcceptOnlyFromAmong("bf16", "fp8");
+        var seed = new Option<ulong>("--seed") { Description = "Random seed: the same seed gives byte-identical files", DefaultValueFactory = _ => 0 };
+        var maxShard = new Option<string>("--max-shard-size") { Description = "Largest shard file", DefaultValueFactory = _ => "5GB" };
+        var force = new Option<bool>("--force") { Description = "Replace a non-empty output directory" };
+        var cmd = new Command("synth", "Write a synthetic checkpoint in a family's real HF layout and quantization, of a given size");
+        cmd.Arguments.Add(output);
+        foreach (Option o in new Option[] { family, size, layers, hidden, experts, vocab, depth, quant, seed, maxShard, force }) cmd.Options.Add(o);
+        cmd.SetAction(r => CommandRunner.Run(() =>
+        {
+            string fam = r.GetValue(family)!;
+            string? q = r.GetValue(quant);
+            if (q is not null && fam != "qwen3.5") throw new CliException(ExitCodes.Usage, "--quant applies to --family qwen3.5 only (DeepSeek families are written as their release is quantized)");
+            long? target = r.GetValue(size) is string s ? Units.ParseSize(s) : null;
+            if (target is <= 0) throw new CliException(ExitCodes.Usage, "--size must be positive");
+            long shardBytes = Units.ParseSize(r.GetValue(maxShard)!);
+            if (shardBytes <= 0) throw new CliException(ExitCodes.Usage, "--max-shard-size must be positive");
+            foreach (var (name, v) in new[] { ("--layers", r.GetValue(layers)), ("--hidden", r.GetValue(hidden)), ("--experts", r.GetValue(experts)), ("--vocab", r.GetValue(vocab)) })
+                if (v is <= 0) throw new CliException(ExitCodes.Usage, $"{name} must be positive");
+            if (r.GetValue(depth) < 0) throw new CliException(ExitCodes.Usage, "--mtp-depth must not be negative");
+            var overrides = new SynthOverrides(r.GetValue(layers), r.GetValue(hidden), r.GetValue(experts), r.GetValue(vocab), r.GetValue(depth));
+
+            string outDir = r.GetValue(output)!;
+            if (File.Exists(outDir)) throw new CliException(ExitCodes.Usage, $"{outDir} is a file; synth writes a directory");
+            if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() && !r.GetValue(force))
+                throw new CliException(ExitCodes.Usage, $"{outDir} is not empty (use --force to replace it)");
+
+            SynthModel model;
+            try { model = SynthSizing.Resolve(fam, q == "fp8", target, overrides); }
+            catch (ArgumentException e) { throw new CliException(ExitCodes.Usage, e.Message); }
+            SynthPlan plan = model.Build();
+            long total = plan.TotalBytes;
+            Console.Error.WriteLine($"synth: {fam}{(q == "fp8" ? " (fp8)" : "")}: hidden {model.Hidden}, layers {model.Layers}, experts {model.Experts}, vocab {model.Vocab}, MTP depth {model.MtpDepth}: {plan.Tensors.Count:N0} tensors, {Units.Bytes(total)}");
+            if (target is long t && Math.Abs(total - t) > SynthSizing.Tolerance * t)
+                Console.Error.WriteLine($"synth: warning: {Units.Bytes(total)} is more than 10% from the requested {Units.Bytes(t)} (closest shape found)");
+
+            var clock = Stopwatch.StartNew();
+            double lastReport = 0;
+            void Progress(long done, long all)
+            {
+                double sec = clock.Elapsed.TotalSeconds;
+                if (sec - lastReport < 1 && done < all) return;
+                lastReport = sec;
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"synth: {Units.Bytes(done)} / {Units.Bytes(all)} ({100.0 * done / Math.Max(1, all):0}%), {done / 1e6 / Math.Max(sec, 1e-9):0} MB/s"));
+            }
+            SynthResult res = SynthWriter.WriteCheckpoint(plan, outDir, r.GetValue(seed), shardBytes, r.GetValue(force), Progress);
+            double secs = res.Elapsed.TotalSeconds;
+            Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"synth: wrote {outDir}: {res.Tensors} tensors, {res.Bytes} bytes ({Units.Bytes(res.Bytes)}), {res.Shards} shards, {secs:0.00} s, {res.Bytes / 1e6 / Math.Max(secs, 1e-9):0} MB/s"));
+            return ExitCodes.Ok;
+        }, r.GetValue(GlobalOptions.Verbose), json: false));
+        return cmd;
+    }
+}
