@@ -40,47 +40,40 @@ public static class CheckpointIO
         _ => throw new ArgumentException($"dtype {t} cannot be saved (bf16 or f32)"),
     };
 
-    /// <summary>
-    /// Loads <paramref name="dir"/> (config.json + safetensors, sharded or not) strictly: every tensor lands in
-    /// a parameter or buffer, every parameter is filled, shapes must match exactly. Values are converted to
-    /// <paramref name="dtype"/> (the router bias stays F32). Optional per-depth embed_tokens / shared_head copies
-    /// are created when present. All problems are reported in one <see cref="ModelLoadException"/>.
-    /// </summary>
-    public static MtpModel Load(string dir, Device device, ScalarType dtype)
+    /// <summary>Fills a freshly built model from <paramref name="ckpt"/>; disposes the model if that fails.</summary>
+    public static T FillOrDispose<T>(T model, Checkpoint ckpt) where T : MtpModel
     {
-        var cfg = DeepSeekV3Config.Load(dir);
-        using var ckpt = Checkpoint.Open(dir);
-        int d = cfg.NumNextnPredictLayers;
-        var ownEmb = Enumerable.Range(0, d).Select(k => ckpt.Contains($"mtp.layers.{k}.embed_tokens.weight")).ToArray();
-        var ownHead = Enumerable.Range(0, d).Select(k => ckpt.Contains($"mtp.layers.{k}.shared_head.head.weight")).ToArray();
-        MtpModel model;
-        using (no_grad()) model = new MtpModel(cfg, dtype, device, ownEmb, ownHead);
         try
         {
             Fill(model, ckpt);
+            return model;
         }
         catch
         {
             model.Dispose();
             throw;
         }
-        return model;
     }
 
-    /// <summary>Fills every parameter and buffer of <paramref name="model"/> from <paramref name="ckpt"/>, strictly.</summary>
-    public static void Fill(MtpModel model, Checkpoint ckpt)
+    /// <summary>
+    /// Fills every parameter and buffer of <paramref name="model"/> from <paramref name="ckpt"/>, strictly: every
+    /// checkpoint tensor lands somewhere (or is one the model declares it ignores), every parameter is filled,
+    /// shapes match exactly. Returns the ignored checkpoint tensors.
+    /// </summary>
+    public static IReadOnlyList<string> Fill(MtpModel model, Checkpoint ckpt)
     {
         var state = model.StateDict();
         var missing = state.Keys.Where(n => !ckpt.Contains(n)).ToList();
-        var unexpected = ckpt.Tensors.Select(t => t.Name).Where(n => !state.ContainsKey(n)).ToList();
+        var ignored = ckpt.Tensors.Select(t => t.Name).Where(n => !state.ContainsKey(n) && model.IsIgnoredCheckpointTensor(n)).ToList();
+        var unexpected = ckpt.Tensors.Select(t => t.Name).Where(n => !state.ContainsKey(n) && !model.IsIgnoredCheckpointTensor(n)).ToList();
         var mismatched = new List<string>();
         foreach (var loc in ckpt.Tensors)
         {
             if (!state.TryGetValue(loc.Name, out var t)) continue;
             if (!loc.Info.Shape.SequenceEqual(t.shape))
                 mismatched.Add($"{loc.Name}: checkpoint {loc.Info.ShapeText} vs model {Shapes.Format(t.shape)}");
-            else if (loc.Info.DType is not (DType.F32 or DType.BF16 or DType.F16))
-                mismatched.Add($"{loc.Name}: dtype {loc.Info.DType} cannot be trained (F32/BF16/F16 only; dequantize first)");
+            else if (IsInteger(t.dtype) ? loc.Info.DType is not (DType.I32 or DType.I64) : loc.Info.DType is not (DType.F32 or DType.BF16 or DType.F16))
+                mismatched.Add($"{loc.Name}: dtype {loc.Info.DType} cannot fill a {t.dtype} tensor (floats: F32/BF16/F16, dequantize first; integers: I32/I64)");
         }
         if (missing.Count + unexpected.Count + mismatched.Count > 0)
         {
@@ -88,18 +81,26 @@ public static class CheckpointIO
             if (missing.Count > 0) parts.Add($"{missing.Count} missing: {string.Join(", ", missing)}");
             if (unexpected.Count > 0) parts.Add($"{unexpected.Count} unexpected: {string.Join(", ", unexpected)}");
             if (mismatched.Count > 0) parts.Add($"{mismatched.Count} mismatched: {string.Join("; ", mismatched)}");
-            throw new ModelLoadException($"{ckpt.Directory}: checkpoint does not match the DeepSeek-V3 MTP model: " + string.Join(" | ", parts),
+            throw new ModelLoadException($"{ckpt.Directory}: checkpoint does not match the {model.Family} MTP model: " + string.Join(" | ", parts),
                 missing, unexpected, mismatched);
         }
         using var _ = no_grad();
         foreach (var loc in ckpt.Tensors)
         {
-            var target = state[loc.Name];
+            if (!state.TryGetValue(loc.Name, out var target)) continue; // ignored by the model
             using var scope = NewDisposeScope();
-            var src = ReadFloat(loc.File.GetBytes(loc.Info), loc.Info);
-            target.copy_(tensor(src, loc.Info.Shape).to(target.dtype, target.device));
+            Tensor src = loc.Info.DType switch
+            {
+                DType.I32 => tensor(MemoryMarshal.Cast<byte, int>(loc.File.GetBytes(loc.Info)).ToArray(), loc.Info.Shape),
+                DType.I64 => tensor(MemoryMarshal.Cast<byte, long>(loc.File.GetBytes(loc.Info)).ToArray(), loc.Info.Shape),
+                _ => tensor(ReadFloat(loc.File.GetBytes(loc.Info), loc.Info), loc.Info.Shape),
+            };
+            target.copy_(src.to(target.dtype, target.device));
         }
+        return ignored;
     }
+
+    static bool IsInteger(ScalarType t) => t is ScalarType.Int32 or ScalarType.Int64 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte;
 
     /// <summary>Decodes F32 / BF16 / F16 little-endian bytes to floats.</summary>
     public static float[] ReadFloat(ReadOnlySpan<byte> bytes, TensorInfo info)
@@ -129,6 +130,8 @@ public static class CheckpointIO
     public static byte[] ToBytes(Tensor t, DType dtype)
     {
         using var scope = NewDisposeScope();
+        if (dtype == DType.I32) return MemoryMarshal.AsBytes(t.detach().to(ScalarType.Int32).cpu().contiguous().data<int>().ToArray().AsSpan()).ToArray();
+        if (dtype == DType.I64) return MemoryMarshal.AsBytes(t.detach().to(ScalarType.Int64).cpu().contiguous().data<long>().ToArray().AsSpan()).ToArray();
         var f = t.detach().to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
         switch (dtype)
         {
@@ -144,8 +147,17 @@ public static class CheckpointIO
         }
     }
 
-    /// <summary>The dtype a tensor is saved in: the router bias always F32, the rest <paramref name="dtype"/>.</summary>
-    public static DType SaveDType(string name, DType dtype) => name.EndsWith("e_score_correction_bias", StringComparison.Ordinal) ? DType.F32 : dtype;
+    /// <summary>
+    /// The dtype a tensor is saved in: integers keep their type, tensors the family keeps in F32
+    /// (<see cref="MtpModel.KeepsFloat32"/>, e.g. DeepSeek's router bias) stay F32, the rest <paramref name="dtype"/>.
+    /// </summary>
+    public static DType SaveDType(MtpModel model, string name, Tensor t, DType dtype) => t.dtype switch
+    {
+        ScalarType.Int32 => DType.I32,
+        ScalarType.Int64 => DType.I64,
+        _ when model.KeepsFloat32(name) => DType.F32,
+        _ => dtype,
+    };
 
     /// <summary>
     /// Writes config.json and the model's tensors (all names of <see cref="MtpModel.StateDict"/>) into
@@ -156,7 +168,7 @@ public static class CheckpointIO
     {
         Directory.CreateDirectory(dir);
         var state = model.StateDict();
-        var specs = state.Select(kv => new TensorSpec(kv.Key, SaveDType(kv.Key, dtype), kv.Value.shape.ToArray())).ToList();
+        var specs = state.Select(kv => new TensorSpec(kv.Key, SaveDType(model, kv.Key, kv.Value, dtype), kv.Value.shape.ToArray())).ToList();
         var shards = ShardPlanner.Plan(specs, maxShardBytes);
         foreach (var shard in shards)
         {

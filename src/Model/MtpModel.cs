@@ -1,119 +1,9 @@
+using System.Text.Json.Nodes;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Mtp.Model;
-
-#pragma warning disable IDE1006
-
-/// <summary>The main model under <c>model.</c>: <c>embed_tokens</c>, <c>layers</c>, <c>norm</c>.</summary>
-public sealed class DeepSeekV3Body : nn.Module
-{
-    readonly Embedding embed_tokens;
-    readonly ModuleList<DecoderLayer> layers;
-    readonly RmsNorm norm;
-
-    /// <summary>Creates the body.</summary>
-    public DeepSeekV3Body(DeepSeekV3Config c, ScalarType dtype, Device device) : base("DeepSeekV3Body")
-    {
-        embed_tokens = new Embedding(c.VocabSize, c.HiddenSize, dtype, device);
-        layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(i => new DecoderLayer(c, c.IsMoeLayer(i), dtype, device)).ToArray());
-        norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        RegisterComponents();
-    }
-
-    /// <summary>The shared token embedding.</summary>
-    public Embedding EmbedTokens => embed_tokens;
-    /// <summary>The final norm.</summary>
-    public RmsNorm Norm => norm;
-    /// <summary>The decoder layers.</summary>
-    public IReadOnlyList<DecoderLayer> Layers => layers.ToList();
-
-    /// <summary>Last hidden state [B, S, H] BEFORE the final norm.</summary>
-    public Tensor Hidden(Tensor ids, AttentionContext ctx)
-    {
-        var h = embed_tokens.forward(ids);
-        foreach (var l in layers) h = l.forward(h, ctx);
-        return h;
-    }
-}
-
-/// <summary>Optional per-depth head copy: <c>shared_head.head.weight</c>.</summary>
-public sealed class SharedHead : nn.Module
-{
-    readonly Linear head;
-
-    /// <summary>Creates the head.</summary>
-    public SharedHead(DeepSeekV3Config c, ScalarType dtype, Device device) : base("SharedHead")
-    {
-        head = new Linear(c.HiddenSize, c.VocabSize, dtype, device);
-        RegisterComponents();
-    }
-
-    /// <summary>The head.</summary>
-    public Linear Head => head;
-}
-
-/// <summary>
-/// One MTP depth (<c>mtp.layers.{k}</c>): enorm, hnorm, eh_proj [H, 2H] (embedding half first),
-/// a full MoE decoder block flattened under the same prefix, final_layernorm. Embedding and head are the
-/// main model's unless this depth carries its own copies (embed_tokens / shared_head.head).
-/// </summary>
-public sealed class MtpDepth : nn.Module
-{
-    readonly RmsNorm enorm;
-    readonly RmsNorm hnorm;
-    readonly Linear eh_proj;
-    readonly RmsNorm input_layernorm;
-    readonly MlaAttention self_attn;
-    readonly RmsNorm post_attention_layernorm;
-    readonly MoeBlock mlp;
-    readonly RmsNorm final_layernorm;
-    readonly Embedding? embed_tokens;
-    readonly SharedHead? shared_head;
-
-    /// <summary>Creates a depth; the flags add per-depth embedding / head copies.</summary>
-    public MtpDepth(DeepSeekV3Config c, bool ownEmbedding, bool ownHead, ScalarType dtype, Device device) : base("MtpDepth")
-    {
-        enorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        hnorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        eh_proj = new Linear(2L * c.HiddenSize, c.HiddenSize, dtype, device);
-        input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        self_attn = new MlaAttention(c, dtype, device);
-        post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        mlp = new MoeBlock(c, dtype, device);
-        final_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        if (ownEmbedding) embed_tokens = new Embedding(c.VocabSize, c.HiddenSize, dtype, device);
-        if (ownHead) shared_head = new SharedHead(c, dtype, device);
-        RegisterComponents();
-    }
-
-    /// <summary>h_k = Block(eh_proj(cat(enorm(emb), hnorm(h_prev)))); returns (h_k, logits_k).</summary>
-    public (Tensor Hidden, Tensor Logits) Forward(Tensor rolledIds, Tensor hPrev, AttentionContext ctx, Embedding sharedEmbedding, Linear sharedHead)
-    {
-        var e = (embed_tokens ?? sharedEmbedding).forward(rolledIds);
-        var x = eh_proj.forward(cat(new[] { enorm.forward(e), hnorm.forward(hPrev) }, -1));
-        var h = DecoderLayer.Block(input_layernorm, self_attn, post_attention_layernorm, mlp, x, ctx);
-        var logits = (shared_head?.Head ?? sharedHead).forward(final_layernorm.forward(h));
-        return (h, logits);
-    }
-}
-
-/// <summary>The <c>mtp.</c> prefix: <c>layers</c> (one <see cref="MtpDepth"/> per depth).</summary>
-public sealed class MtpStack : nn.Module
-{
-    readonly ModuleList<MtpDepth> layers;
-
-    /// <summary>Creates D depths.</summary>
-    public MtpStack(IEnumerable<MtpDepth> depths) : base("MtpStack")
-    {
-        layers = new ModuleList<MtpDepth>(depths.ToArray());
-        RegisterComponents();
-    }
-
-    /// <summary>The depths, in order.</summary>
-    public IReadOnlyList<MtpDepth> Layers => layers.ToList();
-}
 
 /// <summary>Options of one forward pass.</summary>
 /// <param name="RollPositions">
@@ -129,49 +19,53 @@ public sealed record ForwardOptions(bool RollPositions = false);
 public sealed record ModelOutput(Tensor MainLogits, IReadOnlyList<Tensor> MtpLogits, IReadOnlyList<Tensor> MtpLabels);
 
 /// <summary>
-/// DeepSeek-V3 with D MTP depths. Parameter (and buffer) names equal the training-layout checkpoint names:
-/// <c>model.*</c>, <c>lm_head.weight</c>, <c>mtp.layers.{k}.*</c>.
+/// A causal language model with D multi-token-prediction depths, whatever its family. Parameter and
+/// buffer names equal the training-layout checkpoint names, so strict loading, saving, training and
+/// export are family-independent; each family adds a subclass and one line in <see cref="ModelRegistry"/>.
 /// </summary>
-public sealed class MtpModel : nn.Module
+public abstract class MtpModel : nn.Module
 {
-    readonly DeepSeekV3Body model;
-    readonly Linear lm_head;
-    readonly MtpStack mtp;
+    /// <summary>Creates the base with the module name, parameter dtype and device.</summary>
+    protected MtpModel(string name, ScalarType dtype, Device device) : base(name)
+    {
+        DType = dtype;
+        Device = device;
+    }
 
-    /// <summary>The validated config.</summary>
-    public DeepSeekV3Config Config { get; }
-    /// <summary>Parameter dtype (F32 buffers such as the router bias excepted).</summary>
+    /// <summary>Parameter dtype (tensors the family keeps in F32 or integers excepted).</summary>
     public ScalarType DType { get; }
     /// <summary>Device of every tensor.</summary>
     public Device Device { get; }
+    /// <summary>Family id (deepseek-v3, qwen3.5, deepseek-v4, ...).</summary>
+    public abstract string Family { get; }
+    /// <summary>Vocabulary size.</summary>
+    public abstract int VocabSize { get; }
+    /// <summary>Main decoder layers.</summary>
+    public abstract int NumHiddenLayers { get; }
+    /// <summary>MTP depths D.</summary>
+    public abstract int MtpDepthCount { get; }
 
-    /// <summary>Creates a zero-initialised model (use <see cref="CheckpointIO.Load"/> to fill it).</summary>
-    /// <param name="config">Config.</param>
-    /// <param name="dtype">Parameter dtype (Float32 or BFloat16).</param>
-    /// <param name="device">Device.</param>
-    /// <param name="ownEmbedding">Per depth: carries its own embed_tokens copy (null: none do).</param>
-    /// <param name="ownHead">Per depth: carries its own shared_head.head copy (null: none do).</param>
-    public MtpModel(DeepSeekV3Config config, ScalarType dtype, Device device, bool[]? ownEmbedding = null, bool[]? ownHead = null) : base("MtpModel")
+    /// <summary>
+    /// Checkpoint tensors the model deliberately does not model (for example a vision tower): loading
+    /// lists them as ignored instead of failing on them. None by default.
+    /// </summary>
+    public virtual bool IsIgnoredCheckpointTensor(string name) => false;
+
+    /// <summary>
+    /// Tensors kept in F32 whatever the training dtype (saved as F32 too), as the released checkpoints
+    /// store them: router biases, mixing parameters and the like. None by default.
+    /// </summary>
+    public virtual bool KeepsFloat32(string name) => false;
+
+    /// <summary>Main and MTP logits. Depth k consumes ids rolled left by k per sequence (tail 0).</summary>
+    public abstract ModelOutput Forward(PackedBatch batch, ForwardOptions? options = null);
+
+    /// <summary>Forward plus <see cref="MtpLoss.Compute"/>.</summary>
+    public LossOutput Loss(PackedBatch batch, double mtpLossScale, ForwardOptions? options = null)
     {
-        Config = config;
-        DType = dtype;
-        Device = device;
-        int d = config.NumNextnPredictLayers;
-        model = new DeepSeekV3Body(config, dtype, device);
-        lm_head = new Linear(config.HiddenSize, config.VocabSize, dtype, device);
-        mtp = new MtpStack(Enumerable.Range(0, d).Select(k => new MtpDepth(config, ownEmbedding?[k] ?? false, ownHead?[k] ?? false, dtype, device)));
-        RegisterComponents();
+        var o = Forward(batch, options);
+        return MtpLoss.Compute(o.MainLogits, batch.Labels.to(ScalarType.Int64, Device), o.MtpLogits, o.MtpLabels, mtpLossScale);
     }
-
-    /// <summary>The main body.</summary>
-    public DeepSeekV3Body Body => model;
-    /// <summary>The output head.</summary>
-    public Linear LmHead => lm_head;
-    /// <summary>The MTP depths.</summary>
-    public IReadOnlyList<MtpDepth> MtpDepths => mtp.Layers;
-
-    /// <summary>Loads a training-layout checkpoint strictly (see <see cref="CheckpointIO.Load"/>).</summary>
-    public static MtpModel Load(string dir, Device device, ScalarType dtype) => CheckpointIO.Load(dir, device, dtype);
 
     /// <summary>Every parameter and buffer by checkpoint name.</summary>
     public IReadOnlyDictionary<string, Tensor> StateDict()
@@ -186,48 +80,32 @@ public sealed class MtpModel : nn.Module
     public IReadOnlyList<(string Name, Parameter Param)> TrainableParameters() =>
         named_parameters().Where(p => p.parameter.requires_grad).Select(p => (p.name, p.parameter)).ToList();
 
-    /// <summary>Builds the mask and rope tables for a batch (positions restart per packed sequence).</summary>
-    public AttentionContext Context(long[] cu, long rows, long seqLen, Tensor? positions = null)
-    {
-        positions ??= tensor(Packing.Positions(cu), device: Device).view(rows, seqLen);
-        var (cos, sin) = Rope.CosSin(Config, positions);
-        return new AttentionContext(Packing.AttentionMask(cu, rows, seqLen, Device), cos, sin);
-    }
+    /// <summary>Loads a training-layout checkpoint of any registered family (chosen by config.json's model_type).</summary>
+    public static MtpModel Load(string dir, Device device, ScalarType dtype) => ModelRegistry.Load(dir, device, dtype);
+}
 
-    /// <summary>Main and MTP logits. Depth k consumes ids rolled left by k per sequence (tail 0).</summary>
-    public ModelOutput Forward(PackedBatch batch, ForwardOptions? options = null)
+/// <summary>Which model class loads which config.json <c>model_type</c>.</summary>
+public static class ModelRegistry
+{
+    // One line per family. Qwen3.5 nests its text config, so text_config.model_type is looked up too.
+    static readonly Dictionary<string, Func<string, Device, ScalarType, MtpModel>> Loaders = new(StringComparer.Ordinal)
     {
-        options ??= new ForwardOptions();
-        long b = batch.InputIds.shape[0], s = batch.InputIds.shape[1];
-        Packing.Validate(batch.CuSeqlens, b, s);
-        var ids = batch.InputIds.to(ScalarType.Int64, Device);
-        var labels = batch.Labels.to(ScalarType.Int64, Device);
-        var positions = tensor(Packing.Positions(batch.CuSeqlens), device: Device).view(b, s);
-        var ctx = Context(batch.CuSeqlens, b, s, positions);
-        var h = model.Hidden(ids, ctx);
-        var main = lm_head.forward(model.Norm.forward(h));
-        var logits = new List<Tensor>();
-        var mtpLabels = new List<Tensor>();
-        for (int k = 1; k <= Config.NumNextnPredictLayers; k++)
-        {
-            var ctxK = ctx;
-            if (options.RollPositions)
-            {
-                var (cos, sin) = Rope.CosSin(Config, Packing.Roll(positions, batch.CuSeqlens, k, 0));
-                ctxK = ctx with { Cos = cos, Sin = sin };
-            }
-            var rolledIds = Packing.Roll(ids, batch.CuSeqlens, k, 0);
-            (h, var lk) = mtp.Layers[k - 1].Forward(rolledIds, h, ctxK, model.EmbedTokens, lm_head);
-            logits.Add(lk);
-            mtpLabels.Add(Packing.Roll(labels, batch.CuSeqlens, k, Packing.IgnoreIndex));
-        }
-        return new ModelOutput(main, logits, mtpLabels);
-    }
+        ["deepseek_v3"] = DeepSeekV3Model.Load,
+    };
 
-    /// <summary>Forward plus <see cref="MtpLoss.Compute"/>.</summary>
-    public LossOutput Loss(PackedBatch batch, double mtpLossScale, ForwardOptions? options = null)
+    /// <summary>model_type values that have a model.</summary>
+    public static IReadOnlyCollection<string> ModelTypes => Loaders.Keys;
+
+    /// <summary>Reads config.json's model_type (top level, then text_config) and loads with that family's model.</summary>
+    public static MtpModel Load(string dir, Device device, ScalarType dtype)
     {
-        var o = Forward(batch, options);
-        return MtpLoss.Compute(o.MainLogits, batch.Labels.to(ScalarType.Int64, Device), o.MtpLogits, o.MtpLabels, mtpLossScale);
+        string path = Path.Combine(dir, "config.json");
+        if (!File.Exists(path)) throw new ModelConfigException($"{path}: not found (a training-layout checkpoint has its config.json)");
+        var cfg = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelConfigException($"{path}: not a JSON object");
+        string? top = cfg["model_type"]?.GetValue<string>();
+        string? text = (cfg["text_config"] as JsonObject)?["model_type"]?.GetValue<string>();
+        foreach (string? t in new[] { top, text })
+            if (t is not null && Loaders.TryGetValue(t, out var load)) return load(dir, device, dtype);
+        throw new ModelConfigException($"{path}: model_type '{top ?? text ?? "(none)"}' has no model (supported: {string.Join(", ", Loaders.Keys)})");
     }
 }

@@ -56,7 +56,7 @@ public static class RandomCheckpoint
     {
         var cfg = DeepSeekV3Config.FromJson(config);
         var own = Enumerable.Repeat(ownDepthCopies, cfg.NumNextnPredictLayers).ToArray();
-        using var model = new MtpModel(cfg, ScalarType.Float32, CPU, own, own);
+        using var model = new DeepSeekV3Model(cfg, ScalarType.Float32, CPU, own, own);
         var gen = new Generator((ulong)seed);
         using (no_grad())
         {

@@ -122,7 +122,7 @@ public class ComponentTests
     public void ChangingSequenceTwoDoesNotChangeSequenceOne()
     {
         using var scope = NewDisposeScope();
-        using var model = MtpModel.Load(TestUtil.Tiny(2), CPU, ScalarType.Float32);
+        using var model = DeepSeekV3Model.Load(TestUtil.Tiny(2), CPU, ScalarType.Float32);
         long[] cu = { 0, 5, 12 };
         var a = TestUtil.RandomBatch(1, 12, cu, 256, 1);
         var ids2 = a.InputIds.clone();
@@ -142,7 +142,7 @@ public class ComponentTests
     public void PositionsRestartPerPackedSequence()
     {
         using var scope = NewDisposeScope();
-        using var model = MtpModel.Load(TestUtil.Tiny(1), CPU, ScalarType.Float32);
+        using var model = DeepSeekV3Model.Load(TestUtil.Tiny(1), CPU, ScalarType.Float32);
         // Sequence A = 5 tokens, alone at the start of row 0 and packed after 7 other tokens in row 1.
         long[] a = { 10, 20, 30, 40, 50 };
         var ids = new long[2, 12];
@@ -218,7 +218,7 @@ public class ComponentTests
     public void RolledPositionsOptionOnlyAffectsMtpDepths()
     {
         using var scope = NewDisposeScope();
-        using var model = MtpModel.Load(TestUtil.Tiny(1), CPU, ScalarType.Float32);
+        using var model = DeepSeekV3Model.Load(TestUtil.Tiny(1), CPU, ScalarType.Float32);
         var batch = TestUtil.RandomBatch(1, 12, new long[] { 0, 5, 12 }, 256, 8);
         using var _ = no_grad();
         var a = model.Forward(batch);

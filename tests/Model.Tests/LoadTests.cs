@@ -10,7 +10,7 @@ public class LoadTests
     public void LoadsStrictlyAndEveryTensorLands()
     {
         string dir = TestUtil.Tiny();
-        using var model = MtpModel.Load(dir, CPU, ScalarType.Float32);
+        using var model = DeepSeekV3Model.Load(dir, CPU, ScalarType.Float32);
         var state = model.StateDict();
         using var ck = Checkpoint.Open(dir);
         Assert.That(state.Keys.OrderBy(k => k, StringComparer.Ordinal), Is.EqualTo(ck.Tensors.Select(t => t.Name).OrderBy(k => k, StringComparer.Ordinal)));
@@ -36,10 +36,10 @@ public class LoadTests
     public void LoadsBf16AndConvertsDtype()
     {
         string dir = TestUtil.Tiny(dtype: DType.BF16);
-        using var model = MtpModel.Load(dir, CPU, ScalarType.BFloat16);
+        using var model = DeepSeekV3Model.Load(dir, CPU, ScalarType.BFloat16);
         Assert.That(model.StateDict()["lm_head.weight"].dtype, Is.EqualTo(ScalarType.BFloat16));
         Assert.That(model.StateDict()["model.layers.2.mlp.gate.e_score_correction_bias"].dtype, Is.EqualTo(ScalarType.Float32));
-        using var f32 = MtpModel.Load(dir, CPU, ScalarType.Float32);
+        using var f32 = DeepSeekV3Model.Load(dir, CPU, ScalarType.Float32);
         Assert.That(TestUtil.F(f32.StateDict()["lm_head.weight"]), Is.EqualTo(TestUtil.F(model.StateDict()["lm_head.weight"])));
     }
 
@@ -47,7 +47,7 @@ public class LoadTests
     public void MissingTensorIsNamed()
     {
         string bad = TestUtil.Rewrite(TestUtil.Tiny(), l => l.Where(t => t.Spec.Name != "mtp.layers.0.hnorm.weight").ToList());
-        var e = Assert.Throws<ModelLoadException>(() => MtpModel.Load(bad, CPU, ScalarType.Float32))!;
+        var e = Assert.Throws<ModelLoadException>(() => DeepSeekV3Model.Load(bad, CPU, ScalarType.Float32))!;
         Assert.That(e.Message, Does.Contain("mtp.layers.0.hnorm.weight"));
         Assert.That(e.Missing, Is.EqualTo(new[] { "mtp.layers.0.hnorm.weight" }));
     }
@@ -56,7 +56,7 @@ public class LoadTests
     public void ExtraTensorIsNamed()
     {
         string bad = TestUtil.Rewrite(TestUtil.Tiny(), l => l.Append((new TensorSpec("model.layers.9.extra.weight", DType.F32, new long[] { 2 }), new byte[8])).ToList());
-        var e = Assert.Throws<ModelLoadException>(() => MtpModel.Load(bad, CPU, ScalarType.Float32))!;
+        var e = Assert.Throws<ModelLoadException>(() => DeepSeekV3Model.Load(bad, CPU, ScalarType.Float32))!;
         Assert.That(e.Message, Does.Contain("model.layers.9.extra.weight"));
         Assert.That(e.Unexpected, Is.EqualTo(new[] { "model.layers.9.extra.weight" }));
     }
@@ -67,7 +67,7 @@ public class LoadTests
         // Same element count, different shape: a broadcasting/reshaping loader would accept it.
         string bad = TestUtil.Rewrite(TestUtil.Tiny(), l => l.Select(t => t.Spec.Name == "mtp.layers.0.eh_proj.weight"
             ? (t.Spec with { Shape = new long[] { 128, 64 } }, t.Data) : t).ToList());
-        var e = Assert.Throws<ModelLoadException>(() => MtpModel.Load(bad, CPU, ScalarType.Float32))!;
+        var e = Assert.Throws<ModelLoadException>(() => DeepSeekV3Model.Load(bad, CPU, ScalarType.Float32))!;
         Assert.That(e.Message, Does.Contain("mtp.layers.0.eh_proj.weight"));
         Assert.That(e.Mismatched.Single(), Does.Contain("[128, 64]").And.Contain("[64, 128]"));
     }
@@ -79,7 +79,7 @@ public class LoadTests
             .Where(t => t.Spec.Name != "lm_head.weight")
             .Select(t => t.Spec.Name == "model.norm.weight" ? (t.Spec with { Shape = new long[] { 1, 64 } }, t.Data) : t)
             .Append((new TensorSpec("bogus", DType.F32, new long[] { 1 }), new byte[4])).ToList());
-        var e = Assert.Throws<ModelLoadException>(() => MtpModel.Load(bad, CPU, ScalarType.Float32))!;
+        var e = Assert.Throws<ModelLoadException>(() => DeepSeekV3Model.Load(bad, CPU, ScalarType.Float32))!;
         Assert.That(e.Message, Does.Contain("lm_head.weight").And.Contain("model.norm.weight").And.Contain("bogus"));
     }
 
@@ -88,7 +88,7 @@ public class LoadTests
     {
         string dir = Mtp.Tests.Shared.RepoPaths.NewTempDir("own-copies");
         RandomCheckpoint.Write(dir, RandomCheckpoint.TinyConfig(1), 3, ownDepthCopies: true);
-        using var model = MtpModel.Load(dir, CPU, ScalarType.Float32);
+        using var model = DeepSeekV3Model.Load(dir, CPU, ScalarType.Float32);
         Assert.That(model.StateDict().Keys, Does.Contain("mtp.layers.0.embed_tokens.weight").And.Contain("mtp.layers.0.shared_head.head.weight"));
     }
 
@@ -98,7 +98,7 @@ public class LoadTests
         string dir = Mtp.Tests.Shared.RepoPaths.NewTempDir("sharded");
         RandomCheckpoint.Write(dir, RandomCheckpoint.TinyConfig(2), 4, DType.BF16, maxShardBytes: 200_000);
         Assert.That(File.Exists(Path.Combine(dir, ShardIndex.FileName)));
-        using var model = MtpModel.Load(dir, CPU, ScalarType.Float32);
+        using var model = DeepSeekV3Model.Load(dir, CPU, ScalarType.Float32);
         Assert.That(model.MtpDepths, Has.Count.EqualTo(2));
     }
 

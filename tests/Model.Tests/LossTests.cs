@@ -27,7 +27,7 @@ public class LossTests
     public void ForwardDoesNotMutateBatchAndRollsLabels()
     {
         using var scope = NewDisposeScope();
-        using var model = MtpModel.Load(TestUtil.Tiny(2), CPU, ScalarType.Float32);
+        using var model = DeepSeekV3Model.Load(TestUtil.Tiny(2), CPU, ScalarType.Float32);
         var batch = TestUtil.Batch(new long[,] { { 1, 2, 3, 4, 5, 6 } }, new long[] { 0, 3, 6 });
         var before = (batch.InputIds.data<long>().ToArray(), batch.Labels.data<long>().ToArray());
         using var _ = no_grad();
@@ -80,7 +80,7 @@ public class LossTests
     public void RandomWeightLossesAreNearLnV(int depths)
     {
         using var scope = NewDisposeScope();
-        using var model = MtpModel.Load(TestUtil.Tiny(depths), CPU, ScalarType.Float32);
+        using var model = DeepSeekV3Model.Load(TestUtil.Tiny(depths), CPU, ScalarType.Float32);
         var batch = TestUtil.RandomBatch(2, 32, new long[] { 0, 20, 32, 64 }, 256, 3);
         using var _ = no_grad();
         var l = model.Loss(batch, 0.1);

@@ -11,7 +11,7 @@ public class TrainingTests
     static Trainer NewTrainer(int depths, TrainerOptions o, ulong dataSeed = 7, string? ckpt = null)
     {
         string dir = ckpt ?? TestUtil.Tiny(depths);
-        var model = MtpModel.Load(dir, CPU, ScalarType.Float32);
+        var model = DeepSeekV3Model.Load(dir, CPU, ScalarType.Float32);
         var cfg = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!;
         return new Trainer(model, new SyntheticTokenSource(256, dataSeed), o, cfg);
     }
@@ -19,7 +19,7 @@ public class TrainingTests
     [Test]
     public void AfterOneBackwardEveryMtpParameterHasNonZeroGradient()
     {
-        using var model = MtpModel.Load(TestUtil.Tiny(2), CPU, ScalarType.Float32);
+        using var model = DeepSeekV3Model.Load(TestUtil.Tiny(2), CPU, ScalarType.Float32);
         using var scope = NewDisposeScope();
         using var batch = new SyntheticTokenSource(256, 1).Next(2, 64);
         model.Loss(batch, 0.1).Total.backward();
@@ -110,7 +110,7 @@ public class TrainingTests
     {
         var st = dtype == DType.F32 ? ScalarType.Float32 : ScalarType.BFloat16;
         string src = TestUtil.Tiny(2);
-        var model = MtpModel.Load(src, CPU, st);
+        var model = DeepSeekV3Model.Load(src, CPU, st);
         var cfg = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(src, "config.json")))!;
         using var t = new Trainer(model, new SyntheticTokenSource(256, 3), new TrainerOptions { Batch = 1, SeqLen = 32 }, cfg);
         t.Step();
@@ -122,7 +122,7 @@ public class TrainingTests
             Assert.That(ck.Get("lm_head.weight").Info.DType, Is.EqualTo(dtype));
             Assert.That(ck.Get("mtp.layers.1.mlp.gate.e_score_correction_bias").Info.DType, Is.EqualTo(DType.F32));
         }
-        using var re = MtpModel.Load(dir, CPU, st);
+        using var re = DeepSeekV3Model.Load(dir, CPU, st);
         var a = model.StateDict();
         var b = re.StateDict();
         Assert.That(b.Keys, Is.EquivalentTo(a.Keys));

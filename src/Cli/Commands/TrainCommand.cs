@@ -69,14 +69,14 @@ public static class TrainCommand
             var dtype = CheckpointIO.ParseDType(dtypeName);
             var model = MtpModel.Load(ckpt, device, dtype);
             var config = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(ckpt, "config.json")))!;
-            int vocab = model.Config.VocabSize;
+            int vocab = model.VocabSize;
             TokenSource source = dataPath is null ? new SyntheticTokenSource(vocab, (ulong)seed) : new FileTokenSource(dataPath, vocab);
             trainer = new Trainer(model, source, options, config);
         }
         using var _ = trainer;
         var o = trainer.Options;
         if (!json)
-            Console.Error.WriteLine($"training {trainer.Model.Config.NumHiddenLayers} layers + {trainer.Model.Config.NumNextnPredictLayers} MTP depth(s), " +
+            Console.Error.WriteLine($"training {trainer.Model.Family}: {trainer.Model.NumHiddenLayers} layers + {trainer.Model.MtpDepthCount} MTP depth(s), " +
                 $"{trainer.Model.TrainableParameters().Sum(p => p.Param.numel()):N0} parameters, {trainer.Model.DType} on {device}, batch {o.Batch}x{o.SeqLen}");
         var inv = CultureInfo.InvariantCulture;
         var times = new List<double>();
