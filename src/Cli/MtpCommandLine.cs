@@ -17,6 +17,7 @@ public static class MtpCommandLine
         root.Subcommands.Add(VerifyCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(SynthCommand.Create());
+        root.Subcommands.Add(DemoCommand.Create());
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {

@@ -145,8 +145,8 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
             b.Norm(p + "hnorm.weight", H);
             b.Bf16(p + "eh_proj.weight", 0.02, H, 2 * H);
             b.Norm(p + "shared_head.norm.weight", H);
-            b.Bf16(p + "embed_tokens.weight", 0.02, Vocab, H);
-            b.Bf16(p + "shared_head.head.weight", 0.02, Vocab, H);
+            b.CopyOf(p + "embed_tokens.weight", "model.embed_tokens.weight");
+            b.CopyOf(p + "shared_head.head.weight", "lm_head.weight");
         }
         int nGroup = E % 8 == 0 && E >= 16 ? 8 : E % 2 == 0 ? 2 : 1;
         var cfg = new JsonObject

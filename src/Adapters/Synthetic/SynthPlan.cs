@@ -32,7 +32,8 @@ public enum SynthFill
 /// <param name="Mean">Mean for <see cref="SynthFill.Bf16"/> / <see cref="SynthFill.F32"/>.</param>
 /// <param name="Std">Standard deviation for <see cref="SynthFill.Bf16"/> / <see cref="SynthFill.F32"/>.</param>
 /// <param name="Max">Exclusive upper bound for <see cref="SynthFill.ExpertIds"/>.</param>
-public sealed record SynthTensor(string Name, DType DType, long[] Shape, SynthFill Fill, double Mean = 0, double Std = 0, int Max = 0)
+/// <param name="SameDataAs">Name of a tensor whose bytes this one repeats (released checkpoints store identical copies, e.g. DeepSeek-V3's MTP embedding and head).</param>
+public sealed record SynthTensor(string Name, DType DType, long[] Shape, SynthFill Fill, double Mean = 0, double Std = 0, int Max = 0, string? SameDataAs = null)
 {
     /// <summary>The safetensors header entry.</summary>
     public TensorSpec Spec => new(Name, DType, Shape);
@@ -64,6 +65,9 @@ sealed class PlanBuilder
     static long Ceil(long a, long b) => (a + b - 1) / b;
 
     public void Bf16(string name, double std, params long[] shape) => Tensors.Add(new(name, DType.BF16, shape, SynthFill.Bf16, 0, std));
+
+    /// <summary>A tensor with the same dtype, shape and bytes as the already added <paramref name="of"/>.</summary>
+    public void CopyOf(string name, string of) => Tensors.Add(Tensors.Single(t => t.Name == of) with { Name = name, SameDataAs = of });
     public void Norm(string name, long n) => Tensors.Add(new(name, DType.BF16, new[] { n }, SynthFill.Bf16, 1.0, 0.1));
     public void F32(string name, double std, params long[] shape) => Tensors.Add(new(name, DType.F32, shape, SynthFill.F32, 0, std));
     public void Ids(string name, int max, params long[] shape) => Tensors.Add(new(name, DType.I32, shape, SynthFill.ExpertIds, Max: max));

@@ -82,7 +82,7 @@ public static class SynthWriter
                     long take = Math.Min(chunkEnd - off, BatchBytes - filled);
                     if (off + take < len) take -= take % 8; // a cut inside a tensor stays 8-byte aligned
                     if (take <= 0) break;
-                    items.Add((t, SynthData.TensorSeed(seed, t.Name), off, filled, (int)take));
+                    items.Add((t, SynthData.TensorSeed(seed, t.SameDataAs ?? t.Name), off, filled, (int)take));
                     filled += (int)take;
                     off += take;
                 }
