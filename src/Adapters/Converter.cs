@@ -267,6 +267,7 @@ public static partial class Converter
             throw new AdapterException(AdapterErrorKind.Usage, $"{outDir}: exists and is not empty (use --force to replace it)");
         if (o.MaxShardBytes <= 0) throw new AdapterException(AdapterErrorKind.Usage, "--max-shard-size must be positive");
         if (o.MaxMemoryBytes <= 0) throw new AdapterException(AdapterErrorKind.Usage, "--max-memory must be positive");
+        Leftovers.RemoveStale(outDir); // temporaries of interrupted runs into the same output
     }
 
     static string List(IReadOnlyList<string> names, int max = 20) =>
