@@ -153,7 +153,9 @@ public static partial class CheckpointInspector
         if (fam is "deepseek-v3" or "deepseek-v4" && trainedNames.Count > 0 && quantizedNames.Count > 0
             && (trainedNames[0], quantizedNames[0]) is var (trained, quantized))
             yield return $"{trained.File.Path}: tensor '{trained.Name}': training-layout name in a checkpoint whose {System.IO.Path.GetFileName(quantized.File.Path)} holds HF FP8 weights ('{quantized.Name}'): files of two conventions?";
-        var placements = mtpLocations.Where(l => !l.StartsWith("mtp.* ", StringComparison.Ordinal)).ToList();
+        // Decoder layers past num_hidden_layers (with or without "model.", as legacy V4 splits them) are one placement.
+        var placements = mtpLocations.Where(l => !l.StartsWith("mtp.* ", StringComparison.Ordinal))
+            .Select(l => l.Contains("+k}", StringComparison.Ordinal) ? "layers past num_hidden_layers" : l).Distinct().ToList();
         if (placements.Count > 1)
             yield return $"{ck.Directory}: MTP tensors use two conventions at once ({string.Join(", ", placements)}): files from different tools or layouts?";
         if (layers is int L && L >= 0)
@@ -169,7 +171,7 @@ public static partial class CheckpointInspector
                 var absent = Enumerable.Range(0, L).Where(i => !main.Contains(i)).ToList();
                 if (absent.Count > 0)
                     yield return $"{cfgPath}: num_hidden_layers is {L} but no tensors hold layer(s) {string.Join(", ", absent.Take(10))}";
-                bool mtpInline = placements.Any(p => p.Contains("+k}", StringComparison.Ordinal));
+                bool mtpInline = placements.Contains("layers past num_hidden_layers");
                 var beyond = main.Where(i => i >= L).ToList();
                 if (beyond.Count > 0 && !mtpInline)
                     yield return $"{cfgPath}: num_hidden_layers is {L} but tensors hold layer(s) {string.Join(", ", beyond.Take(10))} (and MTP layers live elsewhere)";
