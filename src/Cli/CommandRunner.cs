@@ -65,7 +65,8 @@ public static class CommandRunner
     static readonly System.Text.RegularExpressions.Regex TensorInMessage = new(@"tensor '([^']+)'");
 
     /// <summary>Fallback for errors that carry no structured location: "PATH: ..." and "tensor 'NAME'" in the one-line message.</summary>
-    static (string?, string?) FromMessage(string message, string? file, string? tensor)
+    /// <summary>File and tensor named by a one-line message ("PATH: ... tensor 'NAME' ..."), keeping those already known.</summary>
+    public static (string? File, string? Tensor) FromMessage(string message, string? file, string? tensor)
     {
         if (file == null)
         {
