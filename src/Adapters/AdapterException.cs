@@ -22,6 +22,12 @@ public sealed class AdapterException : Exception
     /// <summary>Process exit code for this failure.</summary>
     public int ExitCode => (int)Kind;
 
+    /// <summary>The file concerned, when known.</summary>
+    public string? File { get; init; }
+
+    /// <summary>The tensor concerned, when known.</summary>
+    public string? Tensor { get; init; }
+
     /// <summary>Creates the exception.</summary>
     public AdapterException(AdapterErrorKind kind, string message, Exception? inner = null) : base(message, inner) => Kind = kind;
 }

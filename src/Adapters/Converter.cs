@@ -26,6 +26,7 @@ public static partial class Converter
         var sw = Stopwatch.StartNew();
         CheckOutput(inDir, outDir, options);
         using Checkpoint src = Checkpoint.Open(inDir);
+        Conventions.Check(src);
         JsonObject config = src.Config ?? throw new AdapterException(AdapterErrorKind.Malformed, $"{inDir}: no config.json (needed to know the family, layers, experts and MTP depth)");
         string family = ResolveFamily(options.Family, config, inDir);
         var names = src.Tensors.Select(t => t.Name).ToList();
@@ -266,6 +267,7 @@ public static partial class Converter
             throw new AdapterException(AdapterErrorKind.Usage, $"{outDir}: exists and is not empty (use --force to replace it)");
         if (o.MaxShardBytes <= 0) throw new AdapterException(AdapterErrorKind.Usage, "--max-shard-size must be positive");
         if (o.MaxMemoryBytes <= 0) throw new AdapterException(AdapterErrorKind.Usage, "--max-memory must be positive");
+        Leftovers.RemoveStale(outDir); // temporaries of interrupted runs into the same output
     }
 
     static string List(IReadOnlyList<string> names, int max = 20) =>
@@ -274,14 +276,15 @@ public static partial class Converter
     static void FailOnMissing(List<string> missing, string dir)
     {
         if (missing.Count > 0)
-            throw new AdapterException(AdapterErrorKind.Inconsistent, $"{dir}: {missing.Count} expected tensor(s) missing: {List(missing)}");
+            throw new AdapterException(AdapterErrorKind.Inconsistent, $"{dir}: {missing.Count} expected tensor(s) missing: {List(missing)}") { File = dir, Tensor = missing[0] };
     }
 
     static List<string> HandleUnknown(List<string> unknown, ConvertOptions o, string dir, Checkpoint src, List<PlannedTensor> outputs, Dictionary<string, int> order)
     {
         if (unknown.Count == 0) return unknown;
         if (!o.AllowUnknown)
-            throw new AdapterException(AdapterErrorKind.Inconsistent, $"{dir}: {unknown.Count} tensor(s) no rule claims: {List(unknown)} (use --allow-unknown to carry them through)");
+            throw new AdapterException(AdapterErrorKind.Inconsistent, $"{dir}: {unknown.Count} tensor(s) no rule claims: {List(unknown)} (use --allow-unknown to carry them through)")
+            { File = src.TryGet(unknown[0], out var u) ? u.File.Path : dir, Tensor = unknown[0] };
         foreach (string n in unknown)
         {
             var t = src.Get(n);

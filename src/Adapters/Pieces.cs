@@ -58,15 +58,55 @@ internal sealed class CastPiece(Src src, DType from, DType to) : Piece
 internal sealed class DequantFp8Piece(Src codes, Src scale, int rows, int cols, ScaleFormat sf, BlockSize block, DType outType) : Piece
 {
     public override long Bytes => (long)rows * cols * (outType == DType.F32 ? 4 : 2);
-    public override void Produce(Span<byte> dest, KernelOptions k) =>
-        BlockDequant.Fp8(codes.All, rows, cols, scale.All, sf, block, dest, outType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16, k);
+    public override void Produce(Span<byte> dest, KernelOptions k)
+    {
+        try { BlockDequant.Fp8(codes.All, rows, cols, scale.All, sf, block, dest, outType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16, k); }
+        catch (InvalidDataException e) { throw PieceErrors.Malformed(scale, e.Message, e); }
+        catch (ArgumentException e) { throw PieceErrors.Malformed(codes, e.Message, e); }
+        PieceErrors.CheckFinite(codes, dest, outType, "FP8 E4M3 dequantization");
+    }
 }
 
 internal sealed class DequantFp4Piece(Src packed, Src scale, int rows, int cols, int group, DType outType) : Piece
 {
     public override long Bytes => (long)rows * cols * (outType == DType.F32 ? 4 : 2);
-    public override void Produce(Span<byte> dest, KernelOptions k) =>
-        BlockDequant.Fp4(packed.All, rows, cols, scale.All, group, dest, outType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16, k);
+    public override void Produce(Span<byte> dest, KernelOptions k)
+    {
+        try { BlockDequant.Fp4(packed.All, rows, cols, scale.All, group, dest, outType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16, k); }
+        catch (InvalidDataException e) { throw PieceErrors.Malformed(scale, e.Message, e); }
+        catch (ArgumentException e) { throw PieceErrors.Malformed(packed, e.Message, e); }
+        PieceErrors.CheckFinite(packed, dest, outType, "FP4 dequantization");
+    }
+}
+
+/// <summary>Turns kernel failures into one-line errors naming the file and tensor.</summary>
+internal static class PieceErrors
+{
+    public static AdapterException Malformed(Src src, string detail, Exception? inner = null) =>
+        new(AdapterErrorKind.Malformed, $"{src.File.Path}: tensor '{src.Name}': {detail.Replace('\n', ' ').Replace('\r', ' ')}", inner)
+        {
+            File = src.File.Path, Tensor = src.Name,
+        };
+
+    /// <summary>Throws when a dequantized tensor holds NaN or infinite values (E4M3 NaN codes, overflowing scales), with their count.</summary>
+    public static void CheckFinite(Src src, ReadOnlySpan<byte> output, DType outType, string what)
+    {
+        long bad = 0, first = -1;
+        if (outType == DType.F32)
+        {
+            var f = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(output);
+            for (int i = 0; i < f.Length; i++)
+                if ((f[i] & 0x7F800000u) == 0x7F800000u) { bad++; if (first < 0) first = i; }
+        }
+        else
+        {
+            var h = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(output);
+            for (int i = 0; i < h.Length; i++)
+                if ((h[i] & 0x7F80) == 0x7F80) { bad++; if (first < 0) first = i; }
+        }
+        if (bad > 0)
+            throw Malformed(src, $"{bad} value(s) are NaN or infinite after {what} (first at element {first})");
+    }
 }
 
 /// <summary>
@@ -110,6 +150,15 @@ internal sealed class QuantPiece : Piece
     }
 
     public void Run(Span<byte> codes, Span<byte> scales, KernelOptions k)
+    {
+        try { RunCore(codes, scales, k); }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException)
+        {
+            throw PieceErrors.Malformed(_input, $"quantizing to '{WeightName}': {e.Message}", e);
+        }
+    }
+
+    void RunCore(Span<byte> codes, Span<byte> scales, KernelOptions k)
     {
         ReadOnlySpan<byte> input = _input.All;
         if (_refCodes is Src rc && _refScale is Src rs)

@@ -46,7 +46,8 @@ internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType o
                 var (gr, gc) = block.GridFor(rows, cols);
                 if (scale.Info.Shape.Length != 2 || scale.Info.Shape[0] != gr || scale.Info.Shape[1] != gc)
                     throw new AdapterException(AdapterErrorKind.Malformed,
-                        $"{scale.File.Path}: tensor '{scaleName}': scale shape {scale.Info.ShapeText} does not fit weight {t.ShapeText} with block [{block.Rows}, {block.Cols}] (expected [{gr}, {gc}])");
+                        $"{scale.File.Path}: tensor '{scaleName}': scale shape {scale.Info.ShapeText} does not fit weight {t.ShapeText} with block [{block.Rows}, {block.Cols}] (expected [{gr}, {gc}])")
+                    { File = scale.File.Path, Tensor = scaleName };
                 ScaleFormat sf = ScaleFormatOf(scale);
                 p.Pieces.Add(new DequantFp8Piece(Src.Whole(loc), Src.Whole(scale), rows, cols, sf, block, outType));
                 Op(p, $"dequantize FP8 E4M3 with {scale.Info.DType} block scales [{block.Rows}x{block.Cols}] -> {outType}");
@@ -199,6 +200,9 @@ internal sealed class HfPlanContext(Checkpoint nat, Checkpoint? reference, RuleT
             int group = 32;
             if (isFp4)
             {
+                if (cols % 2 != 0)
+                    throw new AdapterException(AdapterErrorKind.Malformed, $"{input.File.Path}: tensor '{input.Name}': FP4 target '{hfName}' needs an even column count, not {cols} (two values per byte)")
+                    { File = input.File.Path, Tensor = input.Name };
                 if (sh.Shape is { Length: 2 } && sh.Shape[1] > 0 && cols % sh.Shape[1] == 0) group = cols / (int)sh.Shape[1];
                 wShape = new long[] { rows, cols / 2 };
                 sShape = new long[] { rows, (cols + group - 1) / group };
@@ -266,6 +270,9 @@ internal sealed class HfPlanContext(Checkpoint nat, Checkpoint? reference, RuleT
             if (!nat.TryGet(N + ".down_proj", out var dn)) { missing.Add(N + ".down_proj"); return outs; }
             claimed.Add(gu.Name); claimed.Add(dn.Name);
             long[] gs = gu.Info.Shape, ds = dn.Info.Shape;
+            if (gs.Length == 3 && ds.Length == 3 && (gs[0] != E || ds[0] != E))
+                throw new AdapterException(AdapterErrorKind.Inconsistent, $"{gu.File.Path}: experts '{gu.Name}' {gu.Info.ShapeText} / '{dn.Name}' {dn.Info.ShapeText} hold {gs[0]} / {ds[0]} experts but config.json says {E}")
+                { File = gu.File.Path, Tensor = gu.Name };
             if (gs.Length != 3 || ds.Length != 3 || gs[0] != E || ds[0] != E || gs[1] % 2 != 0 || gs[1] / 2 != ds[2] || gs[2] != ds[1])
                 throw new AdapterException(AdapterErrorKind.Malformed, $"{gu.File.Path}: experts '{gu.Name}' {gu.Info.ShapeText} / '{dn.Name}' {dn.Info.ShapeText} are not [E={E}, 2I, H] / [E, H, I]");
             if (fusedHf)

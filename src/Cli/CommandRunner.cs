@@ -31,6 +31,7 @@ public static class CommandRunner
         catch (Exception e)
         {
             var (code, file, tensor) = Classify(e);
+            if (file == null || tensor == null) (file, tensor) = FromMessage(e.Message, file, tensor);
             Report(e, code, file, tensor, verbose, json);
             return code;
         }
@@ -41,7 +42,7 @@ public static class CommandRunner
     {
         CliException c => (c.ExitCode, c.File, c.Tensor),
         SafeTensorsException s => (ExitCodes.For(s.Error), s.File, s.Tensor),
-        Mtp.Adapters.AdapterException a => (a.ExitCode, null, null),
+        Mtp.Adapters.AdapterException a => (a.ExitCode, a.File ?? (a.InnerException as SafeTensorsException)?.File, a.Tensor ?? (a.InnerException as SafeTensorsException)?.Tensor),
         Mtp.Model.ModelLoadException => (ExitCodes.Inconsistent, null, null),
         Mtp.Model.ModelConfigException => (ExitCodes.Malformed, null, null),
         InvalidDataException => (ExitCodes.Malformed, null, null),
@@ -61,6 +62,21 @@ public static class CommandRunner
         if (t.GetProperty("ExitCode")?.GetValue(e) is int code)
             return (code, t.GetProperty("File")?.GetValue(e) as string, t.GetProperty("Tensor")?.GetValue(e) as string);
         return (ExitCodes.Internal, null, null);
+    }
+
+    static readonly System.Text.RegularExpressions.Regex TensorInMessage = new(@"tensor '([^']+)'");
+
+    /// <summary>Fallback for errors that carry no structured location: "PATH: ..." and "tensor 'NAME'" in the one-line message.</summary>
+    /// <summary>File and tensor named by a one-line message ("PATH: ... tensor 'NAME' ..."), keeping those already known.</summary>
+    public static (string? File, string? Tensor) FromMessage(string message, string? file, string? tensor)
+    {
+        if (file == null)
+        {
+            int colon = message.IndexOf(": ", StringComparison.Ordinal);
+            if (colon > 0 && message[..colon] is var p && (File.Exists(p) || Directory.Exists(p))) file = p;
+        }
+        if (tensor == null && TensorInMessage.Match(message) is { Success: true } m) tensor = m.Groups[1].Value;
+        return (file, tensor);
     }
 
     static void Report(Exception e, int code, string? file, string? tensor, bool verbose, bool json)

@@ -22,6 +22,14 @@ public static class MtpCommandLine
         if (parsed.Errors.Count > 0)
         {
             foreach (var e in parsed.Errors) Console.Error.WriteLine("mtp: " + e.Message);
+            if (args.Contains("--json"))
+            {
+                var err = new System.Text.Json.Nodes.JsonObject
+                {
+                    ["class"] = ExitCodes.ClassName(ExitCodes.Usage), ["message"] = string.Join("; ", parsed.Errors.Select(e => e.Message)), ["file"] = null, ["tensor"] = null,
+                };
+                Console.Out.WriteLine(new System.Text.Json.Nodes.JsonObject { ["error"] = err }.ToJsonString());
+            }
             return ExitCodes.Usage;
         }
         return parsed.Invoke();

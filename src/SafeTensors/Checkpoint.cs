@@ -105,6 +105,7 @@ public sealed class Checkpoint : IDisposable
         }
 
         var files = new List<SafeTensorsFile>();
+        JsonObject? config = null;
         var byName = new Dictionary<string, TensorLocation>(StringComparer.Ordinal);
         var ordered = new List<TensorLocation>();
         try
@@ -135,6 +136,24 @@ public sealed class Checkpoint : IDisposable
                 }
             }
             if (index != null) CrossCheck(dir, index, files, byName, Report);
+            string configPath = System.IO.Path.Combine(dir, "config.json");
+            if (File.Exists(configPath))
+            {
+                try
+                {
+                    byte[] bytes = ShardIndex.ReadCapped(configPath, SafeTensorsError.BadConfig);
+                    if (!System.Text.Unicode.Utf8.IsValid(bytes))
+                        throw new SafeTensorsException(SafeTensorsError.BadConfig, configPath, null, "config.json is not valid UTF-8");
+                    config = JsonNode.Parse(bytes) as JsonObject;
+                    if (config is null)
+                        Report(new SafeTensorsException(SafeTensorsError.BadConfig, configPath, null, "config.json is not a JSON object"));
+                }
+                catch (System.Text.Json.JsonException e)
+                {
+                    Report(new SafeTensorsException(SafeTensorsError.BadConfig, configPath, null, "config.json is not valid JSON: " + e.Message.Replace('\n', ' ')));
+                }
+                catch (SafeTensorsException e) { Report(e); }
+            }
         }
         catch
         {
@@ -142,16 +161,6 @@ public sealed class Checkpoint : IDisposable
             throw;
         }
 
-        JsonObject? config = null;
-        string configPath = System.IO.Path.Combine(dir, "config.json");
-        if (File.Exists(configPath))
-        {
-            try { config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject; }
-            catch (System.Text.Json.JsonException e)
-            {
-                Report(new SafeTensorsException(SafeTensorsError.BadIndex, configPath, null, "config.json is not valid JSON: " + e.Message.Replace('\n', ' ')));
-            }
-        }
         return new Checkpoint(dir, files, index, config, byName, ordered, problems);
     }
 

@@ -19,6 +19,8 @@ public static class HeaderParser
     public const long MaxHeaderLength = 100_000_000;
     /// <summary>Cap on the rank of a tensor (no real checkpoint comes near it).</summary>
     public const int MaxRank = 32;
+    /// <summary>Cap on the number of tensors in one file (the largest published shards hold a few thousand).</summary>
+    public const int MaxTensors = 1_000_000;
 
     /// <summary>
     /// Validates the header length word against the file length before anything is allocated.
@@ -69,6 +71,8 @@ public static class HeaderParser
                     ReadMetadata(file, p.Value, metadata);
                     continue;
                 }
+                if (tensors.Count >= MaxTensors)
+                    throw new SafeTensorsException(SafeTensorsError.BadEntry, file, null, $"header holds more than {MaxTensors} tensors (the cap)");
                 if (!seen.Add(p.Name))
                     throw new SafeTensorsException(SafeTensorsError.DuplicateName, file, p.Name, "name appears twice in the header");
                 tensors.Add(ReadEntry(file, p.Name, p.Value));

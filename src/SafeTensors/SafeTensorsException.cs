@@ -39,6 +39,8 @@ public enum SafeTensorsError
     TensorNotFound,
     /// <summary>The path holds no safetensors file.</summary>
     NoCheckpoint,
+    /// <summary>config.json is not a valid JSON object (or is too large).</summary>
+    BadConfig,
     /// <summary>An operating-system I/O failure.</summary>
     Io,
 }

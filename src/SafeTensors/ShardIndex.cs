@@ -12,15 +12,31 @@ public sealed record ShardIndex(long? TotalSize, IReadOnlyList<KeyValuePair<stri
     /// <summary>The conventional index file name.</summary>
     public const string FileName = "model.safetensors.index.json";
 
-    /// <summary>Reads and checks an index file (JSON shape, duplicate names).</summary>
-    public static ShardIndex Read(string path)
+    /// <summary>Cap on the size of an index (or config.json) read into memory: real ones are a few MB.</summary>
+    public const long MaxJsonFileBytes = 256L << 20;
+
+    /// <summary>Reads a small JSON side file (index, config.json) after checking its size against <see cref="MaxJsonFileBytes"/>.</summary>
+    public static byte[] ReadCapped(string path, SafeTensorsError kind)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            if (fs.Length > MaxJsonFileBytes)
+                throw new SafeTensorsException(kind, path, null, $"{fs.Length} bytes exceeds the cap of {MaxJsonFileBytes} bytes for a JSON side file");
+            var bytes = new byte[fs.Length];
+            fs.ReadExactly(bytes);
+            return bytes;
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new SafeTensorsException(SafeTensorsError.Io, path, null, e.Message, e);
         }
+    }
+
+    /// <summary>Reads and checks an index file (JSON shape, duplicate names).</summary>
+    public static ShardIndex Read(string path)
+    {
+        byte[] bytes = ReadCapped(path, SafeTensorsError.BadIndex);
         if (!System.Text.Unicode.Utf8.IsValid(bytes))
             throw new SafeTensorsException(SafeTensorsError.BadIndex, path, null, "index is not valid UTF-8");
         JsonDocument doc;

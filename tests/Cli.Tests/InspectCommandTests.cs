@@ -92,7 +92,7 @@ public class InspectCommandTests
             (new TensorSpec("b.weight", DType.F8_E4M3, new long[] { 4, 4 }), new byte[16]),
         });
         var (code, stdout, stderr) = CliRunner.Run("inspect", "--json", dir);
-        Assert.That(code, Is.EqualTo(ExitCodes.Inconsistent));
+        Assert.That(code, Is.EqualTo(ExitCodes.Malformed)); // the grid misfit (malformed) outranks the missing scale (inconsistent)
         var problems = ((JsonArray)JsonNode.Parse(stdout)!["problems"]!).Select(p => (string)p!).ToList();
         Assert.That(problems, Has.Some.Contains("a.weight_scale_inv").And.Contains("expected [2, 2]"));
         Assert.That(problems, Has.Some.Contains("'b.weight'").And.Contains("no scale"));

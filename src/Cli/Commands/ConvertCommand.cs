@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Mtp.Adapters;
 using Mtp.SafeTensors;
+using System.Text.Json.Nodes;
 using Spectre.Console;
 
 namespace Mtp.Cli.Commands;
@@ -23,9 +24,10 @@ public static class ConvertCommand
         var memory = new Option<string>("--max-memory") { Description = "Memory budget for tensors computed at once (e.g. 2GB)", DefaultValueFactory = _ => "2GB" };
         var force = new Option<bool>("--force") { Description = "Replace a non-empty output directory" };
         var allowUnknown = new Option<bool>("--allow-unknown") { Description = "Carry tensors no rule claims through unchanged (reported) instead of failing" };
+        var json = new Option<bool>("--json") { Description = "Print a JSON summary on stdout (or {\"error\": {...}} on failure)" };
         var cmd = new Command("convert", "Convert an MTP checkpoint between the Hugging Face layout and the training layout, losslessly")
         {
-            input, output, to, family, dtype, reference, layout, threads, shard, memory, force, allowUnknown,
+            input, output, to, family, dtype, reference, layout, threads, shard, memory, force, allowUnknown, json,
         };
         cmd.SetAction(pr => CommandRunner.Run(() =>
             {
@@ -56,17 +58,36 @@ public static class ConvertCommand
                     MaxMemoryBytes = Units.ParseSize(pr.GetValue(memory)!), Force = pr.GetValue(force), AllowUnknown = pr.GetValue(allowUnknown),
                 };
                 string inDir = pr.GetValue(input)!, outDir = pr.GetValue(output)!;
-                ConversionResult r = RunWithProgress(p => dir == "native" ? Converter.ToNative(inDir, outDir, options, p) : Converter.ToHf(inDir, outDir, options, p));
+                bool asJson = pr.GetValue(json);
+                ConversionResult r = RunWithProgress(p => dir == "native" ? Converter.ToNative(inDir, outDir, options, p) : Converter.ToHf(inDir, outDir, options, p), asJson);
+                if (asJson) Console.Out.WriteLine(SummaryJson(r, dir).ToJsonString(CommandRunner.Indented));
                 Console.Error.WriteLine($"mtp: {r.Family} -> {dir}: {r.TensorsWritten} tensors, {r.BytesWritten:N0} bytes in {r.Shards.Count} shard(s), {r.Dropped.Count} dropped, " +
                     $"{r.CarriedUnknown.Count} unknown carried, {r.Requantized.Count} re-quantized with new scales, {r.Elapsed.TotalSeconds:F1}s -> {r.OutputDirectory}");
                 foreach (var u in r.CarriedUnknown) Console.Error.WriteLine($"mtp: warning: unknown tensor carried through: {u}");
                 return ExitCodes.Ok;
-            }, pr.GetValue(GlobalOptions.Verbose), json: false));
+            }, pr.GetValue(GlobalOptions.Verbose), pr.GetValue(json)));
         return cmd;
     }
 
-    static ConversionResult RunWithProgress(Func<ConvertProgress, ConversionResult> run)
+    /// <summary>The --json success summary of a conversion.</summary>
+    public static JsonObject SummaryJson(ConversionResult r, string direction) => new()
     {
+        ["ok"] = true,
+        ["direction"] = direction,
+        ["family"] = r.Family,
+        ["output"] = r.OutputDirectory,
+        ["tensors"] = r.TensorsWritten,
+        ["bytes"] = r.BytesWritten,
+        ["shards"] = new JsonArray(r.Shards.Select(s => (JsonNode)JsonValue.Create(s)!).ToArray()),
+        ["dropped"] = new JsonArray(r.Dropped.Select(d => (JsonNode)new JsonObject { ["name"] = d.Name, ["reason"] = d.Reason }).ToArray()),
+        ["carried_unknown"] = new JsonArray(r.CarriedUnknown.Select(s => (JsonNode)JsonValue.Create(s)!).ToArray()),
+        ["requantized"] = new JsonArray(r.Requantized.Select(q => (JsonNode)new JsonObject { ["name"] = q.Name, ["new_scale_blocks"] = q.ChangedBlocks }).ToArray()),
+        ["seconds"] = Math.Round(r.Elapsed.TotalSeconds, 3),
+    };
+
+    static ConversionResult RunWithProgress(Func<ConvertProgress, ConversionResult> run, bool json)
+    {
+        if (json) return run(new ConvertProgress()); // scripts: stdout carries the JSON, stderr only an error line
         if (Console.IsErrorRedirected || Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
         {
             long total = 0, done = 0, lastPct = -1;

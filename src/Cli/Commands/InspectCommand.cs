@@ -21,7 +21,19 @@ public static class InspectCommand
             return CommandRunner.Run(() =>
             {
                 CheckpointReport report = CheckpointInspector.Inspect(r.GetValue(path)!);
-                if (asJson) Console.Out.WriteLine(report.ToJson().ToJsonString(CommandRunner.Indented));
+                if (asJson)
+                {
+                    var j = report.ToJson();
+                    if (report.Problems.Count > 0)
+                    {
+                        var (file, tensor) = CommandRunner.FromMessage(report.Problems[0], null, null);
+                        j["error"] = new System.Text.Json.Nodes.JsonObject
+                        {
+                            ["class"] = ExitCodes.ClassName(report.ProblemExitCode), ["message"] = report.Problems[0], ["file"] = file, ["tensor"] = tensor,
+                        };
+                    }
+                    Console.Out.WriteLine(j.ToJsonString(CommandRunner.Indented));
+                }
                 else Render(report);
                 if (report.Problems.Count > 0)
                 {

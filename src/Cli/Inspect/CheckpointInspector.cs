@@ -55,12 +55,22 @@ public static partial class CheckpointInspector
             exit = exit == 0 ? ExitCodes.Inconsistent : exit;
         }
 
+        if (ck.Problems.Count == 0)
+        {
+            foreach (string p in CheckConventions(ck, layers, cfg, text, locations))
+            {
+                problems.Add(p);
+                exit = exit == 0 ? ExitCodes.Inconsistent : exit;
+            }
+        }
+
         bool perExpert = ck.Tensors.Any(t => PerExpert().IsMatch(t.Name));
         bool fused = ck.Tensors.Any(t => FusedExpert().IsMatch(t.Name));
         string experts = (perExpert, fused) switch { (true, true) => "mixed", (true, false) => "per-expert", (false, true) => "fused", _ => "none" };
 
         var quant = QuantScan.Scan(ck, cfg, text, problems);
-        if (quant.Problems > 0 && exit == 0) exit = ExitCodes.Inconsistent;
+        if (quant.Malformed > 0) exit = exit == 0 ? ExitCodes.Malformed : Math.Min(exit, ExitCodes.Malformed);
+        else if (quant.Problems > 0 && exit == 0) exit = ExitCodes.Inconsistent;
 
         return new CheckpointReport
         {
@@ -125,6 +135,70 @@ public static partial class CheckpointInspector
         }
         // Qwen keeps fc/norms at top-level mtp.* even with one layer; a depth exists only with a block.
         return (depths.Count, count, locations.ToList());
+    }
+
+    [GeneratedRegex(@"^(?:model\.)?layers\.(\d+)\.(?:mlp|ffn)\.experts\.(\d+)\.")] private static partial Regex ExpertIndex();
+    [GeneratedRegex(@"^(?:model\.)?layers\.(\d+)\.(?:mlp|ffn)\.experts\.(?:gate_up_proj|down_proj)$")] private static partial Regex StackedExperts();
+
+    /// <summary>
+    /// Config vs tensors and convention checks from headers: every main layer 0..L-1 present and none past it
+    /// (unless MTP layers live there), routed expert count per layer equal to the config's, MTP tensors in one placement.
+    /// </summary>
+    static IEnumerable<string> CheckConventions(Checkpoint ck, int? layers, JsonObject? cfg, JsonObject? text, List<string> mtpLocations)
+    {
+        string cfgPath = System.IO.Path.Combine(ck.Directory, "config.json");
+        string? fam = FamilyOf(Str(cfg, "model_type") ?? Str(text, "model_type"));
+        var trainedNames = ck.Tensors.Where(t => t.Name.StartsWith("mtp.layers.", StringComparison.Ordinal)).Take(1).ToList();
+        var quantizedNames = ck.Tensors.Where(t => t.Info.DType == DType.F8_E4M3).Take(1).ToList();
+        if (fam is "deepseek-v3" or "deepseek-v4" && trainedNames.Count > 0 && quantizedNames.Count > 0
+            && (trainedNames[0], quantizedNames[0]) is var (trained, quantized))
+            yield return $"{trained.File.Path}: tensor '{trained.Name}': training-layout name in a checkpoint whose {System.IO.Path.GetFileName(quantized.File.Path)} holds HF FP8 weights ('{quantized.Name}'): files of two conventions?";
+        // Decoder layers past num_hidden_layers (with or without "model.", as legacy V4 splits them) are one placement.
+        var placements = mtpLocations.Where(l => !l.StartsWith("mtp.* ", StringComparison.Ordinal))
+            .Select(l => l.Contains("+k}", StringComparison.Ordinal) ? "layers past num_hidden_layers" : l).Distinct().ToList();
+        if (placements.Count > 1)
+            yield return $"{ck.Directory}: MTP tensors use two conventions at once ({string.Join(", ", placements)}): files from different tools or layouts?";
+        if (layers is int L && L >= 0)
+        {
+            var main = new SortedSet<int>();
+            foreach (var t in ck.Tensors)
+            {
+                Match m = MainLayer().Match(t.Name);
+                if (m.Success && int.TryParse(m.Groups[1].Value, out int n)) main.Add(n);
+            }
+            if (main.Count > 0)
+            {
+                var absent = Enumerable.Range(0, L).Where(i => !main.Contains(i)).ToList();
+                if (absent.Count > 0)
+                    yield return $"{cfgPath}: num_hidden_layers is {L} but no tensors hold layer(s) {string.Join(", ", absent.Take(10))}";
+                bool mtpInline = placements.Contains("layers past num_hidden_layers");
+                var beyond = main.Where(i => i >= L).ToList();
+                if (beyond.Count > 0 && !mtpInline)
+                    yield return $"{cfgPath}: num_hidden_layers is {L} but tensors hold layer(s) {string.Join(", ", beyond.Take(10))} (and MTP layers live elsewhere)";
+            }
+        }
+        int? experts = Int(text, "n_routed_experts") ?? Int(cfg, "n_routed_experts") ?? Int(text, "num_experts") ?? Int(cfg, "num_experts");
+        if (experts is int E && E > 0)
+        {
+            var perLayer = new Dictionary<int, SortedSet<int>>();
+            foreach (var t in ck.Tensors)
+            {
+                Match m = ExpertIndex().Match(t.Name);
+                if (m.Success && int.TryParse(m.Groups[1].Value, out int l) && int.TryParse(m.Groups[2].Value, out int e))
+                {
+                    if (!perLayer.TryGetValue(l, out var set)) perLayer[l] = set = new SortedSet<int>();
+                    set.Add(e);
+                }
+                else if (StackedExperts().IsMatch(t.Name) && t.Info.Shape.Length == 3 && t.Info.Shape[0] != E)
+                    yield return $"{t.File.Path}: tensor '{t.Name}': holds {t.Info.Shape[0]} experts but config.json says {E}";
+            }
+            foreach (var (l, set) in perLayer)
+                if (set.Count != E || set.Max != E - 1)
+                {
+                    yield return $"{cfgPath}: {E} routed experts configured but layer {l} has {set.Count} (indices {set.Min}..{set.Max})";
+                    break;
+                }
+        }
     }
 
     internal static string? Str(JsonObject? o, string key) =>

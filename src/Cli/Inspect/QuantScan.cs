@@ -6,7 +6,7 @@ namespace Mtp.Cli.Inspect;
 /// <summary>Finds block-quantized weights and their scales from headers, and checks scale grids.</summary>
 static class QuantScan
 {
-    public sealed record Result(List<string> Schemes, int Fp8, int Fp4, int Problems);
+    public sealed record Result(List<string> Schemes, int Fp8, int Fp4, int Problems, int Malformed = 0);
 
     /// <summary>The scale tensor of a quantized weight: HF's <c>weight_scale_inv</c> or DeepSeek-V4's <c>scale</c>.</summary>
     static TensorLocation? ScaleOf(Checkpoint ck, string weight)
@@ -21,7 +21,7 @@ static class QuantScan
     {
         JsonObject? qc = (cfg?["quantization_config"] ?? text?["quantization_config"]) as JsonObject;
         (int B0, int B1)? block = null;
-        int fp8 = 0, fp4 = 0, bad = 0;
+        int fp8 = 0, fp4 = 0, bad = 0, malformed = 0;
         if (qc?["weight_block_size"] is JsonNode wbNode)
         {
             if (wbNode is JsonArray wb && wb.Count == 2 && wb[0] is JsonValue v0 && v0.TryGetValue(out int b0) && b0 > 0
@@ -35,6 +35,8 @@ static class QuantScan
         }
         var fp8Scales = new SortedSet<string>(StringComparer.Ordinal);
         var fp4Scales = new SortedSet<string>(StringComparer.Ordinal);
+        var fp8ScaleFiles = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        var scaleTensors = new List<(TensorLocation Scale, string Weight)>();
         foreach (var t in ck.Tensors)
         {
             TensorInfo w = t.Info;
@@ -55,7 +57,7 @@ static class QuantScan
             if (w.Shape.Length != 2 || sc.Shape.Length != 2)
             {
                 problems.Add($"{t.File.Path}: tensor '{w.Name}': quantized weight {w.ShapeText} and scale {sc.ShapeText} must both be 2-D");
-                bad++;
+                bad++; malformed++;
                 continue;
             }
             long rows = w.Shape[0];
@@ -63,25 +65,42 @@ static class QuantScan
             {
                 fp8++;
                 fp8Scales.Add(sc.DType.Name());
+                fp8ScaleFiles.TryAdd(sc.DType.Name(), System.IO.Path.GetFileName(s.Value.File.Path));
+                scaleTensors.Add((s.Value, w.Name));
                 var (b0, b1) = block ?? (128, 128);
                 long g0 = (rows + b0 - 1) / b0, g1 = (w.Shape[1] + b1 - 1) / b1;
                 if (sc.Shape[0] != g0 || sc.Shape[1] != g1)
                 {
                     problems.Add($"{s.Value.File.Path}: tensor '{sc.Name}': scale grid {sc.ShapeText} does not fit weight '{w.Name}' {w.ShapeText} with block {b0}x{b1} (expected [{g0}, {g1}])");
-                    bad++;
+                    bad++; malformed++;
                 }
             }
             else
             {
                 long cols = w.DType == DType.I8 ? w.Shape[1] * 2 : w.Shape[1];
-                if (sc.DType != DType.F8_E8M0 || sc.Shape[0] != rows || cols % sc.Shape[1] != 0)
+                if (sc.DType != DType.F8_E8M0 || sc.Shape[0] != rows || sc.Shape[1] <= 0 || cols % sc.Shape[1] != 0)
                 {
                     problems.Add($"{s.Value.File.Path}: tensor '{sc.Name}': {sc.DType} {sc.ShapeText} is not an FP4 group scale for '{w.Name}' {w.ShapeText}");
-                    bad++;
+                    bad++; malformed++;
                     continue;
                 }
                 fp4++;
+                scaleTensors.Add((s.Value, w.Name));
                 fp4Scales.Add($"{sc.DType.Name()} per {cols / sc.Shape[1]} columns");
+            }
+        }
+        if (fp8ScaleFiles.Count > 1)
+        {
+            problems.Add($"{ck.Directory}: FP8 scales are stored in two conventions ({string.Join("; ", fp8ScaleFiles.Select(kv => $"{kv.Key} in {kv.Value}"))})");
+            bad++;
+        }
+        foreach (var (loc, weight) in scaleTensors)
+        {
+            int nonFinite = CountNonFiniteScales(loc);
+            if (nonFinite > 0)
+            {
+                problems.Add($"{loc.File.Path}: tensor '{loc.Name}': {nonFinite} scale(s) are NaN or infinite (E8M0 0xFF), so '{weight}' cannot be dequantized");
+                bad++; malformed++;
             }
         }
         var schemes = new List<string>();
@@ -92,6 +111,27 @@ static class QuantScan
         }
         if (fp4 > 0) schemes.Add($"FP4 E2M1 packed, scale {string.Join("/", fp4Scales)} ({fp4} weights)");
         if (schemes.Count == 0) schemes.Add("none");
-        return new Result(schemes, fp8, fp4, bad);
+        return new Result(schemes, fp8, fp4, bad, malformed);
+    }
+
+    /// <summary>Non-finite scales (F32/BF16 NaN or infinity, E8M0 0xFF); scales are small, so reading them is cheap.</summary>
+    static int CountNonFiniteScales(TensorLocation s)
+    {
+        if (s.Info.ByteLength > 1L << 30) return 0;
+        ReadOnlySpan<byte> b = s.File.GetBytes(s.Info);
+        int n = 0;
+        switch (s.Info.DType)
+        {
+            case DType.F32:
+                foreach (uint v in System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(b)) if ((v & 0x7F800000u) == 0x7F800000u) n++;
+                break;
+            case DType.BF16:
+                foreach (ushort v in System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(b)) if ((v & 0x7F80) == 0x7F80) n++;
+                break;
+            case DType.F8_E8M0:
+                foreach (byte v in b) if (v == 0xFF) n++;
+                break;
+        }
+        return n;
     }
 }
