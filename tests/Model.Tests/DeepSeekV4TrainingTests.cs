@@ -65,14 +65,14 @@ public class DeepSeekV4TrainingTests
     [Test]
     public void MainAndMtpLossesFallOnTheSyntheticStream()
     {
-        using var t = DeepSeekV4Util.NewTrainer(new TrainerOptions { Lr = 3e-3, Warmup = 3, TotalSteps = 40, Batch = 2, SeqLen = 32 });
+        using var t = DeepSeekV4Util.NewTrainer(new TrainerOptions { Lr = 1e-2, Warmup = 3, TotalSteps = 40, Batch = 2, SeqLen = 32 });
         var r = Enumerable.Range(0, 40).Select(_ => t.Step()).ToList();
         double First(Func<StepResult, double> f) => r.Take(5).Average(f);
         double Last(Func<StepResult, double> f) => r.TakeLast(5).Average(f);
         TestContext.Out.WriteLine($"main {First(x => x.Loss):F3} -> {Last(x => x.Loss):F3}, mtp {First(x => x.MtpLosses[0]):F3} -> {Last(x => x.MtpLosses[0]):F3}, "
             + $"{r.Skip(1).Average(x => x.Seconds) * 1000:F1} ms/step (B 2, S 32, F32, 1 thread)");
-        Assert.That(Last(x => x.Loss), Is.LessThan(First(x => x.Loss) - 0.5));
-        Assert.That(Last(x => x.MtpLosses[0]), Is.LessThan(First(x => x.MtpLosses[0]) - 0.3));
+        Assert.That(Last(x => x.Loss), Is.LessThan(First(x => x.Loss) - 0.4));
+        Assert.That(Last(x => x.MtpLosses[0]), Is.LessThan(First(x => x.MtpLosses[0]) - 0.4));
         Assert.That(r.All(x => double.IsFinite(x.GradNorm) && x.GradNorm > 0));
     }
 
