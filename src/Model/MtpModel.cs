@@ -91,6 +91,7 @@ public static class ModelRegistry
     static readonly Dictionary<string, Func<string, Device, ScalarType, MtpModel>> Loaders = new(StringComparer.Ordinal)
     {
         ["deepseek_v3"] = DeepSeekV3Model.Load,
+        ["deepseek_v4"] = DeepSeekV4Model.Load,
     };
 
     /// <summary>model_type values that have a model.</summary>
