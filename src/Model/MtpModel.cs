@@ -91,6 +91,7 @@ public static class ModelRegistry
     static readonly Dictionary<string, Func<string, Device, ScalarType, MtpModel>> Loaders = new(StringComparer.Ordinal)
     {
         ["deepseek_v3"] = DeepSeekV3Model.Load,
+        ["qwen3_5_moe"] = Qwen.QwenModel.Load, ["qwen3_5"] = Qwen.QwenModel.Load, ["qwen3_next"] = Qwen.QwenModel.Load,
     };
 
     /// <summary>model_type values that have a model.</summary>
