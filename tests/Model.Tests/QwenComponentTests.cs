@@ -229,5 +229,10 @@ public class QwenComponentTests
         var sb = Outputs(m, bb);
         for (int i = 0; i < p.Length; i++)
             Assert.That(p[i], Is.EqualTo(sa[i].Concat(sb[i]).ToArray()).Within(2e-5), $"output {i}");
+        // Control: as one unbroken sequence, the second part does see the first (the comparison above can fail).
+        using var joined = TestUtil.Batch(Row(a.Concat(b).ToArray()), new long[] { 0, 16 });
+        var j = Outputs(m, joined)[0];
+        long tail = sb[0].Length;
+        Assert.That(j.Skip(j.Length - (int)tail).ToArray(), Is.Not.EqualTo(sb[0]).Within(1e-3));
     }
 }
