@@ -84,10 +84,11 @@ public static class CheckpointIO
             throw new ModelLoadException($"{ckpt.Directory}: checkpoint does not match the {model.Family} MTP model: " + string.Join(" | ", parts),
                 missing, unexpected, mismatched);
         }
+        model.CarriedTensors = ignored.Select(n => ckpt.Get(n)).Select(l => (new TensorSpec(l.Name, l.Info.DType, l.Info.Shape), l.File.GetBytes(l.Info).ToArray())).ToList();
         using var _ = no_grad();
         foreach (var loc in ckpt.Tensors)
         {
-            if (!state.TryGetValue(loc.Name, out var target)) continue; // ignored by the model
+            if (!state.TryGetValue(loc.Name, out var target)) continue; // ignored by the model (carried)
             using var scope = NewDisposeScope();
             Tensor src = loc.Info.DType switch
             {
@@ -160,7 +161,7 @@ public static class CheckpointIO
     };
 
     /// <summary>
-    /// Writes config.json and the model's tensors (all names of <see cref="MtpModel.StateDict"/>) into
+    /// Writes config.json and the model's tensors (all names of <see cref="MtpModel.StateDict"/>, plus <see cref="MtpModel.CarriedTensors"/> unchanged) into
     /// <paramref name="dir"/>, sharded with an index when over <paramref name="maxShardBytes"/>.
     /// <paramref name="dir"/> should be a fresh directory (TrainingCheckpoint.Save makes this atomic).
     /// </summary>
@@ -168,12 +169,14 @@ public static class CheckpointIO
     {
         Directory.CreateDirectory(dir);
         var state = model.StateDict();
-        var specs = state.Select(kv => new TensorSpec(kv.Key, SaveDType(model, kv.Key, kv.Value, dtype), kv.Value.shape.ToArray())).ToList();
+        var specs = state.Select(kv => new TensorSpec(kv.Key, SaveDType(model, kv.Key, kv.Value, dtype), kv.Value.shape.ToArray()))
+            .Concat(model.CarriedTensors.Select(c => c.Spec)).ToList();
+        var carried = model.CarriedTensors.ToDictionary(c => c.Spec.Name, c => c.Data, StringComparer.Ordinal);
         var shards = ShardPlanner.Plan(specs, maxShardBytes);
         foreach (var shard in shards)
         {
             using var w = SafeTensorsWriter.Create(Path.Combine(dir, shard.FileName), shard.Tensors, new Dictionary<string, string> { ["format"] = "pt" });
-            foreach (var spec in shard.Tensors) w.Write(spec.Name, ToBytes(state[spec.Name], spec.DType));
+            foreach (var spec in shard.Tensors) w.Write(spec.Name, state.TryGetValue(spec.Name, out var t) ? ToBytes(t, spec.DType) : carried[spec.Name]);
             w.Complete();
         }
         if (shards.Count > 1) ShardPlanner.WriteIndex(dir, shards);

@@ -51,6 +51,9 @@ public abstract class MtpModel : nn.Module
     /// </summary>
     public virtual bool IsIgnoredCheckpointTensor(string name) => false;
 
+    /// <summary>The ignored checkpoint tensors of the last load, byte for byte: saving writes them back unchanged.</summary>
+    public IReadOnlyList<(Mtp.SafeTensors.TensorSpec Spec, byte[] Data)> CarriedTensors { get; internal set; } = Array.Empty<(Mtp.SafeTensors.TensorSpec, byte[])>();
+
     /// <summary>
     /// Tensors kept in F32 whatever the training dtype (saved as F32 too), as the released checkpoints
     /// store them: router biases, mixing parameters and the like. None by default.
@@ -92,6 +95,9 @@ public static class ModelRegistry
     {
         ["deepseek_v3"] = DeepSeekV3Model.Load,
         ["deepseek_v4"] = DeepSeekV4Model.Load,
+        ["qwen3_5_moe"] = Qwen.QwenModel.Load,
+        ["qwen3_5"] = Qwen.QwenModel.Load,
+        ["qwen3_next"] = Qwen.QwenModel.Load,
     };
 
     /// <summary>model_type values that have a model.</summary>

@@ -1,0 +1,251 @@
+using Mtp.SafeTensors;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Mtp.Model.Qwen;
+
+#pragma warning disable IDE1006
+
+/// <summary>Token embedding <c>weight</c> [V, H], also the output head when embeddings are tied.</summary>
+public sealed class QwenEmbedding : nn.Module<Tensor, Tensor>
+{
+    readonly Parameter weight;
+
+    /// <summary>Creates a zero-initialised embedding.</summary>
+    public QwenEmbedding(long vocab, long hidden, ScalarType dtype, Device device) : base("QwenEmbedding")
+    {
+        weight = new Parameter(zeros(vocab, hidden, dtype: dtype, device: device), requires_grad: true);
+        RegisterComponents();
+    }
+
+    /// <summary>The table [V, H].</summary>
+    public Parameter Weight => weight;
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor ids) => weight.index_select(0, ids.flatten()).unflatten(0, ids.shape);
+}
+
+/// <summary>The main model under <c>model.</c>: <c>embed_tokens</c>, <c>layers</c>, <c>norm</c>.</summary>
+public sealed class QwenBody : nn.Module
+{
+    readonly QwenEmbedding embed_tokens;
+    readonly ModuleList<QwenDecoderLayer> layers;
+    readonly ZeroCenteredRmsNorm norm;
+
+    /// <summary>Creates the body.</summary>
+    public QwenBody(QwenConfig c, ScalarType dtype, Device device) : base("QwenBody")
+    {
+        embed_tokens = new QwenEmbedding(c.VocabSize, c.HiddenSize, dtype, device);
+        layers = new ModuleList<QwenDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers)
+            .Select(i => new QwenDecoderLayer(c, c.FullAttention[i], c.IsMoeLayer(i), dtype, device)).ToArray());
+        norm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The token embedding.</summary>
+    public QwenEmbedding EmbedTokens => embed_tokens;
+    /// <summary>The final norm.</summary>
+    public ZeroCenteredRmsNorm Norm => norm;
+    /// <summary>The decoder layers.</summary>
+    public IReadOnlyList<QwenDecoderLayer> Layers => layers.ToList();
+
+    /// <summary>Last hidden state [B, S, H] before the final norm.</summary>
+    public Tensor Hidden(Tensor ids, QwenContext ctx)
+    {
+        var h = embed_tokens.forward(ids);
+        foreach (var l in layers) h = l.forward(h, ctx);
+        return h;
+    }
+}
+
+/// <summary>
+/// MTP layer <c>mtp.layers.{j}</c>: a full-attention decoder block (MoE or dense like the model) flattened under
+/// the prefix; layer 0 also holds the fusion modules every depth shares: <c>eh_proj</c> (HF <c>mtp.fc</c>,
+/// [H, 2H], embedding half first), <c>enorm</c> / <c>hnorm</c> (<c>pre_fc_norm_embedding</c> / <c>_hidden</c>)
+/// and <c>final_layernorm</c> (<c>mtp.norm</c>).
+/// </summary>
+public sealed class QwenMtpLayer : nn.Module
+{
+    readonly Linear? eh_proj;
+    readonly ZeroCenteredRmsNorm? enorm;
+    readonly ZeroCenteredRmsNorm? hnorm;
+    readonly ZeroCenteredRmsNorm? final_layernorm;
+    readonly ZeroCenteredRmsNorm input_layernorm;
+    readonly QwenAttention self_attn;
+    readonly ZeroCenteredRmsNorm post_attention_layernorm;
+    readonly nn.Module<Tensor, Tensor> mlp;
+
+    /// <summary>Creates the layer; <paramref name="fusion"/> adds the shared fusion modules (layer 0).</summary>
+    public QwenMtpLayer(QwenConfig c, bool fusion, ScalarType dtype, Device device) : base("QwenMtpLayer")
+    {
+        if (fusion)
+        {
+            eh_proj = new Linear(2L * c.HiddenSize, c.HiddenSize, dtype, device);
+            enorm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+            hnorm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+            final_layernorm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+        }
+        input_layernorm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+        self_attn = new QwenAttention(c, dtype, device);
+        post_attention_layernorm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+        mlp = c.NumExperts > 0 ? new QwenMoe(c, dtype, device) : new SwiGluMlp(c.HiddenSize, c.IntermediateSize, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The decoder block of this layer.</summary>
+    public Tensor Block(Tensor x, QwenContext ctx)
+    {
+        var h = x + self_attn.forward(input_layernorm.forward(x), ctx);
+        return h + mlp.forward(post_attention_layernorm.forward(h));
+    }
+
+    /// <summary>
+    /// One depth: <c>final_layernorm(block(eh_proj(cat(enorm(emb), hnorm(hPrev)))))</c> with this layer's block and
+    /// <paramref name="fusion"/>'s shared modules. The result is both the next depth's hPrev and the head's input.
+    /// </summary>
+    public Tensor Depth(Tensor emb, Tensor hPrev, QwenContext ctx, QwenMtpLayer fusion)
+    {
+        var x = fusion.eh_proj!.forward(cat(new[] { fusion.enorm!.forward(emb), fusion.hnorm!.forward(hPrev) }, -1));
+        return fusion.final_layernorm!.forward(Block(x, ctx));
+    }
+}
+
+/// <summary>The <c>mtp.</c> prefix: <c>layers</c>.</summary>
+public sealed class QwenMtpStack : nn.Module
+{
+    readonly ModuleList<QwenMtpLayer> layers;
+
+    /// <summary>Creates the layers (fusion modules on layer 0).</summary>
+    public QwenMtpStack(QwenConfig c, int count, ScalarType dtype, Device device) : base("QwenMtpStack")
+    {
+        layers = new ModuleList<QwenMtpLayer>(Enumerable.Range(0, count).Select(j => new QwenMtpLayer(c, j == 0, dtype, device)).ToArray());
+        RegisterComponents();
+    }
+
+    /// <summary>The layers, in order.</summary>
+    public IReadOnlyList<QwenMtpLayer> Layers => layers.ToList();
+}
+
+/// <summary>
+/// Qwen3.5 (dense or MoE) and Qwen3-Next with their MTP layers, in training layout: <c>model.embed_tokens</c>,
+/// <c>model.layers.{i}.*</c>, <c>model.norm</c>, <c>lm_head</c> (absent when tied), <c>mtp.layers.{j}.*</c>.
+/// The vision tower (<c>model.visual.*</c>) is not modelled: loading lists it as ignored. Positions are text-only,
+/// for which Qwen3.5's interleaved MRoPE is plain 1-D RoPE.
+/// </summary>
+public sealed class QwenModel : MtpModel
+{
+    readonly QwenBody model;
+    readonly Linear? lm_head;
+    readonly QwenMtpStack mtp;
+
+    /// <summary>The validated config.</summary>
+    public QwenConfig Config { get; }
+    /// <summary>MTP depths (= MTP layers; depth k uses layer k-1).</summary>
+    public int Depths { get; }
+    /// <summary>Checkpoint tensors the last <see cref="Load"/> ignored (the vision tower).</summary>
+    public IReadOnlyList<string> IgnoredTensors { get; private set; } = Array.Empty<string>();
+    /// <summary>How linear attention evaluates the delta rule (default chunked).</summary>
+    public DeltaRuleMode DeltaRuleMode { get; set; } = DeltaRuleMode.Chunked;
+    /// <summary>Chunk length of the chunked delta rule.</summary>
+    public int ChunkSize { get; set; } = 64;
+
+    /// <inheritdoc />
+    public override string Family => Config.IsQwen3Next ? "qwen3-next" : "qwen3.5";
+    /// <inheritdoc />
+    public override int VocabSize => Config.VocabSize;
+    /// <inheritdoc />
+    public override int NumHiddenLayers => Config.NumHiddenLayers;
+    /// <inheritdoc />
+    public override int MtpDepthCount => Depths;
+    /// <inheritdoc />
+    public override bool IsIgnoredCheckpointTensor(string name) => name.StartsWith("model.visual.", StringComparison.Ordinal);
+    /// <inheritdoc />
+    public override bool KeepsFloat32(string name) => name.EndsWith(".linear_attn.A_log", StringComparison.Ordinal);
+
+    /// <summary>Creates a zero-initialised model with <paramref name="mtpLayers"/> MTP layers (default: the config's).</summary>
+    public QwenModel(QwenConfig config, ScalarType dtype, Device device, int? mtpLayers = null) : base("QwenModel", dtype, device)
+    {
+        Config = config;
+        Depths = mtpLayers ?? config.MtpLayers ?? 0;
+        model = new QwenBody(config, dtype, device);
+        if (!config.TieWordEmbeddings) lm_head = new Linear(config.HiddenSize, config.VocabSize, dtype, device);
+        mtp = new QwenMtpStack(config, Depths, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The main body.</summary>
+    public QwenBody Body => model;
+    /// <summary>The MTP layers.</summary>
+    public IReadOnlyList<QwenMtpLayer> MtpLayers => mtp.Layers;
+
+    /// <summary>
+    /// Loads a Qwen3.5 / Qwen3-Next training-layout checkpoint strictly (see <see cref="CheckpointIO.Fill"/>);
+    /// <c>model.visual.*</c> is listed in <see cref="IgnoredTensors"/>. Qwen3-Next without
+    /// <c>num_nextn_predict_layers</c>: the MTP layers are counted from the checkpoint's keys.
+    /// </summary>
+    public static new QwenModel Load(string dir, Device device, ScalarType dtype)
+    {
+        var cfg = QwenConfig.Load(dir);
+        using var ckpt = Checkpoint.Open(dir);
+        int d = cfg.MtpLayers ?? ckpt.Tensors.Select(t => t.Name).Where(n => n.StartsWith("mtp.layers.", StringComparison.Ordinal))
+            .Select(n => int.TryParse(n.Split('.')[2], out int j) ? j + 1 : 0).DefaultIfEmpty(0).Max();
+        QwenModel m;
+        using (no_grad()) m = new QwenModel(cfg, dtype, device, d);
+        try
+        {
+            m.IgnoredTensors = CheckpointIO.Fill(m, ckpt);
+            return m;
+        }
+        catch
+        {
+            m.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Mask, rope tables and sequence layout of a batch (positions restart per packed sequence).</summary>
+    public QwenContext Context(long[] cu, long rows, long seqLen, Tensor? positions = null)
+    {
+        positions ??= tensor(Packing.Positions(cu), device: Device).view(rows, seqLen);
+        var (cos, sin) = QwenRope.CosSin(Config.RotaryDim, Config.RopeTheta, positions);
+        return new QwenContext(Packing.AttentionMask(cu, rows, seqLen, Device), cos, sin, SegmentLayout.Create(cu, Device), DeltaRuleMode, ChunkSize);
+    }
+
+    /// <summary>Output head: lm_head, or the embedding when tied.</summary>
+    public Tensor Head(Tensor h) => nn.functional.linear(h, lm_head?.Weight ?? model.EmbedTokens.Weight);
+
+    /// <summary>
+    /// Main and MTP logits. h_0 = the main hidden state after the final norm; depth k:
+    /// h_k = final_layernorm(block_k(eh_proj(cat(enorm(emb(ids rolled by k)), hnorm(h_{k-1}))))), logits_k = head(h_k).
+    /// </summary>
+    public override ModelOutput Forward(PackedBatch batch, ForwardOptions? options = null)
+    {
+        options ??= new ForwardOptions();
+        long b = batch.InputIds.shape[0], s = batch.InputIds.shape[1];
+        Packing.Validate(batch.CuSeqlens, b, s);
+        var ids = batch.InputIds.to(ScalarType.Int64, Device);
+        var labels = batch.Labels.to(ScalarType.Int64, Device);
+        var positions = tensor(Packing.Positions(batch.CuSeqlens), device: Device).view(b, s);
+        var ctx = Context(batch.CuSeqlens, b, s, positions);
+        var h = model.Norm.forward(model.Hidden(ids, ctx));
+        var main = Head(h);
+        var logits = new List<Tensor>();
+        var mtpLabels = new List<Tensor>();
+        var layers = mtp.Layers;
+        for (int k = 1; k <= Depths; k++)
+        {
+            var ctxK = ctx;
+            if (options.RollPositions)
+            {
+                var (cos, sin) = QwenRope.CosSin(Config.RotaryDim, Config.RopeTheta, Packing.Roll(positions, batch.CuSeqlens, k, 0));
+                ctxK = ctx with { Cos = cos, Sin = sin };
+            }
+            var emb = model.EmbedTokens.forward(Packing.Roll(ids, batch.CuSeqlens, k, 0));
+            h = layers[k - 1].Depth(emb, h, ctxK, layers[0]);
+            logits.Add(Head(h));
+            mtpLabels.Add(Packing.Roll(labels, batch.CuSeqlens, k, Packing.IgnoreIndex));
+        }
+        return new ModelOutput(main, logits, mtpLabels);
+    }
+}
