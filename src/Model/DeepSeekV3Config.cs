@@ -76,24 +76,15 @@ public sealed record DeepSeekV3Config
     /// <summary>Reads and validates a config.json object (model_type deepseek_v3).</summary>
     public static DeepSeekV3Config FromJson(JsonObject json)
     {
-        var problems = new List<string>();
+        var reader = new ConfigReader(json);
+        var problems = reader.Problems;
         string? modelType = json["model_type"]?.GetValue<string>();
         if (modelType != "deepseek_v3")
             throw new ModelConfigException($"config.json: model_type is '{modelType}', expected 'deepseek_v3'");
         if (json["quantization_config"] is not null)
             problems.Add("quantization_config is present: dequantize the checkpoint (mtp convert) before training");
-        int Int(string k, int? def = null)
-        {
-            var n = json[k];
-            if (n is null) { if (def is int d) return d; problems.Add($"'{k}' is missing"); return 1; }
-            return (int)Num(n);
-        }
-        double Dbl(string k, double? def = null)
-        {
-            var n = json[k];
-            if (n is null) { if (def is double d) return d; problems.Add($"'{k}' is missing"); return 1; }
-            return Num(n);
-        }
+        int Int(string k, int? def = null) => reader.Int(k, def);
+        double Dbl(string k, double? def = null) => reader.Dbl(k, def);
         string? Str(string k) => json[k]?.GetValue<string>();
         if (Str("scoring_func") is string sf && sf != "sigmoid") problems.Add($"scoring_func '{sf}' is not supported (sigmoid only)");
         if (Str("topk_method") is string tm && tm != "noaux_tc") problems.Add($"topk_method '{tm}' is not supported (noaux_tc only)");
@@ -105,7 +96,7 @@ public sealed record DeepSeekV3Config
             string? type = rs["type"]?.GetValue<string>() ?? rs["rope_type"]?.GetValue<string>();
             if (type == "yarn")
             {
-                double G(string k, double d) => rs[k] is JsonNode v ? Num(v) : d;
+                double G(string k, double d) => rs[k] is JsonNode v ? ConfigReader.Num(v) : d;
                 yarn = new YarnScaling(G("factor", 1), (int)G("original_max_position_embeddings", 4096), G("beta_fast", 32), G("beta_slow", 1), G("mscale", 1), G("mscale_all_dim", 0));
             }
             else if (type != "default")
@@ -127,7 +118,7 @@ public sealed record DeepSeekV3Config
             RoutedScalingFactor = Dbl("routed_scaling_factor", 1.0),
             NormTopkProb = json["norm_topk_prob"]?.GetValue<bool>() ?? true,
             FirstKDenseReplace = Int("first_k_dense_replace", 0),
-            QLoraRank = json["q_lora_rank"] is JsonNode q ? (int)Num(q) : null,
+            QLoraRank = json["q_lora_rank"] is JsonNode q ? (int)ConfigReader.Num(q) : null,
             KvLoraRank = Int("kv_lora_rank"),
             QkNopeHeadDim = Int("qk_nope_head_dim"),
             QkRopeHeadDim = Int("qk_rope_head_dim"),
@@ -153,13 +144,9 @@ public sealed record DeepSeekV3Config
     /// <summary>Reads <c>config.json</c> from a checkpoint directory.</summary>
     public static DeepSeekV3Config Load(string dir)
     {
-        string path = Path.Combine(dir, "config.json");
-        if (!File.Exists(path)) throw new ModelConfigException($"{path}: no config.json");
-        return FromJson(JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelConfigException($"{path}: not a JSON object"));
+        return FromJson(ConfigReader.Read(dir));
     }
 
-    /// <summary>A JSON number as double, whether it was written as an integer or not.</summary>
-    static double Num(JsonNode n) => double.Parse(n.ToJsonString(), CultureInfo.InvariantCulture);
 
     /// <summary>Formats a double for messages.</summary>
     internal static string F(double d) => d.ToString("G6", CultureInfo.InvariantCulture);

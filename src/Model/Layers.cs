@@ -214,22 +214,30 @@ public sealed class MoeGate : nn.Module<Tensor, (Tensor Indices, Tensor Weights)
     }
 }
 
-/// <summary>Stacked routed experts: <c>gate_up_proj</c> [E, 2I, H] (gate rows first) and <c>down_proj</c> [E, H, I].</summary>
+/// <summary>
+/// Stacked routed experts of every family: <c>gate_up_proj</c> [E, 2I, H] (gate rows first) and
+/// <c>down_proj</c> [E, H, I], expert e computing down(act(gate x, up x)).
+/// </summary>
 public sealed class Experts : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
     readonly Parameter gate_up_proj;
     readonly Parameter down_proj;
     readonly int _e, _inter;
+    readonly Func<Tensor, Tensor, Tensor> _act;
 
-    /// <summary>Creates the expert stack.</summary>
-    public Experts(DeepSeekV3Config c, ScalarType dtype, Device device) : base("Experts")
+    /// <summary>Creates the expert stack; <paramref name="activation"/>(gate, up) defaults to silu(gate) * up (SwiGLU).</summary>
+    public Experts(int experts, int inter, int hidden, ScalarType dtype, Device device, Func<Tensor, Tensor, Tensor>? activation = null) : base("Experts")
     {
-        _e = c.NRoutedExperts;
-        _inter = c.MoeIntermediateSize;
-        gate_up_proj = P.Make(new long[] { _e, 2L * _inter, c.HiddenSize }, dtype, device);
-        down_proj = P.Make(new long[] { _e, c.HiddenSize, _inter }, dtype, device);
+        _e = experts;
+        _inter = inter;
+        _act = activation ?? ((g, u) => nn.functional.silu(g) * u);
+        gate_up_proj = P.Make(new long[] { _e, 2L * _inter, hidden }, dtype, device);
+        down_proj = P.Make(new long[] { _e, hidden, _inter }, dtype, device);
         RegisterComponents();
     }
+
+    /// <summary>DeepSeek-V3's experts (SwiGLU).</summary>
+    public Experts(DeepSeekV3Config c, ScalarType dtype, Device device) : this(c.NRoutedExperts, c.MoeIntermediateSize, c.HiddenSize, dtype, device) { }
 
     /// <summary>x [N, H], chosen indices [N, k], weights [N, k] → weighted sum of expert outputs [N, H].</summary>
     public override Tensor forward(Tensor x, Tensor indices, Tensor weights)
@@ -248,7 +256,7 @@ public sealed class Experts : nn.Module<Tensor, Tensor, Tensor, Tensor>
             var tok = posT.div(k, rounding_mode: RoundingMode.floor);
             var xe = x.index_select(0, tok);
             var gu = nn.functional.linear(xe, gate_up_proj[ex]);
-            var h = nn.functional.silu(gu.narrow(-1, 0, _inter)) * gu.narrow(-1, _inter, _inter);
+            var h = _act(gu.narrow(-1, 0, _inter), gu.narrow(-1, _inter, _inter));
             var y = nn.functional.linear(h, down_proj[ex]);
             var w = flatW.index_select(0, posT).unsqueeze(-1).to(y.dtype);
             output = output.index_add(0, tok, y * w, 1);

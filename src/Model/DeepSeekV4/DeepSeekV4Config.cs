@@ -78,24 +78,15 @@ public sealed record DeepSeekV4Config
     /// <summary>Reads and validates a config.json object (model_type deepseek_v4).</summary>
     public static DeepSeekV4Config FromJson(JsonObject json)
     {
-        var problems = new List<string>();
+        var reader = new ConfigReader(json);
+        var problems = reader.Problems;
         string? modelType = json["model_type"]?.GetValue<string>();
         if (modelType != "deepseek_v4")
             throw new ModelConfigException($"config.json: model_type is '{modelType}', expected 'deepseek_v4'");
         if (json["quantization_config"] is not null)
             problems.Add("quantization_config is present: dequantize the checkpoint (mtp convert) before training");
-        int Int(string k, int? def = null)
-        {
-            var n = json[k];
-            if (n is null) { if (def is int d) return d; problems.Add($"'{k}' is missing"); return 1; }
-            return (int)Num(n);
-        }
-        double Dbl(string k, double? def = null)
-        {
-            var n = json[k];
-            if (n is null) { if (def is double d) return d; problems.Add($"'{k}' is missing"); return 1; }
-            return Num(n);
-        }
+        int Int(string k, int? def = null) => reader.Int(k, def);
+        double Dbl(string k, double? def = null) => reader.Dbl(k, def);
         string sf = json["scoring_func"]?.GetValue<string>() ?? "sqrtsoftplus";
         if (sf is not ("sqrtsoftplus" or "sigmoid" or "softmax")) problems.Add($"scoring_func '{sf}' is not supported (sqrtsoftplus, sigmoid, softmax)");
         if (json["tie_word_embeddings"]?.GetValue<bool>() == true) problems.Add("tie_word_embeddings=true is not supported (DeepSeek-V4 has a separate head)");
@@ -105,13 +96,13 @@ public sealed record DeepSeekV4Config
             string? type = rs["type"]?.GetValue<string>() ?? rs["rope_type"]?.GetValue<string>();
             if (type == "yarn")
             {
-                double G(string k, double d) => rs[k] is JsonNode v ? Num(v) : d;
+                double G(string k, double d) => rs[k] is JsonNode v ? ConfigReader.Num(v) : d;
                 yarn = new YarnScaling(G("factor", 1), (int)G("original_max_position_embeddings", 0), G("beta_fast", 32), G("beta_slow", 1), 1, 0);
             }
             else if (type != "default")
                 problems.Add($"rope_scaling type '{type}' is not supported (yarn or none)");
         }
-        int[] ratios = json["compress_ratios"] is JsonArray ca ? ca.Select(n => (int)Num(n!)).ToArray() : Array.Empty<int>();
+        int[] ratios = json["compress_ratios"] is JsonArray ca ? ca.Select(n => (int)ConfigReader.Num(n!)).ToArray() : Array.Empty<int>();
         var cfg = new DeepSeekV4Config
         {
             VocabSize = Int("vocab_size"),
@@ -168,10 +159,7 @@ public sealed record DeepSeekV4Config
     /// <summary>Reads <c>config.json</c> from a checkpoint directory.</summary>
     public static DeepSeekV4Config Load(string dir)
     {
-        string path = Path.Combine(dir, "config.json");
-        if (!File.Exists(path)) throw new ModelConfigException($"{path}: no config.json");
-        return FromJson(JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelConfigException($"{path}: not a JSON object"));
+        return FromJson(ConfigReader.Read(dir));
     }
 
-    static double Num(JsonNode n) => double.Parse(n.ToJsonString(), CultureInfo.InvariantCulture);
 }

@@ -564,60 +564,18 @@ public sealed class V4Gate : nn.Module
     }
 }
 
-/// <summary>Stacked routed experts <c>gate_up_proj</c> [E, 2I, H] (gate rows first) and <c>down_proj</c> [E, H, I], swiglu clamp.</summary>
-public sealed class V4Experts : nn.Module
-{
-    readonly Parameter gate_up_proj;
-    readonly Parameter down_proj;
-    readonly int _e, _inter;
-    readonly double _limit;
-
-    /// <summary>Creates the stack.</summary>
-    public V4Experts(DeepSeekV4Config c, ScalarType dtype, Device device) : base("V4Experts")
-    {
-        _e = c.NRoutedExperts; _inter = c.MoeIntermediateSize; _limit = c.SwigluLimit;
-        gate_up_proj = P.Make(new long[] { _e, 2L * _inter, c.HiddenSize }, dtype, device);
-        down_proj = P.Make(new long[] { _e, c.HiddenSize, _inter }, dtype, device);
-        RegisterComponents();
-    }
-
-    /// <summary>x [N, H], indices [N, k], weights [N, k] → Σ weight · expert(x) [N, H].</summary>
-    public Tensor Forward(Tensor x, Tensor indices, Tensor weights)
-    {
-        var output = zeros_like(x);
-        var flatIdx = indices.flatten().cpu().data<long>().ToArray();
-        int k = (int)indices.shape[1];
-        var lists = new List<long>[_e];
-        for (int p = 0; p < flatIdx.Length; p++) (lists[flatIdx[p]] ??= new List<long>()).Add(p);
-        var flatW = weights.flatten();
-        for (int ex = 0; ex < _e; ex++)
-        {
-            if (lists[ex] is not { } pos) continue;
-            using var posT = tensor(pos.ToArray(), device: x.device);
-            var tok = posT.div(k, rounding_mode: RoundingMode.floor);
-            var xe = x.index_select(0, tok);
-            var gu = nn.functional.linear(xe, gate_up_proj[ex]);
-            var h = V4Swiglu.Act(gu.narrow(-1, 0, _inter), gu.narrow(-1, _inter, _inter), _limit);
-            var y = nn.functional.linear(h, down_proj[ex]);
-            var w = flatW.index_select(0, posT).unsqueeze(-1).to(y.dtype);
-            output = output.index_add(0, tok, y * w, 1);
-        }
-        return output;
-    }
-}
-
 /// <summary>V4 MoE <c>mlp</c>: <c>gate</c>, <c>experts</c>, <c>shared_experts</c>.</summary>
 public sealed class V4Moe : nn.Module
 {
     readonly V4Gate gate;
-    readonly V4Experts experts;
+    readonly Experts experts;
     readonly V4SharedExpert? shared_experts;
 
     /// <summary>Creates the block.</summary>
     public V4Moe(DeepSeekV4Config c, bool hash, ScalarType dtype, Device device) : base("V4Moe")
     {
         gate = new V4Gate(c, hash, dtype, device);
-        experts = new V4Experts(c, dtype, device);
+        experts = new Experts(c.NRoutedExperts, c.MoeIntermediateSize, c.HiddenSize, dtype, device, (g, u) => V4Swiglu.Act(g, u, c.SwigluLimit));
         if (c.NSharedExperts > 0) shared_experts = new V4SharedExpert(c.HiddenSize, (long)c.MoeIntermediateSize * c.NSharedExperts, c.SwigluLimit, dtype, device);
         RegisterComponents();
     }
@@ -631,7 +589,7 @@ public sealed class V4Moe : nn.Module
         var shape = x.shape;
         var flat = x.reshape(-1, shape[^1]);
         var (idx, w) = gate.Route(flat, ids.flatten());
-        var y = experts.Forward(flat, idx, w);
+        var y = experts.forward(flat, idx, w);
         if (shared_experts is not null) y = y + shared_experts.forward(flat);
         return y.view(shape);
     }

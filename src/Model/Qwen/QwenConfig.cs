@@ -83,27 +83,18 @@ public sealed record QwenConfig
         bool next = top == "qwen3_next" || text == "qwen3_next";
         bool q35 = new[] { top, text }.Any(t => t is "qwen3_5" or "qwen3_5_moe" or "qwen3_5_text" or "qwen3_5_moe_text");
         if (!next && !q35) throw new ModelConfigException($"config.json: model_type is '{top}', expected qwen3_5, qwen3_5_moe or qwen3_next");
-        var problems = new List<string>();
+        var reader = new ConfigReader(tc);
+        var problems = reader.Problems;
         if (json["quantization_config"] is not null || tc["quantization_config"] is not null)
             problems.Add("quantization_config is present: dequantize the checkpoint (mtp convert) before training");
-        int Int(string k, int? def = null)
-        {
-            var n = tc[k];
-            if (n is null) { if (def is int d) return d; problems.Add($"'{k}' is missing"); return 1; }
-            return (int)Num(n);
-        }
-        double Dbl(string k, double? def = null)
-        {
-            var n = tc[k];
-            if (n is null) { if (def is double d) return d; problems.Add($"'{k}' is missing"); return 1; }
-            return Num(n);
-        }
+        int Int(string k, int? def = null) => reader.Int(k, def);
+        double Dbl(string k, double? def = null) => reader.Dbl(k, def);
         bool Bool(JsonObject o, string k) => o[k] is JsonValue v && v.TryGetValue(out bool b) && b;
         var rp = tc["rope_parameters"] as JsonObject ?? tc["rope_scaling"] as JsonObject;
         if (rp?["rope_type"]?.GetValue<string>() is string rt && rt != "default")
             problems.Add($"rope_type '{rt}' is not supported (default only)");
-        double theta = rp?["rope_theta"] is JsonNode th ? Num(th) : Dbl("rope_theta", 10000);
-        double partial = rp?["partial_rotary_factor"] is JsonNode pf ? Num(pf) : Dbl("partial_rotary_factor", 1.0);
+        double theta = rp?["rope_theta"] is JsonNode th ? ConfigReader.Num(th) : Dbl("rope_theta", 10000);
+        double partial = rp?["partial_rotary_factor"] is JsonNode pf ? ConfigReader.Num(pf) : Dbl("partial_rotary_factor", 1.0);
         int layers = Int("num_hidden_layers");
         int interval = Int("full_attention_interval", 4);
         bool[] full;
@@ -116,7 +107,7 @@ public sealed record QwenConfig
         }
         else full = Enumerable.Range(0, layers).Select(i => (i + 1) % Math.Max(1, interval) == 0).ToArray();
         int headDim = Int("head_dim", Int("hidden_size") / Math.Max(1, Int("num_attention_heads")));
-        int? mtp = next ? (tc["num_nextn_predict_layers"] is JsonNode nn ? (int)Num(nn) : null) : Int("mtp_num_hidden_layers", 0);
+        int? mtp = next ? (tc["num_nextn_predict_layers"] is JsonNode nn ? (int)ConfigReader.Num(nn) : null) : Int("mtp_num_hidden_layers", 0);
         if (Bool(tc, "mtp_use_dedicated_embeddings")) problems.Add("mtp_use_dedicated_embeddings=true is not supported (the MTP block shares the main embedding)");
         string? act = tc["hidden_act"]?.GetValue<string>();
         if (act is not null and not "silu") problems.Add($"hidden_act '{act}' is not supported (silu only)");
@@ -146,7 +137,7 @@ public sealed record QwenConfig
             IntermediateSize = Int("intermediate_size", 0),
             NormTopkProb = !next || (tc["norm_topk_prob"] is JsonNode ntp ? ntp.GetValue<bool>() : true),
             DecoderSparseStep = Math.Max(1, Int("decoder_sparse_step", 1)),
-            MlpOnlyLayers = (tc["mlp_only_layers"] as JsonArray)?.Select(x => (int)Num(x!)).ToHashSet() ?? new HashSet<int>(),
+            MlpOnlyLayers = (tc["mlp_only_layers"] as JsonArray)?.Select(x => (int)ConfigReader.Num(x!)).ToHashSet() ?? new HashSet<int>(),
             TieWordEmbeddings = Bool(tc, "tie_word_embeddings") || Bool(json, "tie_word_embeddings"),
             MtpLayers = mtp,
         };
@@ -166,10 +157,7 @@ public sealed record QwenConfig
     /// <summary>Reads <c>config.json</c> from a checkpoint directory.</summary>
     public static QwenConfig Load(string dir)
     {
-        string path = Path.Combine(dir, "config.json");
-        if (!File.Exists(path)) throw new ModelConfigException($"{path}: no config.json");
-        return FromJson(JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelConfigException($"{path}: not a JSON object"));
+        return FromJson(ConfigReader.Read(dir));
     }
 
-    static double Num(JsonNode n) => double.Parse(n.ToJsonString(), CultureInfo.InvariantCulture);
 }

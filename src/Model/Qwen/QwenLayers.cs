@@ -414,46 +414,6 @@ public sealed class GatedDeltaNet : nn.Module<Tensor, QwenContext, Tensor>
     }
 }
 
-/// <summary>Stacked routed experts: <c>gate_up_proj</c> [E, 2I, H] (gate rows first) and <c>down_proj</c> [E, H, I].</summary>
-public sealed class QwenExperts : nn.Module<Tensor, Tensor, Tensor, Tensor>
-{
-    readonly Parameter gate_up_proj;
-    readonly Parameter down_proj;
-    readonly int _e, _inter;
-
-    /// <summary>Creates the expert stack.</summary>
-    public QwenExperts(int experts, int inter, int hidden, ScalarType dtype, Device device) : base("QwenExperts")
-    {
-        _e = experts;
-        _inter = inter;
-        gate_up_proj = new Parameter(zeros(new long[] { experts, 2L * inter, hidden }, dtype: dtype, device: device), requires_grad: true);
-        down_proj = new Parameter(zeros(new long[] { experts, hidden, inter }, dtype: dtype, device: device), requires_grad: true);
-        RegisterComponents();
-    }
-
-    /// <summary>x [N, H], chosen indices [N, k], weights [N, k] → weighted sum of expert outputs [N, H].</summary>
-    public override Tensor forward(Tensor x, Tensor indices, Tensor weights)
-    {
-        var output = zeros_like(x);
-        var flatIdx = indices.flatten().cpu().data<long>().ToArray();
-        int k = (int)indices.shape[1];
-        var lists = new List<long>[_e];
-        for (int p = 0; p < flatIdx.Length; p++) (lists[flatIdx[p]] ??= new List<long>()).Add(p);
-        var flatW = weights.flatten();
-        for (int ex = 0; ex < _e; ex++)
-        {
-            if (lists[ex] is not { } pos) continue;
-            using var posT = tensor(pos.ToArray(), device: x.device);
-            var tok = posT.div(k, rounding_mode: RoundingMode.floor);
-            var gu = nn.functional.linear(x.index_select(0, tok), gate_up_proj[ex]);
-            var h = nn.functional.silu(gu.narrow(-1, 0, _inter)) * gu.narrow(-1, _inter, _inter);
-            var y = nn.functional.linear(h, down_proj[ex]);
-            output = output.index_add(0, tok, y * flatW.index_select(0, posT).unsqueeze(-1).to(y.dtype), 1);
-        }
-        return output;
-    }
-}
-
 /// <summary>
 /// Qwen MoE block: softmax router <c>gate</c>, top-k (renormalised when configured), stacked <c>experts</c>,
 /// <c>shared_expert</c> scaled by sigmoid(<c>shared_expert_gate</c>(x)).
@@ -461,7 +421,7 @@ public sealed class QwenExperts : nn.Module<Tensor, Tensor, Tensor, Tensor>
 public sealed class QwenMoe : nn.Module<Tensor, Tensor>
 {
     readonly Linear gate;
-    readonly QwenExperts experts;
+    readonly Experts experts;
     readonly SwiGluMlp? shared_expert;
     readonly Linear? shared_expert_gate;
     readonly QwenConfig _c;
@@ -471,7 +431,7 @@ public sealed class QwenMoe : nn.Module<Tensor, Tensor>
     {
         _c = c;
         gate = new Linear(c.HiddenSize, c.NumExperts, dtype, device);
-        experts = new QwenExperts(c.NumExperts, c.MoeIntermediateSize, c.HiddenSize, dtype, device);
+        experts = new Experts(c.NumExperts, c.MoeIntermediateSize, c.HiddenSize, dtype, device);
         if (c.SharedExpertIntermediateSize > 0)
         {
             shared_expert = new SwiGluMlp(c.HiddenSize, c.SharedExpertIntermediateSize, dtype, device);

@@ -1,9 +1,9 @@
 using Mtp.Cli;
 
-namespace Mtp.Reliability.Tests;
+namespace Mtp.Tests.Shared;
 
 /// <summary>Runs the mtp command line in-process, capturing stdout and stderr.</summary>
-static class CliRunner
+public static class CliRunner
 {
     static readonly object Gate = new();
 
