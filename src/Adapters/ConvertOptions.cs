@@ -26,6 +26,11 @@ public sealed record ConvertOptions
     public bool Force { get; init; }
     /// <summary>Carry tensors no rule claims through unchanged (reported) instead of failing.</summary>
     public bool AllowUnknown { get; init; }
+    /// <summary>
+    /// Convert only part <c>Index</c> (1-based) of <c>Count</c> disjoint sets of output shards, into the output directory
+    /// directly, with a manifest; <see cref="Converter.MergeParts"/> completes the checkpoint once all parts are done.
+    /// </summary>
+    public (int Index, int Count)? Part { get; init; }
 }
 
 /// <summary>Progress callbacks (all optional; called from the writing thread).</summary>
