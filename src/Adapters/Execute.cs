@@ -72,8 +72,9 @@ public static partial class Converter
     // ------------------------------------------------------------------ the write pipeline
 
     /// <summary>Output bytes per computed work item: dequantize / cast pieces are split into row blocks of about this size.</summary>
-    internal const long ChunkBytes = 32L << 20;
+    internal const long ChunkBytes = 16L << 20;
     const int CopyChunk = 32 << 20;
+    const long PrefetchBytes = 256L << 20;
 
     sealed class Slot
     {
@@ -119,6 +120,31 @@ public static partial class Converter
             perShard.Add(list);
         }
 
+        // Read-ahead: a cursor over the whole schedule (copies and computed pieces) keeps about PrefetchBytes of source
+        // ahead of the pieces being produced in the kernel's read-ahead (page cache only: no resident memory of ours).
+        var flat = perShard.SelectMany(x => x).Select(x => x.S).ToList();
+        var flatIndex = new Dictionary<Slot, int>(ReferenceEqualityComparer.Instance);
+        for (int f = 0; f < flat.Count; f++) flatIndex[flat[f]] = f;
+        int prefetched = -1;
+        var prefetchGate = new object();
+        void PrefetchFrom(Slot at)
+        {
+            int from = flatIndex[at];
+            lock (prefetchGate)
+            {
+                long ahead = 0;
+                for (int f = from; f < flat.Count && ahead < PrefetchBytes; f++)
+                {
+                    foreach (Src s in flat[f].P.Inputs)
+                    {
+                        if (f > prefetched) Advise(s, 0, s.Length, MadvWillNeed);
+                        ahead += s.Length;
+                    }
+                    if (f > prefetched) prefetched = f;
+                }
+            }
+        }
+
         long budget = Math.Max(1, options.MaxMemoryBytes / 2);
         int maxItems = 2 * threads + 2;
         var gate = new object();
@@ -151,7 +177,7 @@ public static partial class Converter
                         while (!slots[slot.WaitFor].Done && failure == null && !stop) Monitor.Wait(gate);
                     if (failure != null || stop) return;
                 }
-                if (idx + 1 < slots.Count) foreach (Src s in slots[idx + 1].P.Inputs) Advise(s, 0, s.Length, MadvWillNeed);
+                PrefetchFrom(slot);
                 nint buf = 0;
                 try
                 {
@@ -190,10 +216,11 @@ public static partial class Converter
                     {
                         Src d = slot.P.Direct!.Value;
                         var data = d.File.GetData(d.Info);
+                        PrefetchFrom(slot);
                         for (long off = 0; off < d.Length; off += CopyChunk)
                         {
                             int n = (int)Math.Min(CopyChunk, d.Length - off);
-                            if (off + n < d.Length) Advise(d, off + n, Math.Min(CopyChunk, d.Length - off - n), MadvWillNeed);
+                            if (off + n + PrefetchBytes < d.Length) Advise(d, off + n + PrefetchBytes - CopyChunk, CopyChunk, MadvWillNeed);
                             writer.Append(data.Slice(d.Offset + off, n));
                             Advise(d, off, n, MadvDontNeed);
                             written += n;

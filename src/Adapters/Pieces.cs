@@ -74,7 +74,7 @@ internal sealed class CastPiece(Src src, DType from, DType to) : Piece
 internal sealed class DequantFp8Piece(Src codes, Src scale, int rows, int cols, ScaleFormat sf, BlockSize block, DType outType) : Piece
 {
     public override long Bytes => (long)rows * cols * (outType == DType.F32 ? 4 : 2);
-    public override IEnumerable<Src> Inputs => new[] { codes };
+    public override IEnumerable<Src> Inputs => new[] { codes, scale };
     public override IEnumerable<Piece> Split(long maxBytes)
     {
         long rowOut = (long)cols * (outType == DType.F32 ? 4 : 2);
@@ -97,7 +97,7 @@ internal sealed class DequantFp8Piece(Src codes, Src scale, int rows, int cols, 
 internal sealed class DequantFp4Piece(Src packed, Src scale, int rows, int cols, int group, DType outType) : Piece
 {
     public override long Bytes => (long)rows * cols * (outType == DType.F32 ? 4 : 2);
-    public override IEnumerable<Src> Inputs => new[] { packed };
+    public override IEnumerable<Src> Inputs => new[] { packed, scale };
     public override IEnumerable<Piece> Split(long maxBytes)
     {
         long rowOut = (long)cols * (outType == DType.F32 ? 4 : 2);
@@ -147,7 +147,7 @@ internal sealed class QuantPiece : Piece
     }
 
     public override long Bytes => _fp4 ? (long)_rows * _cols / 2 : (long)_rows * _cols;
-    public override IEnumerable<Src> Inputs => _refCodes is Src rc ? new[] { _input, rc } : new[] { _input };
+    public override IEnumerable<Src> Inputs => _refCodes is Src rc && _refScale is Src rs ? new[] { _input, rc, rs } : new[] { _input };
 
     /// <summary>Whether a later <see cref="ScaleOfPiece"/> of this run will take the scale from the cache (else it is not kept).</summary>
     public bool KeepScale = true;
@@ -164,11 +164,22 @@ internal sealed class QuantPiece : Piece
         ReadOnlySpan<byte> input = _input.All;
         if (_refCodes is Src rc && _refScale is Src rs)
         {
-            var tmp = new byte[input.Length];
-            if (_fp4) BlockDequant.Fp4(rc.All, _rows, _cols, rs.All, _group, tmp, _inFmt, k with { AllowNonFiniteScales = true });
-            else BlockDequant.Fp8(rc.All, _rows, _cols, rs.All, _sf, _block, tmp, _inFmt, k with { AllowNonFiniteScales = true });
+            bool same;
+            unsafe
+            {
+                // Native scratch (freed at once): no managed large-object heap growing with the largest matrix.
+                void* p = System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, input.Length));
+                try
+                {
+                    var tmp = new Span<byte>(p, input.Length);
+                    if (_fp4) BlockDequant.Fp4(rc.All, _rows, _cols, rs.All, _group, tmp, _inFmt, k with { AllowNonFiniteScales = true });
+                    else BlockDequant.Fp8(rc.All, _rows, _cols, rs.All, _sf, _block, tmp, _inFmt, k with { AllowNonFiniteScales = true });
+                    same = input.SequenceEqual(tmp);
+                }
+                finally { System.Runtime.InteropServices.NativeMemory.Free(p); }
+            }
             rs.All.CopyTo(scales);
-            if (input.SequenceEqual(tmp))
+            if (same)
             {
                 rc.All.CopyTo(codes);
                 Unchanged = true;

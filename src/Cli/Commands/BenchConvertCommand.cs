@@ -91,6 +91,9 @@ public static class BenchConvertCommand
             log?.WriteLine("bench: I/O floor for --to hf");
             PrepareCache(drop, nat);
             var floorHf = Floor(nat, backBytes, floorFile);
+            log?.WriteLine("bench: I/O floor for --to hf --reference, counting the reference read too");
+            PrepareCache(drop, nat);
+            var floorHfRef = Floor(nat, backBytes, floorFile, hf);
 
             double R(double x, int d = 3) => Math.Round(x, d);
             var load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : null;
@@ -110,6 +113,8 @@ public static class BenchConvertCommand
                 ["to_hf_input_bytes"] = natBytes,
                 ["to_hf_output_bytes"] = backBytes,
                 ["io_floor_to_hf_s"] = R(floorHf.Seconds),
+                ["io_floor_to_hf_with_reference_s"] = R(floorHfRef.Seconds),
+                ["to_hf_ratio_with_reference_read"] = R(toHf.Seconds / floorHfRef.Seconds),
                 ["io_floor_read_gbps"] = R(inBytes / floorNative.ReadSeconds / 1e9),
                 ["io_floor_write_gbps"] = R(natBytes / floorNative.WriteSeconds / 1e9),
                 ["to_native_in_gbps"] = R(inBytes / toNative.Seconds / 1e9),
@@ -179,12 +184,12 @@ public static class BenchConvertCommand
     readonly record struct FloorResult(double Seconds, double ReadSeconds, double WriteSeconds);
 
     /// <summary>Plain sequential I/O: read every shard of <paramref name="dir"/>, then write <paramref name="outBytes"/> and fsync.</summary>
-    static FloorResult Floor(string dir, long outBytes, string file)
+    static FloorResult Floor(string dir, long outBytes, string file, string? alsoRead = null)
     {
         var buf = new byte[16 << 20];
         new Random(1).NextBytes(buf);
         var sw = Stopwatch.StartNew();
-        foreach (var f in Directory.GetFiles(dir, "*.safetensors").Order(StringComparer.Ordinal))
+        foreach (var f in new[] { dir, alsoRead }.Where(d => d != null).SelectMany(d => Directory.GetFiles(d!, "*.safetensors").Order(StringComparer.Ordinal)))
         {
             using var fs = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
             while (fs.Read(buf) > 0) { }
