@@ -74,7 +74,7 @@ public static partial class Converter
     /// <summary>Output bytes per computed work item: dequantize / cast pieces are split into row blocks of about this size.</summary>
     internal const long ChunkBytes = 16L << 20;
     const int CopyChunk = 32 << 20;
-    const long PrefetchBytes = 256L << 20;
+    const long PrefetchBytes = 512L << 20;
 
     sealed class Slot
     {
@@ -125,24 +125,14 @@ public static partial class Converter
         var flat = perShard.SelectMany(x => x).Select(x => x.S).ToList();
         var flatIndex = new Dictionary<Slot, int>(ReferenceEqualityComparer.Instance);
         for (int f = 0; f < flat.Count; f++) flatIndex[flat[f]] = f;
-        int prefetched = -1;
-        var prefetchGate = new object();
+        var prefix = new long[flat.Count + 1];
+        for (int f = 0; f < flat.Count; f++) prefix[f + 1] = prefix[f] + flat[f].P.Inputs.Sum(x => x.Length);
+        int position = 0;
         void PrefetchFrom(Slot at)
         {
-            int from = flatIndex[at];
-            lock (prefetchGate)
-            {
-                long ahead = 0;
-                for (int f = from; f < flat.Count && ahead < PrefetchBytes; f++)
-                {
-                    foreach (Src s in flat[f].P.Inputs)
-                    {
-                        if (f > prefetched) Advise(s, 0, s.Length, MadvWillNeed);
-                        ahead += s.Length;
-                    }
-                    if (f > prefetched) prefetched = f;
-                }
-            }
+            int f = flatIndex[at];
+            int cur;
+            while ((cur = Volatile.Read(ref position)) < f && Interlocked.CompareExchange(ref position, f, cur) != cur) { }
         }
 
         long budget = Math.Max(1, options.MaxMemoryBytes / 2);
@@ -200,8 +190,30 @@ public static partial class Converter
         }
 
         var workers = Enumerable.Range(0, slots.Count == 0 ? 0 : threads).Select(_ => new Thread(Worker) { IsBackground = true, Name = "mtp-convert" }).ToList();
+        // The read-ahead thread: keeps PrefetchBytes of source past the furthest claimed piece in the kernel's read-ahead,
+        // so neither the workers nor the writer wait on a madvise.
+        var prefetcher = new Thread(() =>
+        {
+            int done = 0;
+            while (!Volatile.Read(ref stop) && done < flat.Count)
+            {
+                int cur = Volatile.Read(ref position);
+                if (done < cur) done = cur;
+                if (done < flat.Count && prefix[done] - prefix[cur] < PrefetchBytes)
+                {
+                    foreach (Src x in flat[done].P.Inputs)
+                        for (long off = 0; off < x.Length && !Volatile.Read(ref stop); off += CopyChunk)
+                            Advise(x, off, Math.Min(CopyChunk, x.Length - off), MadvWillNeed);
+                    done++;
+                }
+                else Thread.Sleep(2);
+            }
+        }) { IsBackground = true, Name = "mtp-readahead" };
         foreach (var w in workers) w.Start();
+        prefetcher.Start();
         long written = 0;
+        var open = new List<SafeTensorsWriter>();
+        var completing = new List<Task>();
         try
         {
             for (int si = 0; si < shards.Count; si++)
@@ -209,7 +221,8 @@ public static partial class Converter
                 ShardPlan shard = shards[si];
                 IReadOnlyDictionary<string, string> md = metadata != null && metadata.TryGetValue(shard.FileName, out var m) ? m
                     : new Dictionary<string, string> { ["format"] = "pt" };
-                using var writer = SafeTensorsWriter.Create(Path.Combine(dir, shard.FileName), shard.Tensors, md);
+                var writer = SafeTensorsWriter.Create(Path.Combine(dir, shard.FileName), shard.Tensors, md);
+                open.Add(writer);
                 foreach (var (slot, computed) in perShard[si])
                 {
                     if (!computed)
@@ -245,14 +258,22 @@ public static partial class Converter
                     written += bytes;
                     progress?.Advanced?.Invoke(bytes, slot.T.Name);
                 }
-                writer.Complete();
-                progress?.Log?.Invoke($"wrote {shard.FileName} ({shard.Tensors.Count} tensors, {shard.Bytes:N0} bytes)");
+                // fsync + rename in the background: the next shard is produced while this one reaches the disk.
+                string msg = $"wrote {shard.FileName} ({shard.Tensors.Count} tensors, {shard.Bytes:N0} bytes)";
+                completing.Add(Task.Run(() => { writer.Complete(); writer.Dispose(); }));
+                open.Remove(writer);
+                progress?.Log?.Invoke(msg);
             }
+            try { Task.WaitAll(completing.ToArray()); }
+            catch (AggregateException ae) { System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ae.InnerExceptions[0]).Throw(); }
         }
         finally
         {
+            foreach (var w in open) w.Dispose();
+            try { Task.WaitAll(completing.ToArray()); } catch (AggregateException) { }
             lock (gate) { stop = true; Monitor.PulseAll(gate); }
             foreach (var w in workers) w.Join();
+            prefetcher.Join();
             foreach (var s in slots) if (s.Buffer != 0) { NativeMemory.Free((void*)s.Buffer); s.Buffer = 0; }
         }
         return written;

@@ -152,6 +152,8 @@ public static class BenchConvertCommand
         t.AddRow("convert --to native", n.ToString("F2"), G(inB, n), G(natB, n), Units.Bytes(r["to_native_peak_rss_bytes"]!.GetValue<long>()), r["to_native_ratio"]!.ToString());
         t.AddRow("I/O floor (read native, write HF size)", f2.ToString("F2"), G(natB, f2), G(backB, f2), "-", "1.00");
         t.AddRow("convert --to hf --reference", h.ToString("F2"), G(natB, h), G(backB, h), Units.Bytes(r["to_hf_peak_rss_bytes"]!.GetValue<long>()), r["to_hf_ratio"]!.ToString());
+        double f3 = r["io_floor_to_hf_with_reference_s"]!.GetValue<double>();
+        t.AddRow("I/O floor (read native + reference, write HF size)", f3.ToString("F2"), "-", G(backB, f3), "-", r["to_hf_ratio_with_reference_read"]!.ToString() + " (to hf)");
         AnsiConsole.Write(t);
         Console.Out.WriteLine($"{r["family"]}: {Units.Bytes(inB)} HF <-> {Units.Bytes(natB)} native; {r["cache"]}; {r["threads"]} threads; load {r["loadavg"]}");
     }
