@@ -75,6 +75,7 @@ public static partial class Converter
     internal const long ChunkBytes = 16L << 20;
     const int CopyChunk = 32 << 20;
     const long PrefetchBytes = 512L << 20;
+    const int ReadAheadChunk = 8 << 20;
 
     sealed class Slot
     {
@@ -190,6 +191,20 @@ public static partial class Converter
         }
 
         var workers = Enumerable.Range(0, slots.Count == 0 ? 0 : threads).Select(_ => new Thread(Worker) { IsBackground = true, Name = "mtp-convert" }).ToList();
+        // Read-ahead by plain large sequential reads (the page cache then serves the mapping without waiting on the disk).
+        bool readMode = Environment.GetEnvironmentVariable("MTP_READAHEAD") != "madvise";
+        var handles = new Dictionary<string, Microsoft.Win32.SafeHandles.SafeFileHandle>(StringComparer.Ordinal);
+        byte[] scratch = readMode ? new byte[ReadAheadChunk] : Array.Empty<byte>();
+        void ReadInto(Src x, long off, long n)
+        {
+            try
+            {
+                if (!handles.TryGetValue(x.File.Path, out var h))
+                    handles[x.File.Path] = h = File.OpenHandle(x.File.Path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+                RandomAccess.Read(h, scratch.AsSpan(0, (int)n), x.File.AbsoluteOffset(x.Info) + x.Offset + off);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Advise(x, off, n, MadvWillNeed); }
+        }
         // The read-ahead thread: keeps PrefetchBytes of source past the furthest claimed piece in the kernel's read-ahead,
         // so neither the workers nor the writer wait on a madvise.
         var prefetcher = new Thread(() =>
@@ -202,8 +217,11 @@ public static partial class Converter
                 if (done < flat.Count && prefix[done] - prefix[cur] < PrefetchBytes)
                 {
                     foreach (Src x in flat[done].P.Inputs)
-                        for (long off = 0; off < x.Length && !Volatile.Read(ref stop); off += CopyChunk)
-                            Advise(x, off, Math.Min(CopyChunk, x.Length - off), MadvWillNeed);
+                        for (long off = 0; off < x.Length && !Volatile.Read(ref stop); off += ReadAheadChunk)
+                        {
+                            long n = Math.Min(ReadAheadChunk, x.Length - off);
+                            if (readMode) ReadInto(x, off, n); else Advise(x, off, n, MadvWillNeed);
+                        }
                     done++;
                 }
                 else Thread.Sleep(2);
@@ -274,6 +292,7 @@ public static partial class Converter
             lock (gate) { stop = true; Monitor.PulseAll(gate); }
             foreach (var w in workers) w.Join();
             prefetcher.Join();
+            foreach (var h in handles.Values) h.Dispose();
             foreach (var s in slots) if (s.Buffer != 0) { NativeMemory.Free((void*)s.Buffer); s.Buffer = 0; }
         }
         return written;
