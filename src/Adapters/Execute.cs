@@ -71,8 +71,6 @@ public static partial class Converter
 
     // ------------------------------------------------------------------ the write pipeline
 
-    /// <summary>Output bytes per computed work item: dequantize / cast pieces are split into row blocks of about this size.</summary>
-    internal const long ChunkBytes = 16L << 20;
     const int CopyChunk = 32 << 20;
     const long PrefetchBytes = 512L << 20;
     const int ReadAheadChunk = 8 << 20;
@@ -108,7 +106,7 @@ public static partial class Converter
                 foreach (Piece p in pt.Pieces)
                 {
                     if (p.Direct != null) { list.Add((new Slot { T = pt, P = p }, false)); continue; }
-                    foreach (Piece sub in p.Split(ChunkBytes))
+                    foreach (Piece sub in p.Split(Math.Max(1, options.BlockBytes)))
                     {
                         var slot = new Slot { T = pt, P = sub };
                         if (sub is QuantPiece q) { q.KeepScale = false; quantAt[q] = slots.Count; }

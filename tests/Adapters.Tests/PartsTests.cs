@@ -104,3 +104,29 @@ public class PartsTests
             }
     }
 }
+
+/// <summary>The row-block pipeline: tiny blocks and a tiny memory budget give the same bytes as the defaults.</summary>
+[TestFixture]
+public class PartsPipelineTests
+{
+    [TestCase("deepseek-v4-flash")]
+    [TestCase("deepseek-v3")]
+    [TestCase("qwen3.5-moe-fp8")]
+    public void TinyRowBlocksAndBudgetGiveIdenticalBytes(string fixture)
+    {
+        string fx = Fx.Dir(fixture);
+        string tmp = RepoPaths.NewTempDir("blocks-" + fixture);
+        foreach (var dt in new DType?[] { null, DType.F32 })
+        {
+            string a = Path.Combine(tmp, $"a{dt}"), b = Path.Combine(tmp, $"b{dt}");
+            Converter.ToNative(fx, a, new ConvertOptions { DType = dt });
+            Converter.ToNative(fx, b, new ConvertOptions { DType = dt, BlockBytes = 512, MaxMemoryBytes = 1, Threads = 3 });
+            foreach (string f in Directory.GetFiles(a, "*.safetensors"))
+                Assert.That(File.ReadAllBytes(Path.Combine(b, Path.GetFileName(f))), Is.EqualTo(File.ReadAllBytes(f)), f);
+            string back = Path.Combine(tmp, $"back{dt}");
+            Converter.ToHf(b, back, new ConvertOptions { Reference = fx, BlockBytes = 256, MaxMemoryBytes = 1 });
+            Assert.That(Verifier.Compare(fx, back).Identical, Is.True);
+        }
+        Directory.Delete(tmp, true);
+    }
+}
