@@ -22,10 +22,17 @@ public sealed record ConvertOptions
     public long MaxShardBytes { get; init; } = 5_000_000_000;
     /// <summary>Budget for bytes computed in memory at once (peak use is about this plus one tensor piece).</summary>
     public long MaxMemoryBytes { get; init; } = 2L << 30;
+    /// <summary>Output bytes per computed row block (dequantize / cast pieces are split into blocks of about this size).</summary>
+    public long BlockBytes { get; init; } = 16L << 20;
     /// <summary>Replace a non-empty output directory.</summary>
     public bool Force { get; init; }
     /// <summary>Carry tensors no rule claims through unchanged (reported) instead of failing.</summary>
     public bool AllowUnknown { get; init; }
+    /// <summary>
+    /// Convert only part <c>Index</c> (1-based) of <c>Count</c> disjoint sets of output shards, into the output directory
+    /// directly, with a manifest; <see cref="Converter.MergeParts"/> completes the checkpoint once all parts are done.
+    /// </summary>
+    public (int Index, int Count)? Part { get; init; }
 }
 
 /// <summary>Progress callbacks (all optional; called from the writing thread).</summary>

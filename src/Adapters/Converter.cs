@@ -263,7 +263,14 @@ public static partial class Converter
             throw new AdapterException(AdapterErrorKind.Usage, $"{inDir}: no such file or directory");
         if (Same(inDir, outDir)) throw new AdapterException(AdapterErrorKind.Usage, "the output directory must differ from the input (the input is never written)");
         if (File.Exists(outDir)) throw new AdapterException(AdapterErrorKind.Usage, $"{outDir}: exists and is a file");
-        if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() && !o.Force)
+        if (o.Part is { } part)
+        {
+            if (part.Count < 1 || part.Index < 1 || part.Index > part.Count)
+                throw new AdapterException(AdapterErrorKind.Usage, $"--part must be i/n with 1 <= i <= n, not {part.Index}/{part.Count}");
+            if (File.Exists(Path.Combine(outDir, ReportFileName)) && !o.Force)
+                throw new AdapterException(AdapterErrorKind.Usage, $"{outDir}: already a complete checkpoint (has {ReportFileName}); use --force to convert parts into it again");
+        }
+        else if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() && !o.Force)
             throw new AdapterException(AdapterErrorKind.Usage, $"{outDir}: exists and is not empty (use --force to replace it)");
         if (o.MaxShardBytes <= 0) throw new AdapterException(AdapterErrorKind.Usage, "--max-shard-size must be positive");
         if (o.MaxMemoryBytes <= 0) throw new AdapterException(AdapterErrorKind.Usage, "--max-memory must be positive");

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Mtp.Quant;
@@ -22,6 +23,9 @@ public static partial class Converter
         progress?.Started?.Invoke(total);
 
         string full = Path.GetFullPath(outDir).TrimEnd('/');
+        if (options.Part is { } part)
+            return ExecutePart(part, direction, inDir, outDir, full, family, options, progress, src, outputs, shards, config, dropped, carried, metadata, sw, extra,
+                refIndexPath, quantPieces, planTime, byName, threads);
         string tmp = full + ".partial-" + Environment.ProcessId;
         try
         {
@@ -35,68 +39,7 @@ public static partial class Converter
         long written = 0;
         try
         {
-            foreach (ShardPlan shard in shards)
-            {
-                IReadOnlyDictionary<string, string> md = metadata != null && metadata.TryGetValue(shard.FileName, out var m) ? m
-                    : new Dictionary<string, string> { ["format"] = "pt" };
-                using var writer = SafeTensorsWriter.Create(Path.Combine(tmp, shard.FileName), shard.Tensors, md);
-                var work = shard.Tensors.SelectMany(t => byName[t.Name].Pieces.Select(p => (T: byName[t.Name], P: p))).ToList();
-                int i = 0;
-                while (i < work.Count)
-                {
-                    if (work[i].P.Direct is Src d)
-                    {
-                        var data = d.File.GetData(d.Info);
-                        const int chunk = 1 << 26;
-                        for (long off = 0; off < d.Length; off += chunk)
-                        {
-                            int n = (int)Math.Min(chunk, d.Length - off);
-                            writer.Append(data.Slice(d.Offset + off, n));
-                            written += n;
-                            progress?.Advanced?.Invoke(n, work[i].T.Name);
-                        }
-                        i++;
-                        continue;
-                    }
-                    int j = i;
-                    long batchBytes = 0;
-                    while (j < work.Count && work[j].P.Direct == null && (j == i || batchBytes + work[j].P.Bytes <= options.MaxMemoryBytes / 2) && j - i < 4 * threads)
-                    {
-                        batchBytes += work[j].P.Bytes;
-                        j++;
-                    }
-                    var bufs = new byte[j - i][];
-                    var k = new KernelOptions { MaxThreads = j - i == 1 ? threads : 1 };
-                    try
-                    {
-                        Parallel.For(i, j, new ParallelOptions { MaxDegreeOfParallelism = threads }, idx =>
-                        {
-                            var (t, p) = work[idx];
-                            var buf = new byte[p.Bytes];
-                            try { p.Produce(buf, k); }
-                            catch (Exception e) when (e is ArgumentException or InvalidDataException or InvalidOperationException)
-                            {
-                                throw new AdapterException(AdapterErrorKind.Malformed, $"tensor '{t.Name}' (from {string.Join(", ", t.Sources.Take(2))}): {e.Message.Replace('\n', ' ')}", e);
-                            }
-                            bufs[idx - i] = buf;
-                        });
-                    }
-                    catch (AggregateException ae) when (ae.InnerExceptions.FirstOrDefault(x => x is AdapterException or SafeTensorsException) is Exception first)
-                    {
-                        throw first;
-                    }
-                    for (int b = 0; b < bufs.Length; b++)
-                    {
-                        writer.Append(bufs[b]);
-                        written += bufs[b].Length;
-                        progress?.Advanced?.Invoke(bufs[b].Length, work[i + b].T.Name);
-                        bufs[b] = null!;
-                    }
-                    i = j;
-                }
-                writer.Complete();
-                progress?.Log?.Invoke($"wrote {shard.FileName} ({shard.Tensors.Count} tensors, {shard.Bytes:N0} bytes)");
-            }
+            written = WriteShards(shards, tmp, byName, metadata, options, threads, progress);
             if (shards.Count > 1 || refIndexPath != null && File.Exists(refIndexPath))
             {
                 JsonObject? extraMeta = refIndexPath != null && File.Exists(refIndexPath) ? ShardIndex.Read(refIndexPath).Metadata : null;
@@ -125,6 +68,254 @@ public static partial class Converter
         var requant = quantPieces?.Where(q => !q.Unchanged && q.ChangedBlocks > 0).Select(q => (q.WeightName, q.ChangedBlocks)).ToList() ?? new();
         return new ConversionResult(full, family, outputs.Count, dropped, carried, written, shards.Select(s => s.FileName).ToList(), requant, sw.Elapsed);
     }
+
+    // ------------------------------------------------------------------ the write pipeline
+
+    const int CopyChunk = 32 << 20;
+    const long PrefetchBytes = 512L << 20;
+    const int ReadAheadChunk = 8 << 20;
+
+    sealed class Slot
+    {
+        public required PlannedTensor T;
+        public required Piece P;
+        public nint Buffer;
+        public bool Done;
+        public int WaitFor = -1;
+    }
+
+    /// <summary>
+    /// Writes <paramref name="shards"/> into <paramref name="dir"/> as a pipeline: worker threads compute the row-block pieces
+    /// ahead of the writer (in order, at most half of MaxMemoryBytes and 2 x threads + 2 pieces in flight), while the calling
+    /// thread streams them and the plain copies (straight from the map) into each shard. Source pages are prefetched before
+    /// use and dropped from the mapping after, so resident memory does not grow with the checkpoint.
+    /// </summary>
+    static unsafe long WriteShards(IReadOnlyList<ShardPlan> shards, string dir, Dictionary<string, PlannedTensor> byName,
+        Dictionary<string, IReadOnlyDictionary<string, string>>? metadata, ConvertOptions options, int threads, ConvertProgress? progress)
+    {
+        // Schedule: per shard, the pieces in order; computed pieces split into row blocks.
+        var perShard = new List<List<(Slot S, bool Computed)>>();
+        var slots = new List<Slot>();
+        var quantAt = new Dictionary<QuantPiece, int>();
+        foreach (ShardPlan shard in shards)
+        {
+            var list = new List<(Slot, bool)>();
+            foreach (TensorSpec t in shard.Tensors)
+            {
+                PlannedTensor pt = byName[t.Name];
+                foreach (Piece p in pt.Pieces)
+                {
+                    if (p.Direct != null) { list.Add((new Slot { T = pt, P = p }, false)); continue; }
+                    foreach (Piece sub in p.Split(Math.Max(1, options.BlockBytes)))
+                    {
+                        var slot = new Slot { T = pt, P = sub };
+                        if (sub is QuantPiece q) { q.KeepScale = false; quantAt[q] = slots.Count; }
+                        else if (sub is ScaleOfPiece so && quantAt.TryGetValue(so.Weight, out int wi)) { so.Weight.KeepScale = true; slot.WaitFor = wi; }
+                        slots.Add(slot);
+                        list.Add((slot, true));
+                    }
+                }
+            }
+            perShard.Add(list);
+        }
+
+        // Read-ahead: a cursor over the whole schedule (copies and computed pieces) keeps about PrefetchBytes of source
+        // ahead of the pieces being produced in the kernel's read-ahead (page cache only: no resident memory of ours).
+        var flat = perShard.SelectMany(x => x).Select(x => x.S).ToList();
+        var flatIndex = new Dictionary<Slot, int>(ReferenceEqualityComparer.Instance);
+        for (int f = 0; f < flat.Count; f++) flatIndex[flat[f]] = f;
+        var prefix = new long[flat.Count + 1];
+        for (int f = 0; f < flat.Count; f++) prefix[f + 1] = prefix[f] + flat[f].P.Inputs.Sum(x => x.Length);
+        int position = 0;
+        void PrefetchFrom(Slot at)
+        {
+            int f = flatIndex[at];
+            int cur;
+            while ((cur = Volatile.Read(ref position)) < f && Interlocked.CompareExchange(ref position, f, cur) != cur) { }
+        }
+
+        long budget = Math.Max(1, options.MaxMemoryBytes / 2);
+        int maxItems = 2 * threads + 2;
+        var gate = new object();
+        int next = 0, inFlight = 0;
+        long inFlightBytes = 0;
+        bool stop = false;
+        Exception? failure = null;
+        var k = new KernelOptions { MaxThreads = 1 };
+
+        void Worker()
+        {
+            while (true)
+            {
+                int idx;
+                Slot slot;
+                lock (gate)
+                {
+                    while (true)
+                    {
+                        if (stop || failure != null || next >= slots.Count) return;
+                        long b = slots[next].P.Bytes;
+                        if (inFlight == 0 || (inFlight < maxItems && inFlightBytes + b <= budget)) break;
+                        Monitor.Wait(gate);
+                    }
+                    idx = next++;
+                    slot = slots[idx];
+                    inFlight++;
+                    inFlightBytes += slot.P.Bytes;
+                    if (slot.WaitFor >= 0)
+                        while (!slots[slot.WaitFor].Done && failure == null && !stop) Monitor.Wait(gate);
+                    if (failure != null || stop) return;
+                }
+                PrefetchFrom(slot);
+                nint buf = 0;
+                try
+                {
+                    buf = (nint)NativeMemory.Alloc((nuint)Math.Max(1, slot.P.Bytes));
+                    try { slot.P.Produce(new Span<byte>((void*)buf, checked((int)slot.P.Bytes)), k); }
+                    catch (Exception e) when (e is ArgumentException or InvalidDataException or InvalidOperationException)
+                    {
+                        throw new AdapterException(AdapterErrorKind.Malformed, $"tensor '{slot.T.Name}' (from {string.Join(", ", slot.T.Sources.Take(2))}): {e.Message.Replace('\n', ' ')}", e);
+                    }
+                    foreach (Src s in slot.P.Inputs) Advise(s, 0, s.Length, MadvDontNeed);
+                    lock (gate) { slot.Buffer = buf; slot.Done = true; Monitor.PulseAll(gate); }
+                }
+                catch (Exception e)
+                {
+                    if (buf != 0) NativeMemory.Free((void*)buf);
+                    lock (gate) { failure ??= e; Monitor.PulseAll(gate); }
+                    return;
+                }
+            }
+        }
+
+        var workers = Enumerable.Range(0, slots.Count == 0 ? 0 : threads).Select(_ => new Thread(Worker) { IsBackground = true, Name = "mtp-convert" }).ToList();
+        // Read-ahead by plain large sequential reads (the page cache then serves the mapping without waiting on the disk).
+        bool readMode = Environment.GetEnvironmentVariable("MTP_READAHEAD") != "madvise";
+        var handles = new Dictionary<string, Microsoft.Win32.SafeHandles.SafeFileHandle>(StringComparer.Ordinal);
+        byte[] scratch = readMode ? new byte[ReadAheadChunk] : Array.Empty<byte>();
+        void ReadInto(Src x, long off, long n)
+        {
+            try
+            {
+                if (!handles.TryGetValue(x.File.Path, out var h))
+                    handles[x.File.Path] = h = File.OpenHandle(x.File.Path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+                RandomAccess.Read(h, scratch.AsSpan(0, (int)n), x.File.AbsoluteOffset(x.Info) + x.Offset + off);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Advise(x, off, n, MadvWillNeed); }
+        }
+        // The read-ahead thread: keeps PrefetchBytes of source past the furthest claimed piece in the kernel's read-ahead,
+        // so neither the workers nor the writer wait on a madvise.
+        var prefetcher = new Thread(() =>
+        {
+            int done = 0;
+            while (!Volatile.Read(ref stop) && done < flat.Count)
+            {
+                int cur = Volatile.Read(ref position);
+                if (done < cur) done = cur;
+                if (done < flat.Count && prefix[done] - prefix[cur] < PrefetchBytes)
+                {
+                    foreach (Src x in flat[done].P.Inputs)
+                        for (long off = 0; off < x.Length && !Volatile.Read(ref stop); off += ReadAheadChunk)
+                        {
+                            long n = Math.Min(ReadAheadChunk, x.Length - off);
+                            if (readMode) ReadInto(x, off, n); else Advise(x, off, n, MadvWillNeed);
+                        }
+                    done++;
+                }
+                else Thread.Sleep(2);
+            }
+        }) { IsBackground = true, Name = "mtp-readahead" };
+        foreach (var w in workers) w.Start();
+        prefetcher.Start();
+        long written = 0;
+        var open = new List<SafeTensorsWriter>();
+        var completing = new List<Task>();
+        try
+        {
+            for (int si = 0; si < shards.Count; si++)
+            {
+                ShardPlan shard = shards[si];
+                IReadOnlyDictionary<string, string> md = metadata != null && metadata.TryGetValue(shard.FileName, out var m) ? m
+                    : new Dictionary<string, string> { ["format"] = "pt" };
+                var writer = SafeTensorsWriter.Create(Path.Combine(dir, shard.FileName), shard.Tensors, md);
+                open.Add(writer);
+                foreach (var (slot, computed) in perShard[si])
+                {
+                    if (!computed)
+                    {
+                        Src d = slot.P.Direct!.Value;
+                        var data = d.File.GetData(d.Info);
+                        PrefetchFrom(slot);
+                        for (long off = 0; off < d.Length; off += CopyChunk)
+                        {
+                            int n = (int)Math.Min(CopyChunk, d.Length - off);
+                            if (off + n + PrefetchBytes < d.Length) Advise(d, off + n + PrefetchBytes - CopyChunk, CopyChunk, MadvWillNeed);
+                            writer.Append(data.Slice(d.Offset + off, n));
+                            Advise(d, off, n, MadvDontNeed);
+                            written += n;
+                            progress?.Advanced?.Invoke(n, slot.T.Name);
+                        }
+                        continue;
+                    }
+                    nint buf;
+                    lock (gate)
+                    {
+                        while (!slot.Done && failure == null) Monitor.Wait(gate);
+                        if (failure != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
+                        buf = slot.Buffer;
+                    }
+                    long bytes = slot.P.Bytes;
+                    try { writer.Append(new ReadOnlySpan<byte>((void*)buf, checked((int)bytes))); }
+                    finally
+                    {
+                        NativeMemory.Free((void*)buf);
+                        lock (gate) { slot.Buffer = 0; inFlight--; inFlightBytes -= bytes; Monitor.PulseAll(gate); }
+                    }
+                    written += bytes;
+                    progress?.Advanced?.Invoke(bytes, slot.T.Name);
+                }
+                // fsync + rename in the background: the next shard is produced while this one reaches the disk.
+                string msg = $"wrote {shard.FileName} ({shard.Tensors.Count} tensors, {shard.Bytes:N0} bytes)";
+                completing.Add(Task.Run(() => { writer.Complete(); writer.Dispose(); }));
+                open.Remove(writer);
+                progress?.Log?.Invoke(msg);
+            }
+            try { Task.WaitAll(completing.ToArray()); }
+            catch (AggregateException ae) { System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ae.InnerExceptions[0]).Throw(); }
+        }
+        finally
+        {
+            foreach (var w in open) w.Dispose();
+            try { Task.WaitAll(completing.ToArray()); } catch (AggregateException) { }
+            lock (gate) { stop = true; Monitor.PulseAll(gate); }
+            foreach (var w in workers) w.Join();
+            prefetcher.Join();
+            foreach (var h in handles.Values) h.Dispose();
+            foreach (var s in slots) if (s.Buffer != 0) { NativeMemory.Free((void*)s.Buffer); s.Buffer = 0; }
+        }
+        return written;
+    }
+
+    const int MadvWillNeed = 3, MadvDontNeed = 4;
+
+    [DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    static extern int Madvise(nint addr, nuint length, int advice);
+
+    /// <summary>
+    /// madvise on the pages of [off, off + len) of a mapped source range: WILLNEED starts the read-ahead; DONTNEED drops the
+    /// (clean, file-backed) pages from this process's mapping; they stay in the page cache. Best effort, Linux only.
+    /// </summary>
+    static unsafe void Advise(Src s, long off, long len, int advice)
+    {
+        if (len <= 0 || !OperatingSystem.IsLinux()) return;
+        long page = Environment.SystemPageSize;
+        long a = (long)s.File.GetData(s.Info).Pointer + s.Offset + off, e = a + len;
+        if (advice == MadvDontNeed) { a = (a + page - 1) / page * page; e = e / page * page; }
+        else { a = a / page * page; e = (e + page - 1) / page * page; }
+        if (e <= a) return;
+        try { Madvise((nint)a, (nuint)(e - a), advice); } catch (DllNotFoundException) { } catch (EntryPointNotFoundException) { }
+    }
+
 
     static void TryDelete(string dir)
     {

@@ -20,6 +20,13 @@ internal abstract class Piece
     /// <summary>Bytes to copy verbatim, when the piece is a plain copy.</summary>
     public virtual Src? Direct => null;
     public abstract void Produce(Span<byte> dest, KernelOptions k);
+    /// <summary>The large source ranges this piece reads (prefetched before, released from the mapping after).</summary>
+    public virtual IEnumerable<Src> Inputs => Array.Empty<Src>();
+    /// <summary>
+    /// Row-block sub-pieces of at most about <paramref name="maxBytes"/> output bytes whose outputs, concatenated, are this
+    /// piece's output: memory then does not scale with the largest tensor. Pieces that cannot be split return themselves.
+    /// </summary>
+    public virtual IEnumerable<Piece> Split(long maxBytes) { yield return this; }
 }
 
 internal sealed class CopyPiece(Src src) : Piece
@@ -27,6 +34,7 @@ internal sealed class CopyPiece(Src src) : Piece
     public override long Bytes => src.Length;
     public override Src? Direct => src;
     public override void Produce(Span<byte> dest, KernelOptions k) => src.All.CopyTo(dest);
+    public override IEnumerable<Src> Inputs => new[] { src };
 }
 
 /// <summary>Elementwise BF16 &lt;-&gt; F32 (round to nearest even on narrowing).</summary>
@@ -34,6 +42,14 @@ internal sealed class CastPiece(Src src, DType from, DType to) : Piece
 {
     public override long Bytes => src.Length / Elem(from) * Elem(to);
     static int Elem(DType d) => d == DType.F32 ? 4 : 2;
+    public override IEnumerable<Src> Inputs => new[] { src };
+    public override IEnumerable<Piece> Split(long maxBytes)
+    {
+        if (Bytes <= maxBytes || from == to) { yield return this; yield break; }
+        long per = Math.Max(1, maxBytes / Elem(to)) * Elem(from);
+        for (long off = 0; off < src.Length; off += per)
+            yield return new CastPiece(src with { Offset = src.Offset + off, Length = Math.Min(per, src.Length - off) }, from, to);
+    }
     public override void Produce(Span<byte> dest, KernelOptions k)
     {
         ReadOnlySpan<byte> s = src.All;
@@ -58,6 +74,22 @@ internal sealed class CastPiece(Src src, DType from, DType to) : Piece
 internal sealed class DequantFp8Piece(Src codes, Src scale, int rows, int cols, ScaleFormat sf, BlockSize block, DType outType) : Piece
 {
     public override long Bytes => (long)rows * cols * (outType == DType.F32 ? 4 : 2);
+    public override IEnumerable<Src> Inputs => new[] { codes, scale };
+    public override IEnumerable<Piece> Split(long maxBytes)
+    {
+        long rowOut = (long)cols * (outType == DType.F32 ? 4 : 2);
+        int step = (int)Math.Max(block.Rows, Math.Min(rows, maxBytes / Math.Max(1, rowOut)) / block.Rows * block.Rows);
+        if (step >= rows) { yield return this; yield break; }
+        int gc = block.GridFor(rows, cols).Cols;
+        int se = sf switch { ScaleFormat.F32 => 4, ScaleFormat.BF16 => 2, _ => 1 };
+        for (int r0 = 0; r0 < rows; r0 += step)
+        {
+            int rc = Math.Min(step, rows - r0);
+            long sOff = (long)(r0 / block.Rows) * gc * se, sLen = (long)((rc + block.Rows - 1) / block.Rows) * gc * se;
+            yield return new DequantFp8Piece(codes with { Offset = codes.Offset + (long)r0 * cols, Length = (long)rc * cols },
+                scale with { Offset = scale.Offset + sOff, Length = sLen }, rc, cols, sf, block, outType);
+        }
+    }
     public override void Produce(Span<byte> dest, KernelOptions k)
     {
         try { BlockDequant.Fp8(codes.All, rows, cols, scale.All, sf, block, dest, outType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16, k); }
@@ -70,6 +102,20 @@ internal sealed class DequantFp8Piece(Src codes, Src scale, int rows, int cols, 
 internal sealed class DequantFp4Piece(Src packed, Src scale, int rows, int cols, int group, DType outType) : Piece
 {
     public override long Bytes => (long)rows * cols * (outType == DType.F32 ? 4 : 2);
+    public override IEnumerable<Src> Inputs => new[] { packed, scale };
+    public override IEnumerable<Piece> Split(long maxBytes)
+    {
+        long rowOut = (long)cols * (outType == DType.F32 ? 4 : 2);
+        int step = (int)Math.Max(1, Math.Min(rows, maxBytes / Math.Max(1, rowOut)));
+        if (step >= rows) { yield return this; yield break; }
+        long sRow = cols / group;
+        for (int r0 = 0; r0 < rows; r0 += step)
+        {
+            int rc = Math.Min(step, rows - r0);
+            yield return new DequantFp4Piece(packed with { Offset = packed.Offset + (long)r0 * cols / 2, Length = (long)rc * cols / 2 },
+                scale with { Offset = scale.Offset + r0 * sRow, Length = rc * sRow }, rc, cols, group, outType);
+        }
+    }
     public override void Produce(Span<byte> dest, KernelOptions k)
     {
         try { BlockDequant.Fp4(packed.All, rows, cols, scale.All, group, dest, outType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16, k); }
@@ -141,12 +187,16 @@ internal sealed class QuantPiece : Piece
     }
 
     public override long Bytes => _fp4 ? (long)_rows * _cols / 2 : (long)_rows * _cols;
+    public override IEnumerable<Src> Inputs => _refCodes is Src rc && _refScale is Src rs ? new[] { _input, rc, rs } : new[] { _input };
+
+    /// <summary>Whether a later <see cref="ScaleOfPiece"/> of this run will take the scale from the cache (else it is not kept).</summary>
+    public bool KeepScale = true;
 
     public override void Produce(Span<byte> dest, KernelOptions k)
     {
         var scales = new byte[ScaleBytes];
         Run(dest, scales, k);
-        _cache[ScaleName] = scales;
+        if (KeepScale) _cache[ScaleName] = scales;
     }
 
     public void Run(Span<byte> codes, Span<byte> scales, KernelOptions k)
@@ -163,11 +213,22 @@ internal sealed class QuantPiece : Piece
         ReadOnlySpan<byte> input = _input.All;
         if (_refCodes is Src rc && _refScale is Src rs)
         {
-            var tmp = new byte[input.Length];
-            if (_fp4) BlockDequant.Fp4(rc.All, _rows, _cols, rs.All, _group, tmp, _inFmt, k with { AllowNonFiniteScales = true });
-            else BlockDequant.Fp8(rc.All, _rows, _cols, rs.All, _sf, _block, tmp, _inFmt, k with { AllowNonFiniteScales = true });
+            bool same;
+            unsafe
+            {
+                // Native scratch (freed at once): no managed large-object heap growing with the largest matrix.
+                void* p = System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, input.Length));
+                try
+                {
+                    var tmp = new Span<byte>(p, input.Length);
+                    if (_fp4) BlockDequant.Fp4(rc.All, _rows, _cols, rs.All, _group, tmp, _inFmt, k with { AllowNonFiniteScales = true });
+                    else BlockDequant.Fp8(rc.All, _rows, _cols, rs.All, _sf, _block, tmp, _inFmt, k with { AllowNonFiniteScales = true });
+                    same = input.SequenceEqual(tmp);
+                }
+                finally { System.Runtime.InteropServices.NativeMemory.Free(p); }
+            }
             rs.All.CopyTo(scales);
-            if (input.SequenceEqual(tmp))
+            if (same)
             {
                 rc.All.CopyTo(codes);
                 Unchanged = true;
@@ -187,6 +248,7 @@ internal sealed class QuantPiece : Piece
 /// <summary>The scale tensor produced by a <see cref="QuantPiece"/> (taken from its cache, or recomputed).</summary>
 internal sealed class ScaleOfPiece(QuantPiece weight, ConcurrentDictionary<string, byte[]> cache) : Piece
 {
+    public QuantPiece Weight => weight;
     public override long Bytes => weight.ScaleBytes;
     public override void Produce(Span<byte> dest, KernelOptions k)
     {

@@ -12,9 +12,11 @@ public static class ConvertCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
-        var input = new Argument<string>("in") { Description = "Input checkpoint directory (or single .safetensors file)" };
-        var output = new Argument<string>("out") { Description = "Output directory (written atomically; must be empty unless --force)" };
-        var to = new Option<string>("--to") { Description = "Target layout: native (training) or hf", Required = true };
+        var input = new Argument<string?>("in") { Description = "Input checkpoint directory (or single .safetensors file)", Arity = ArgumentArity.ZeroOrOne };
+        var output = new Argument<string?>("out") { Description = "Output directory (written atomically; must be empty unless --force)", Arity = ArgumentArity.ZeroOrOne };
+        var to = new Option<string?>("--to") { Description = "Target layout: native (training) or hf (required unless --merge-index)" };
+        var part = new Option<string?>("--part") { Description = "i/n: convert only the i-th of n disjoint sets of output shards into OUT (shared by all parts); then run --merge-index OUT" };
+        var merge = new Option<string?>("--merge-index") { Description = "OUT: once all --part i/n runs are done, check them and write the index, config.json and conversion.json" };
         var family = new Option<string?>("--family") { Description = "Family: deepseek-v3, deepseek-v4, qwen3.5, qwen3-next (default: detect from config.json)" };
         var dtype = new Option<string?>("--dtype") { Description = "bf16 (default) or f32 for quantized/BF16 tensors; with --to hf: write an unquantized HF checkpoint in this dtype" };
         var reference = new Option<string?>("--reference") { Description = "With --to hf: the original HF checkpoint (reuses its scales, shard names, weight_map and config.json)" };
@@ -27,10 +29,29 @@ public static class ConvertCommand
         var json = new Option<bool>("--json") { Description = "Print a JSON summary on stdout (or {\"error\": {...}} on failure)" };
         var cmd = new Command("convert", "Convert an MTP checkpoint between the Hugging Face layout and the training layout, losslessly")
         {
-            input, output, to, family, dtype, reference, layout, threads, shard, memory, force, allowUnknown, json,
+            input, output, to, family, dtype, reference, layout, threads, shard, memory, force, allowUnknown, json, part, merge,
         };
         cmd.SetAction(pr => CommandRunner.Run(() =>
             {
+                if (pr.GetValue(merge) is string mergeDir)
+                {
+                    if (pr.GetValue(input) != null || pr.GetValue(to) != null || pr.GetValue(part) != null)
+                        throw new AdapterException(AdapterErrorKind.Usage, "--merge-index OUT takes no other arguments (no IN, OUT, --to or --part)");
+                    ConversionResult m = Converter.MergeParts(mergeDir);
+                    Console.Error.WriteLine($"mtp: merged {m.Shards.Count} shard(s) of {m.Family}: {m.TensorsWritten} tensors, {m.BytesWritten:N0} bytes -> {m.OutputDirectory}");
+                    return ExitCodes.Ok;
+                }
+                if (pr.GetValue(input) == null || pr.GetValue(output) == null)
+                    throw new AdapterException(AdapterErrorKind.Usage, "convert needs IN and OUT (or --merge-index OUT)");
+                if (pr.GetValue(to) == null) throw new AdapterException(AdapterErrorKind.Usage, "--to native|hf is required");
+                (int, int)? partOf = null;
+                if (pr.GetValue(part) is string ps)
+                {
+                    var bits = ps.Split('/');
+                    if (bits.Length != 2 || !int.TryParse(bits[0], out int pi) || !int.TryParse(bits[1], out int pn) || pn < 1 || pi < 1 || pi > pn)
+                        throw new AdapterException(AdapterErrorKind.Usage, $"--part must be i/n with 1 <= i <= n (e.g. 2/8), not '{ps}'");
+                    partOf = (pi, pn);
+                }
                 string dir = pr.GetValue(to)?.ToLowerInvariant() switch
                 {
                     "native" => "native",
@@ -56,12 +77,16 @@ public static class ConvertCommand
                     Family = pr.GetValue(family), DType = dt, Reference = pr.GetValue(reference), PerExpertLayout = perExpert,
                     Threads = Math.Max(0, pr.GetValue(threads)), MaxShardBytes = Units.ParseSize(pr.GetValue(shard)!),
                     MaxMemoryBytes = Units.ParseSize(pr.GetValue(memory)!), Force = pr.GetValue(force), AllowUnknown = pr.GetValue(allowUnknown),
+                    Part = partOf,
                 };
                 string inDir = pr.GetValue(input)!, outDir = pr.GetValue(output)!;
                 bool asJson = pr.GetValue(json);
                 ConversionResult r = RunWithProgress(p => dir == "native" ? Converter.ToNative(inDir, outDir, options, p) : Converter.ToHf(inDir, outDir, options, p), asJson);
                 if (asJson) Console.Out.WriteLine(SummaryJson(r, dir).ToJsonString(CommandRunner.Indented));
-                Console.Error.WriteLine($"mtp: {r.Family} -> {dir}: {r.TensorsWritten} tensors, {r.BytesWritten:N0} bytes in {r.Shards.Count} shard(s), {r.Dropped.Count} dropped, " +
+                if (partOf is { } po)
+                    Console.Error.WriteLine($"mtp: part {po.Item1}/{po.Item2}: wrote {r.Shards.Count} shard(s), {r.BytesWritten:N0} bytes in {r.Elapsed.TotalSeconds:F1}s; " +
+                        $"run mtp convert --merge-index {outDir} once all {po.Item2} parts are done");
+                else Console.Error.WriteLine($"mtp: {r.Family} -> {dir}: {r.TensorsWritten} tensors, {r.BytesWritten:N0} bytes in {r.Shards.Count} shard(s), {r.Dropped.Count} dropped, " +
                     $"{r.CarriedUnknown.Count} unknown carried, {r.Requantized.Count} re-quantized with new scales, {r.Elapsed.TotalSeconds:F1}s -> {r.OutputDirectory}");
                 foreach (var u in r.CarriedUnknown) Console.Error.WriteLine($"mtp: warning: unknown tensor carried through: {u}");
                 return ExitCodes.Ok;

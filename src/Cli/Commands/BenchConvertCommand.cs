@@ -1,0 +1,254 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Mtp.Adapters.Synthetic;
+using Spectre.Console;
+
+namespace Mtp.Cli.Commands;
+
+/// <summary>
+/// <c>mtp bench convert [--family F] [--size 8GB] [--json] [--work DIR] [--keep]</c>: synthesizes a checkpoint, then measures
+/// the I/O floor (plain sequential read of the input + write of the output, fsynced), <c>convert --to native</c> and
+/// <c>convert --to hf --reference</c>, each conversion as a child process whose peak RSS is read from the OS (VmHWM).
+/// </summary>
+public static class BenchConvertCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
+    {
+        var family = new Option<string>("--family") { Description = "Synthetic family (deepseek-v4: H=4096, FP8 attention/shared experts with E8M0 scales, FP4 routed experts)", DefaultValueFactory = _ => "deepseek-v4" };
+        family.AcceptOnlyFromAmong(SynthModel.Families);
+        var size = new Option<string>("--size") { Description = "Checkpoint size, e.g. 64MB, 2GB, 8GB", DefaultValueFactory = _ => "8GB" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var work = new Option<string?>("--work") { Description = "Work directory for the checkpoints (default: a new directory under the system temp dir); put it on the disk you want to measure" };
+        var keep = new Option<bool>("--keep") { Description = "Keep the synthesized and converted checkpoints" };
+        var threads = new Option<int>("--threads") { Description = "Conversion threads (0: all cores)", DefaultValueFactory = _ => 0 };
+        var memory = new Option<string>("--max-memory") { Description = "--max-memory passed to each conversion", DefaultValueFactory = _ => "2GB" };
+        var shard = new Option<string>("--max-shard-size") { Description = "Shard size of the synthesized and converted checkpoints", DefaultValueFactory = _ => "5GB" };
+        var cache = new Option<string>("--cache") { Description = "auto: drop the page cache before every measurement when permitted (root), else warm; drop; warm: read the input into the page cache before every measurement", DefaultValueFactory = _ => "auto" };
+        cache.AcceptOnlyFromAmong("auto", "drop", "warm");
+        var cmd = new Command("convert", "Time convert --to native and --to hf --reference on a synthetic checkpoint against the machine's I/O floor, with peak RSS");
+        foreach (var o in new Option[] { family, size, json, work, keep, threads, memory, shard, cache }) cmd.Options.Add(o);
+        cmd.SetAction(r =>
+        {
+            bool asJson = r.GetValue(json);
+            return CommandRunner.Run(() =>
+            {
+                long target = Units.ParseSize(r.GetValue(size)!);
+                if (target <= 0) throw new CliException(ExitCodes.Usage, "--size must be positive");
+                if (r.GetValue(threads) < 0) throw new CliException(ExitCodes.Usage, "--threads must be >= 0");
+                long maxMemory = Units.ParseSize(r.GetValue(memory)!), maxShard = Units.ParseSize(r.GetValue(shard)!);
+                var res = Run(r.GetValue(family)!, target, r.GetValue(work), r.GetValue(keep), r.GetValue(threads), r.GetValue(memory)!, maxMemory,
+                    r.GetValue(shard)!, maxShard, r.GetValue(cache)!, asJson ? null : Console.Error);
+                if (asJson) { Console.Out.WriteLine(res.ToJsonString(CommandRunner.Indented)); return ExitCodes.Ok; }
+                Print(res);
+                return ExitCodes.Ok;
+            }, r.GetValue(GlobalOptions.Verbose), asJson);
+        });
+        return cmd;
+    }
+
+    static JsonObject Run(string family, long target, string? workArg, bool keep, int threads, string memoryText, long maxMemory, string shardText, long maxShard,
+        string cacheMode, TextWriter? log)
+    {
+        string work = Path.GetFullPath(workArg ?? Path.Combine(Path.GetTempPath(), "mtp-bench-" + Guid.NewGuid().ToString("N")[..8]));
+        bool created = !Directory.Exists(work);
+        Directory.CreateDirectory(work);
+        string hf = Path.Combine(work, "hf"), nat = Path.Combine(work, "native"), back = Path.Combine(work, "hf-back"), floorFile = Path.Combine(work, "io-floor.bin");
+        bool drop = cacheMode switch
+        {
+            "drop" => CanDrop() ? true : throw new CliException(ExitCodes.Usage, "--cache drop needs write access to /proc/sys/vm/drop_caches (root)"),
+            "warm" => false,
+            _ => CanDrop(),
+        };
+        try
+        {
+            foreach (var d in new[] { hf, nat, back }) if (Directory.Exists(d)) Directory.Delete(d, true);
+            SynthModel model;
+            try { model = SynthSizing.Resolve(family, false, target, new SynthOverrides()); }
+            catch (ArgumentException e) { throw new CliException(ExitCodes.Usage, e.Message); }
+            SynthPlan plan = model.Build();
+            log?.WriteLine($"bench: synthesizing {family} {Units.Bytes(plan.TotalBytes)} (hidden {model.Hidden}, layers {model.Layers}, experts {model.Experts}) in {hf}");
+            var synth = SynthWriter.WriteCheckpoint(plan, hf, 0, maxShard);
+            long inBytes = DirBytes(hf);
+
+            string[] common = { "--max-memory", memoryText, "--max-shard-size", shardText, "--threads", threads.ToString(CultureInfo.InvariantCulture), "--force" };
+            log?.WriteLine($"bench: convert --to native ({(drop ? "page cache dropped" : "input warm in the page cache")})");
+            PrepareCache(drop, hf);
+            var toNative = Child(new[] { "convert", hf, nat, "--to", "native" }.Concat(common).ToArray());
+            long natBytes = DirBytes(nat);
+
+            log?.WriteLine("bench: I/O floor for --to native (sequential read of the input, sequential fsynced write of the output size)");
+            PrepareCache(drop, hf);
+            var floorNative = Floor(hf, natBytes, floorFile);
+
+            log?.WriteLine("bench: convert --to hf --reference");
+            PrepareCache(drop, nat);
+            var toHf = Child(new[] { "convert", nat, back, "--to", "hf", "--reference", hf }.Concat(common).ToArray());
+            long backBytes = DirBytes(back);
+
+            log?.WriteLine("bench: I/O floor for --to hf");
+            PrepareCache(drop, nat);
+            var floorHf = Floor(nat, backBytes, floorFile);
+            log?.WriteLine("bench: I/O floor for --to hf --reference, counting the reference read too");
+            PrepareCache(drop, nat);
+            var floorHfRef = Floor(nat, backBytes, floorFile, hf);
+
+            double R(double x, int d = 3) => Math.Round(x, d);
+            var load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : null;
+            return new JsonObject
+            {
+                ["family"] = family,
+                ["input_bytes"] = inBytes,
+                ["output_bytes"] = natBytes,
+                ["io_floor_s"] = R(floorNative.Seconds),
+                ["to_native_s"] = R(toNative.Seconds),
+                ["to_hf_s"] = R(toHf.Seconds),
+                ["to_native_ratio"] = R(toNative.Seconds / floorNative.Seconds),
+                ["to_hf_ratio"] = R(toHf.Seconds / floorHf.Seconds),
+                ["peak_rss_bytes"] = Math.Max(toNative.PeakRss, toHf.PeakRss),
+                ["to_native_peak_rss_bytes"] = toNative.PeakRss,
+                ["to_hf_peak_rss_bytes"] = toHf.PeakRss,
+                ["to_hf_input_bytes"] = natBytes,
+                ["to_hf_output_bytes"] = backBytes,
+                ["io_floor_to_hf_s"] = R(floorHf.Seconds),
+                ["io_floor_to_hf_with_reference_s"] = R(floorHfRef.Seconds),
+                ["to_hf_ratio_with_reference_read"] = R(toHf.Seconds / floorHfRef.Seconds),
+                ["io_floor_read_gbps"] = R(inBytes / floorNative.ReadSeconds / 1e9),
+                ["io_floor_write_gbps"] = R(natBytes / floorNative.WriteSeconds / 1e9),
+                ["to_native_in_gbps"] = R(inBytes / toNative.Seconds / 1e9),
+                ["to_native_out_gbps"] = R(natBytes / toNative.Seconds / 1e9),
+                ["to_hf_in_gbps"] = R(natBytes / toHf.Seconds / 1e9),
+                ["to_hf_out_gbps"] = R(backBytes / toHf.Seconds / 1e9),
+                ["round_trip_same_size"] = backBytes == inBytes,
+                ["cache"] = drop ? "dropped before each measurement" : "input warm in the page cache before each measurement",
+                ["synth_s"] = R(synth.Elapsed.TotalSeconds),
+                ["max_memory"] = memoryText,
+                ["threads"] = threads == 0 ? Environment.ProcessorCount : threads,
+                ["nproc"] = Environment.ProcessorCount,
+                ["loadavg"] = load,
+                ["work"] = work,
+            };
+        }
+        finally
+        {
+            if (File.Exists(floorFile)) File.Delete(floorFile);
+            if (!keep)
+            {
+                foreach (var d in new[] { hf, nat, back }) if (Directory.Exists(d)) Directory.Delete(d, true);
+                if (created && !Directory.EnumerateFileSystemEntries(work).Any()) Directory.Delete(work);
+            }
+        }
+    }
+
+    static void Print(JsonObject r)
+    {
+        var t = new Table().Border(TableBorder.Rounded).AddColumns("measurement", "seconds", "GB/s in", "GB/s out", "peak RSS", "x I/O floor");
+        double inB = r["input_bytes"]!.GetValue<long>(), natB = r["output_bytes"]!.GetValue<long>(), backB = r["to_hf_output_bytes"]!.GetValue<long>();
+        string G(double b, double s) => (b / s / 1e9).ToString("F2", CultureInfo.InvariantCulture);
+        double f1 = r["io_floor_s"]!.GetValue<double>(), f2 = r["io_floor_to_hf_s"]!.GetValue<double>(), n = r["to_native_s"]!.GetValue<double>(), h = r["to_hf_s"]!.GetValue<double>();
+        t.AddRow("I/O floor (read HF, write native size)", f1.ToString("F2"), G(inB, f1), G(natB, f1), "-", "1.00");
+        t.AddRow("convert --to native", n.ToString("F2"), G(inB, n), G(natB, n), Units.Bytes(r["to_native_peak_rss_bytes"]!.GetValue<long>()), r["to_native_ratio"]!.ToString());
+        t.AddRow("I/O floor (read native, write HF size)", f2.ToString("F2"), G(natB, f2), G(backB, f2), "-", "1.00");
+        t.AddRow("convert --to hf --reference", h.ToString("F2"), G(natB, h), G(backB, h), Units.Bytes(r["to_hf_peak_rss_bytes"]!.GetValue<long>()), r["to_hf_ratio"]!.ToString());
+        double f3 = r["io_floor_to_hf_with_reference_s"]!.GetValue<double>();
+        t.AddRow("I/O floor (read native + reference, write HF size)", f3.ToString("F2"), "-", G(backB, f3), "-", r["to_hf_ratio_with_reference_read"]!.ToString() + " (to hf)");
+        AnsiConsole.Write(t);
+        Console.Out.WriteLine($"{r["family"]}: {Units.Bytes(inB)} HF <-> {Units.Bytes(natB)} native; {r["cache"]}; {r["threads"]} threads; load {r["loadavg"]}");
+    }
+
+    static long DirBytes(string dir) => Directory.GetFiles(dir, "*.safetensors").Sum(f => new FileInfo(f).Length);
+
+    static bool CanDrop()
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        try { File.WriteAllText("/proc/sys/vm/drop_caches", "1"); return true; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+    }
+
+    static void PrepareCache(bool drop, string dir)
+    {
+        if (drop)
+        {
+            using (var p = Process.Start(new ProcessStartInfo("sync") { UseShellExecute = false })) p?.WaitForExit();
+            File.WriteAllText("/proc/sys/vm/drop_caches", "1");
+            return;
+        }
+        var buf = new byte[16 << 20];
+        foreach (var f in Directory.GetFiles(dir, "*.safetensors"))
+        {
+            using var fs = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+            while (fs.Read(buf) > 0) { }
+        }
+    }
+
+    readonly record struct FloorResult(double Seconds, double ReadSeconds, double WriteSeconds);
+
+    /// <summary>Plain sequential I/O: read every shard of <paramref name="dir"/>, then write <paramref name="outBytes"/> and fsync.</summary>
+    static FloorResult Floor(string dir, long outBytes, string file, string? alsoRead = null)
+    {
+        var buf = new byte[16 << 20];
+        new Random(1).NextBytes(buf);
+        var sw = Stopwatch.StartNew();
+        foreach (var f in new[] { dir, alsoRead }.Where(d => d != null).SelectMany(d => Directory.GetFiles(d!, "*.safetensors").Order(StringComparer.Ordinal)))
+        {
+            using var fs = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+            while (fs.Read(buf) > 0) { }
+        }
+        double read = sw.Elapsed.TotalSeconds;
+        new Random(1).NextBytes(buf);
+        using (var o = new FileStream(file, FileMode.Create, FileAccess.Write, FileShare.None, 1))
+        {
+            for (long left = outBytes; left > 0; left -= buf.Length) o.Write(buf, 0, (int)Math.Min(buf.Length, left));
+            o.Flush(flushToDisk: true);
+        }
+        double total = sw.Elapsed.TotalSeconds;
+        File.Delete(file);
+        return new FloorResult(total, read, total - read);
+    }
+
+    readonly record struct ChildResult(double Seconds, long PeakRss);
+
+    /// <summary>Runs <c>dotnet mtp.dll ARGS</c>, timing it and polling its VmHWM (peak resident set) from /proc.</summary>
+    static ChildResult Child(string[] args)
+    {
+        string dll = typeof(BenchConvertCommand).Assembly.Location;
+        string host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } h && File.Exists(h) ? h
+            : Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet" ? pp : "dotnet";
+        var psi = new ProcessStartInfo(host) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var err = new System.Text.StringBuilder();
+        var sw = Stopwatch.StartNew();
+        using var p = Process.Start(psi) ?? throw new CliException(ExitCodes.Internal, $"cannot start {host} {dll}");
+        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (err) err.AppendLine(e.Data); };
+        p.OutputDataReceived += (_, _) => { };
+        p.BeginErrorReadLine();
+        p.BeginOutputReadLine();
+        long peak = 0;
+        string status = $"/proc/{p.Id}/status";
+        while (!p.WaitForExit(10))
+        {
+            try
+            {
+                foreach (var line in File.ReadLines(status))
+                    if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    {
+                        peak = Math.Max(peak, long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024);
+                        break;
+                    }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { }
+        }
+        p.WaitForExit();
+        double secs = sw.Elapsed.TotalSeconds;
+        if (p.ExitCode != 0)
+        {
+            string last;
+            lock (err) last = err.ToString().Trim().Split('\n').LastOrDefault(l => l.Contains("mtp: error") || l.Contains("error")) ?? err.ToString().Trim().Split('\n').Last();
+            throw new CliException(ExitCodes.Internal, $"mtp {string.Join(' ', args.Take(5))} failed (exit {p.ExitCode}): {last.Trim()}");
+        }
+        return new ChildResult(secs, peak);
+    }
+}
