@@ -100,22 +100,6 @@ public sealed class MtpDepth : nn.Module
     }
 }
 
-/// <summary>The <c>mtp.</c> prefix: <c>layers</c> (one <see cref="MtpDepth"/> per depth).</summary>
-public sealed class MtpStack : nn.Module
-{
-    readonly ModuleList<MtpDepth> layers;
-
-    /// <summary>Creates D depths.</summary>
-    public MtpStack(IEnumerable<MtpDepth> depths) : base("MtpStack")
-    {
-        layers = new ModuleList<MtpDepth>(depths.ToArray());
-        RegisterComponents();
-    }
-
-    /// <summary>The depths, in order.</summary>
-    public IReadOnlyList<MtpDepth> Layers => layers.ToList();
-}
-
 /// <summary>
 /// DeepSeek-V3 with D MTP depths. Parameter (and buffer) names equal the training-layout checkpoint names:
 /// <c>model.*</c>, <c>lm_head.weight</c>, <c>mtp.layers.{k}.*</c>.
@@ -124,7 +108,7 @@ public sealed class DeepSeekV3Model : MtpModel
 {
     readonly DeepSeekV3Body model;
     readonly Linear lm_head;
-    readonly MtpStack mtp;
+    readonly MtpStack<MtpDepth> mtp;
 
     /// <summary>The validated config.</summary>
     public DeepSeekV3Config Config { get; }
@@ -151,7 +135,7 @@ public sealed class DeepSeekV3Model : MtpModel
         int d = config.NumNextnPredictLayers;
         model = new DeepSeekV3Body(config, dtype, device);
         lm_head = new Linear(config.HiddenSize, config.VocabSize, dtype, device);
-        mtp = new MtpStack(Enumerable.Range(0, d).Select(k => new MtpDepth(config, ownEmbedding?[k] ?? false, ownHead?[k] ?? false, dtype, device)));
+        mtp = new MtpStack<MtpDepth>(Enumerable.Range(0, d).Select(k => new MtpDepth(config, ownEmbedding?[k] ?? false, ownHead?[k] ?? false, dtype, device)));
         RegisterComponents();
     }
 

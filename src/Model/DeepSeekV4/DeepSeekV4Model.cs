@@ -141,22 +141,6 @@ public sealed class SharedHead4 : nn.Module
 /// <param name="OwnHead">shared_head.head copy.</param>
 public sealed record V4DepthLayout(bool FusedEhProj = false, bool OwnHcHead = true, bool OwnEmbedding = false, bool OwnHead = false);
 
-/// <summary>The <c>mtp.</c> prefix: <c>layers</c>.</summary>
-public sealed class V4MtpStack : nn.Module
-{
-    readonly ModuleList<V4MtpDepth> layers;
-
-    /// <summary>Creates the depths.</summary>
-    public V4MtpStack(IEnumerable<V4MtpDepth> depths) : base("V4MtpStack")
-    {
-        layers = new ModuleList<V4MtpDepth>(depths.ToArray());
-        RegisterComponents();
-    }
-
-    /// <summary>The depths.</summary>
-    public IReadOnlyList<V4MtpDepth> Layers => layers.ToList();
-}
-
 /// <summary>
 /// DeepSeek-V4 (hyper-connections, sliding-window + compressed attention with sinks, hash/sqrtsoftplus MoE)
 /// with D MTP depths. Parameter and buffer names equal the training-layout names: <c>model.*</c>,
@@ -166,7 +150,7 @@ public sealed class DeepSeekV4Model : MtpModel
 {
     readonly DeepSeekV4Body model;
     readonly Linear lm_head;
-    readonly V4MtpStack mtp;
+    readonly MtpStack<V4MtpDepth> mtp;
 
     /// <summary>The validated config.</summary>
     public DeepSeekV4Config Config { get; }
@@ -196,7 +180,7 @@ public sealed class DeepSeekV4Model : MtpModel
         Config = config;
         model = new DeepSeekV4Body(config, dtype, device);
         lm_head = new Linear(config.HiddenSize, config.VocabSize, dtype, device);
-        mtp = new V4MtpStack(Enumerable.Range(0, config.NumNextnPredictLayers).Select(k => new V4MtpDepth(config, k, depths?[k] ?? new V4DepthLayout(), dtype, device)));
+        mtp = new MtpStack<V4MtpDepth>(Enumerable.Range(0, config.NumNextnPredictLayers).Select(k => new V4MtpDepth(config, k, depths?[k] ?? new V4DepthLayout(), dtype, device)));
         RegisterComponents();
     }
 

@@ -111,22 +111,6 @@ public sealed class QwenMtpLayer : nn.Module
     }
 }
 
-/// <summary>The <c>mtp.</c> prefix: <c>layers</c>.</summary>
-public sealed class QwenMtpStack : nn.Module
-{
-    readonly ModuleList<QwenMtpLayer> layers;
-
-    /// <summary>Creates the layers (fusion modules on layer 0).</summary>
-    public QwenMtpStack(QwenConfig c, int count, ScalarType dtype, Device device) : base("QwenMtpStack")
-    {
-        layers = new ModuleList<QwenMtpLayer>(Enumerable.Range(0, count).Select(j => new QwenMtpLayer(c, j == 0, dtype, device)).ToArray());
-        RegisterComponents();
-    }
-
-    /// <summary>The layers, in order.</summary>
-    public IReadOnlyList<QwenMtpLayer> Layers => layers.ToList();
-}
-
 /// <summary>
 /// Qwen3.5 (dense or MoE) and Qwen3-Next with their MTP layers, in training layout: <c>model.embed_tokens</c>,
 /// <c>model.layers.{i}.*</c>, <c>model.norm</c>, <c>lm_head</c> (absent when tied), <c>mtp.layers.{j}.*</c>.
@@ -137,7 +121,7 @@ public sealed class QwenModel : MtpModel
 {
     readonly QwenBody model;
     readonly Linear? lm_head;
-    readonly QwenMtpStack mtp;
+    readonly MtpStack<QwenMtpLayer> mtp;
 
     /// <summary>The validated config.</summary>
     public QwenConfig Config { get; }
@@ -170,7 +154,7 @@ public sealed class QwenModel : MtpModel
         Depths = mtpLayers ?? config.MtpLayers ?? 0;
         model = new QwenBody(config, dtype, device);
         if (!config.TieWordEmbeddings) lm_head = new Linear(config.HiddenSize, config.VocabSize, dtype, device);
-        mtp = new QwenMtpStack(config, Depths, dtype, device);
+        mtp = new MtpStack<QwenMtpLayer>(Enumerable.Range(0, Depths).Select(j => new QwenMtpLayer(config, j == 0, dtype, device)));
         RegisterComponents();
     }
 
