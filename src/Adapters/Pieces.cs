@@ -137,8 +137,11 @@ internal static class PieceErrors
     /// <summary>Throws when a dequantized tensor holds NaN or infinite values (E4M3 NaN codes, overflowing scales), with their count.</summary>
     public static void CheckFinite(Src src, ReadOnlySpan<byte> output, DType outType, string what)
     {
+        // One vectorized scan for the common case; count and locate only when something is wrong.
+        bool f32 = outType == DType.F32;
+        if (!f32 && !HasNonFinite16(output) || f32 && !HasNonFinite32(output)) return;
         long bad = 0, first = -1;
-        if (outType == DType.F32)
+        if (f32)
         {
             var f = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(output);
             for (int i = 0; i < f.Length; i++)
@@ -150,8 +153,31 @@ internal static class PieceErrors
             for (int i = 0; i < h.Length; i++)
                 if ((h[i] & 0x7F80) == 0x7F80) { bad++; if (first < 0) first = i; }
         }
-        if (bad > 0)
-            throw Malformed(src, $"{bad} value(s) are NaN or infinite after {what} (first at element {first})");
+        throw Malformed(src, $"{bad} value(s) are NaN or infinite after {what} (first at element {first})");
+    }
+
+    /// <summary>Whether any F32 in <paramref name="bytes"/> has an all-ones exponent (NaN or infinity).</summary>
+    static bool HasNonFinite32(ReadOnlySpan<byte> bytes)
+    {
+        var u = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(bytes);
+        var mask = new System.Numerics.Vector<uint>(0x7F800000u);
+        int i = 0;
+        for (; i + System.Numerics.Vector<uint>.Count <= u.Length; i += System.Numerics.Vector<uint>.Count)
+            if (System.Numerics.Vector.EqualsAny(new System.Numerics.Vector<uint>(u[i..]) & mask, mask)) return true;
+        for (; i < u.Length; i++) if ((u[i] & 0x7F800000u) == 0x7F800000u) return true;
+        return false;
+    }
+
+    /// <summary>Whether any BF16 in <paramref name="bytes"/> has an all-ones exponent (NaN or infinity).</summary>
+    static bool HasNonFinite16(ReadOnlySpan<byte> bytes)
+    {
+        var u = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes);
+        var mask = new System.Numerics.Vector<ushort>(0x7F80);
+        int i = 0;
+        for (; i + System.Numerics.Vector<ushort>.Count <= u.Length; i += System.Numerics.Vector<ushort>.Count)
+            if (System.Numerics.Vector.EqualsAny(new System.Numerics.Vector<ushort>(u[i..]) & mask, mask)) return true;
+        for (; i < u.Length; i++) if ((u[i] & 0x7F80) == 0x7F80) return true;
+        return false;
     }
 }
 
