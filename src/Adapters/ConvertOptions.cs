@@ -24,6 +24,12 @@ public sealed record ConvertOptions
     public long MaxMemoryBytes { get; init; } = 2L << 30;
     /// <summary>Output bytes per computed row block (dequantize / cast pieces are split into blocks of about this size).</summary>
     public long BlockBytes { get; init; } = 16L << 20;
+    /// <summary>
+    /// Stream past the page cache (default): output shards are written with direct I/O where the file system allows it
+    /// (<see cref="WriteMode.Direct"/>, else write-behind) and source ranges are dropped from the cache once consumed, so a
+    /// 1.6 TB conversion neither fills memory nor evicts everything else. False leaves input and output cached.
+    /// </summary>
+    public bool DropBehind { get; init; } = true;
     /// <summary>Replace a non-empty output directory.</summary>
     public bool Force { get; init; }
     /// <summary>Carry tensors no rule claims through unchanged (reported) instead of failing.</summary>

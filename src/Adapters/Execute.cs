@@ -73,13 +73,13 @@ public static partial class Converter
 
     const int CopyChunk = 32 << 20;
     const long PrefetchBytes = 512L << 20;
-    const int ReadAheadChunk = 8 << 20;
 
     sealed class Slot
     {
         public required PlannedTensor T;
         public required Piece P;
         public nint Buffer;
+        public long Capacity;
         public bool Done;
         public int WaitFor = -1;
     }
@@ -142,6 +142,10 @@ public static partial class Converter
         bool stop = false;
         Exception? failure = null;
         var k = new KernelOptions { MaxThreads = 1 };
+        var pool = new BufferPool(budget);
+        // Read-ahead and drop-behind of the source files (a 1.6 TB stream must not push everything else out of memory, and
+        // reusing just-freed pages is cheaper than taking new ones).
+        var source = new SourceStream(options.DropBehind);
 
         void Worker()
         {
@@ -168,20 +172,21 @@ public static partial class Converter
                 }
                 PrefetchFrom(slot);
                 nint buf = 0;
+                long cap = 0;
                 try
                 {
-                    buf = (nint)NativeMemory.Alloc((nuint)Math.Max(1, slot.P.Bytes));
+                    (buf, cap) = pool.Rent(slot.P.Bytes);
                     try { slot.P.Produce(new Span<byte>((void*)buf, checked((int)slot.P.Bytes)), k); }
                     catch (Exception e) when (e is ArgumentException or InvalidDataException or InvalidOperationException)
                     {
                         throw new AdapterException(AdapterErrorKind.Malformed, $"tensor '{slot.T.Name}' (from {string.Join(", ", slot.T.Sources.Take(2))}): {e.Message.Replace('\n', ' ')}", e);
                     }
-                    foreach (Src s in slot.P.Inputs) Advise(s, 0, s.Length, MadvDontNeed);
-                    lock (gate) { slot.Buffer = buf; slot.Done = true; Monitor.PulseAll(gate); }
+                    foreach (Src s in slot.P.Consumed) source.Release(s, 0, s.Length);
+                    lock (gate) { slot.Buffer = buf; slot.Capacity = cap; slot.Done = true; Monitor.PulseAll(gate); }
                 }
                 catch (Exception e)
                 {
-                    if (buf != 0) NativeMemory.Free((void*)buf);
+                    pool.Return(buf, cap);
                     lock (gate) { failure ??= e; Monitor.PulseAll(gate); }
                     return;
                 }
@@ -189,22 +194,9 @@ public static partial class Converter
         }
 
         var workers = Enumerable.Range(0, slots.Count == 0 ? 0 : threads).Select(_ => new Thread(Worker) { IsBackground = true, Name = "mtp-convert" }).ToList();
-        // Read-ahead by plain large sequential reads (the page cache then serves the mapping without waiting on the disk).
-        bool readMode = Environment.GetEnvironmentVariable("MTP_READAHEAD") != "madvise";
-        var handles = new Dictionary<string, Microsoft.Win32.SafeHandles.SafeFileHandle>(StringComparer.Ordinal);
-        byte[] scratch = readMode ? new byte[ReadAheadChunk] : Array.Empty<byte>();
-        void ReadInto(Src x, long off, long n)
-        {
-            try
-            {
-                if (!handles.TryGetValue(x.File.Path, out var h))
-                    handles[x.File.Path] = h = File.OpenHandle(x.File.Path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
-                RandomAccess.Read(h, scratch.AsSpan(0, (int)n), x.File.AbsoluteOffset(x.Info) + x.Offset + off);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Advise(x, off, n, MadvWillNeed); }
-        }
-        // The read-ahead thread: keeps PrefetchBytes of source past the furthest claimed piece in the kernel's read-ahead,
-        // so neither the workers nor the writer wait on a madvise.
+        var inputs = flat.Select(x => x.P.Inputs).ToList();
+        // The read-ahead thread: keeps PrefetchBytes of source past the furthest claimed piece in the page cache, so neither
+        // the workers nor the writer wait on the disk.
         var prefetcher = new Thread(() =>
         {
             int done = 0;
@@ -212,16 +204,7 @@ public static partial class Converter
             {
                 int cur = Volatile.Read(ref position);
                 if (done < cur) done = cur;
-                if (done < flat.Count && prefix[done] - prefix[cur] < PrefetchBytes)
-                {
-                    foreach (Src x in flat[done].P.Inputs)
-                        for (long off = 0; off < x.Length && !Volatile.Read(ref stop); off += ReadAheadChunk)
-                        {
-                            long n = Math.Min(ReadAheadChunk, x.Length - off);
-                            if (readMode) ReadInto(x, off, n); else Advise(x, off, n, MadvWillNeed);
-                        }
-                    done++;
-                }
+                if (done < flat.Count && prefix[done] - prefix[cur] < PrefetchBytes) done = source.ReadBatch(inputs, done, () => Volatile.Read(ref stop));
                 else Thread.Sleep(2);
             }
         }) { IsBackground = true, Name = "mtp-readahead" };
@@ -237,7 +220,7 @@ public static partial class Converter
                 ShardPlan shard = shards[si];
                 IReadOnlyDictionary<string, string> md = metadata != null && metadata.TryGetValue(shard.FileName, out var m) ? m
                     : new Dictionary<string, string> { ["format"] = "pt" };
-                var writer = SafeTensorsWriter.Create(Path.Combine(dir, shard.FileName), shard.Tensors, md);
+                var writer = SafeTensorsWriter.Create(Path.Combine(dir, shard.FileName), shard.Tensors, md, options.DropBehind ? WriteMode.Direct : WriteMode.Cached);
                 open.Add(writer);
                 foreach (var (slot, computed) in perShard[si])
                 {
@@ -251,7 +234,7 @@ public static partial class Converter
                             int n = (int)Math.Min(CopyChunk, d.Length - off);
                             if (off + n + PrefetchBytes < d.Length) Advise(d, off + n + PrefetchBytes - CopyChunk, CopyChunk, MadvWillNeed);
                             writer.Append(data.Slice(d.Offset + off, n));
-                            Advise(d, off, n, MadvDontNeed);
+                            source.Release(d, off, n);
                             written += n;
                             progress?.Advanced?.Invoke(n, slot.T.Name);
                         }
@@ -268,7 +251,7 @@ public static partial class Converter
                     try { writer.Append(new ReadOnlySpan<byte>((void*)buf, checked((int)bytes))); }
                     finally
                     {
-                        NativeMemory.Free((void*)buf);
+                        pool.Return(buf, slot.Capacity);
                         lock (gate) { slot.Buffer = 0; inFlight--; inFlightBytes -= bytes; Monitor.PulseAll(gate); }
                     }
                     written += bytes;
@@ -290,13 +273,14 @@ public static partial class Converter
             lock (gate) { stop = true; Monitor.PulseAll(gate); }
             foreach (var w in workers) w.Join();
             prefetcher.Join();
-            foreach (var h in handles.Values) h.Dispose();
-            foreach (var s in slots) if (s.Buffer != 0) { NativeMemory.Free((void*)s.Buffer); s.Buffer = 0; }
+            source.Dispose();
+            foreach (var s in slots) if (s.Buffer != 0) { pool.Return(s.Buffer, s.Capacity); s.Buffer = 0; }
+            pool.Dispose();
         }
         return written;
     }
 
-    const int MadvWillNeed = 3, MadvDontNeed = 4;
+    internal const int MadvWillNeed = 3, MadvDontNeed = 4;
 
     [DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
     static extern int Madvise(nint addr, nuint length, int advice);
@@ -305,7 +289,7 @@ public static partial class Converter
     /// madvise on the pages of [off, off + len) of a mapped source range: WILLNEED starts the read-ahead; DONTNEED drops the
     /// (clean, file-backed) pages from this process's mapping; they stay in the page cache. Best effort, Linux only.
     /// </summary>
-    static unsafe void Advise(Src s, long off, long len, int advice)
+    internal static unsafe void Advise(Src s, long off, long len, int advice)
     {
         if (len <= 0 || !OperatingSystem.IsLinux()) return;
         long page = Environment.SystemPageSize;
@@ -373,6 +357,12 @@ public static partial class Converter
             ["dropped"] = new JsonArray(dropped.Select(d => (JsonNode)new JsonObject { ["name"] = d.Item1, ["reason"] = d.Item2 }).ToArray()),
             ["carried_unknown"] = Arr(carried),
         };
+        if (quantPieces != null && o.Reference != null)
+            r["reference_use"] = new JsonObject
+            {
+                ["reencoded_exactly_from_scales"] = quantPieces.Count(q => q.Exact),
+                ["compared_with_reference_codes"] = quantPieces.Count(q => q.ReadReferenceCodes),
+            };
         if (quantPieces != null)
             r["requantized"] = new JsonArray(quantPieces.Where(q => !q.Unchanged).Select(q => (JsonNode)new JsonObject { ["name"] = q.WeightName, ["new_scale_blocks"] = q.ChangedBlocks }).ToArray());
         foreach (var kv in extra.ToList())

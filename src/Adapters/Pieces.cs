@@ -22,6 +22,8 @@ internal abstract class Piece
     public abstract void Produce(Span<byte> dest, KernelOptions k);
     /// <summary>The large source ranges this piece reads (prefetched before, released from the mapping after).</summary>
     public virtual IEnumerable<Src> Inputs => Array.Empty<Src>();
+    /// <summary>The source ranges this piece read (after <see cref="Produce"/>): its inputs, plus any it had to read on demand.</summary>
+    public virtual IEnumerable<Src> Consumed => Inputs;
     /// <summary>
     /// Row-block sub-pieces of at most about <paramref name="maxBytes"/> output bytes whose outputs, concatenated, are this
     /// piece's output: memory then does not scale with the largest tensor. Pieces that cannot be split return themselves.
@@ -213,7 +215,23 @@ internal sealed class QuantPiece : Piece
     }
 
     public override long Bytes => _fp4 ? (long)_rows * _cols / 2 : (long)_rows * _cols;
-    public override IEnumerable<Src> Inputs => _refCodes is Src rc && _refScale is Src rs ? new[] { _input, rc, rs } : new[] { _input };
+
+    /// <summary>
+    /// Whether the weight is expected to be re-encoded exactly from the reference scales alone (BF16 input, E8M0 scales:
+    /// <see cref="ExactEncode"/>), so that the reference codes are not read ahead; they are read only if that fails.
+    /// </summary>
+    bool EncodesExactly => _refScale != null && _inFmt == FloatFormat.BF16 && (_fp4 ? _group % 32 == 0 && _cols % _group == 0
+        : _sf == ScaleFormat.E8M0 && _block.Cols % 16 == 0 && _cols % 16 == 0);
+    bool _readReferenceCodes;
+    /// <summary>Re-encoded exactly from the reference scales alone (the reference codes were not read).</summary>
+    public bool Exact { get; private set; }
+    /// <summary>The reference codes had to be read (compared, and copied when equal).</summary>
+    public bool ReadReferenceCodes => _readReferenceCodes;
+
+    public override IEnumerable<Src> Inputs => _refCodes is Src rc && _refScale is Src rs
+        ? (EncodesExactly ? new[] { _input, rs } : new[] { _input, rc, rs })
+        : new[] { _input };
+    public override IEnumerable<Src> Consumed => _readReferenceCodes && _refCodes is Src rc && EncodesExactly ? Inputs.Append(rc) : Inputs;
 
     /// <summary>Whether a later <see cref="ScaleOfPiece"/> of this run will take the scale from the cache (else it is not kept).</summary>
     public bool KeepScale = true;
@@ -239,20 +257,21 @@ internal sealed class QuantPiece : Piece
         ReadOnlySpan<byte> input = _input.All;
         if (_refCodes is Src rc && _refScale is Src rs)
         {
-            bool same;
-            unsafe
+            rs.All.CopyTo(scales);
+            // Unchanged weights (the common case) are re-encoded exactly from the scales, without reading the reference
+            // codes: within ExactEncode's scale ranges the only codes that dequantize to the weight are the reference's.
+            // The result is confirmed bit for bit before it is used.
+            if (EncodesExactly && (_fp4 ? ExactEncode.Fp4(input, _rows, _cols, scales, _group, codes) : ExactEncode.Fp8(input, _rows, _cols, scales, _block, codes))
+                && (_fp4 ? DequantEquality.Fp4(codes, _rows, _cols, scales, _group, input, _inFmt)
+                    : DequantEquality.Fp8(codes, _rows, _cols, scales, _sf, _block, input, _inFmt)))
             {
-                // Native scratch (freed at once): no managed large-object heap growing with the largest matrix.
-                void* p = System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, input.Length));
-                try
-                {
-                    var tmp = new Span<byte>(p, input.Length);
-                    if (_fp4) BlockDequant.Fp4(rc.All, _rows, _cols, rs.All, _group, tmp, _inFmt, k with { AllowNonFiniteScales = true });
-                    else BlockDequant.Fp8(rc.All, _rows, _cols, rs.All, _sf, _block, tmp, _inFmt, k with { AllowNonFiniteScales = true });
-                    same = input.SequenceEqual(tmp);
-                }
-                finally { System.Runtime.InteropServices.NativeMemory.Free(p); }
+                Unchanged = Exact = true;
+                return;
             }
+            _readReferenceCodes = true;
+            bool same = _fp4
+                ? DequantEquality.Fp4(rc.All, _rows, _cols, rs.All, _group, input, _inFmt)
+                : DequantEquality.Fp8(rc.All, _rows, _cols, rs.All, _sf, _block, input, _inFmt);
             rs.All.CopyTo(scales);
             if (same)
             {

@@ -11,12 +11,14 @@ namespace Mtp.SafeTensors;
 /// </summary>
 public sealed class SafeTensorsWriter : IDisposable
 {
-    readonly FileStream _out;
+    readonly SequentialFile _out;
     readonly string _tmp;
     readonly IReadOnlyList<TensorSpec> _specs;
     int _current;
     long _writtenInCurrent;
     bool _completed;
+    /// <summary>The default write-behind depth of <see cref="WriteMode.WriteBehind"/> files: 128 MiB under write-back at most.</summary>
+    public const long DefaultWriteBehindBytes = 128L << 20;
 
     /// <summary>Final path of the file.</summary>
     public string Path { get; }
@@ -25,7 +27,7 @@ public sealed class SafeTensorsWriter : IDisposable
     /// <summary>The tensors to be written, in file order.</summary>
     public IReadOnlyList<TensorSpec> Specs => _specs;
 
-    SafeTensorsWriter(string path, string tmp, FileStream fs, IReadOnlyList<TensorSpec> specs, long dataStart)
+    SafeTensorsWriter(string path, string tmp, SequentialFile fs, IReadOnlyList<TensorSpec> specs, long dataStart)
     {
         Path = path;
         _tmp = tmp;
@@ -36,20 +38,25 @@ public sealed class SafeTensorsWriter : IDisposable
     }
 
     /// <summary>Creates the file (as a temporary) and writes its header.</summary>
-    public static SafeTensorsWriter Create(string path, IReadOnlyList<TensorSpec> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <param name="path">Final path.</param>
+    /// <param name="tensors">The tensors, in file order.</param>
+    /// <param name="metadata">The header's <c>__metadata__</c>.</param>
+    /// <param name="mode">How the bytes reach the disk: left in the page cache (default, for files read back soon), under
+    /// write-behind, or direct (streams of many GB: bounded memory and little CPU).</param>
+    public static SafeTensorsWriter Create(string path, IReadOnlyList<TensorSpec> tensors, IReadOnlyDictionary<string, string>? metadata = null,
+        WriteMode mode = WriteMode.Cached)
     {
         byte[] header = BuildHeader(tensors, metadata);
         string tmp = AtomicFile.TempPathFor(path);
-        var fs = new FileStream(tmp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 20);
+        var fs = SequentialFile.Create(tmp, mode);
         try
         {
+            long total = tensors.Sum(t => t.ByteLength);
+            fs.Reserve(8 + header.Length + total); // the final size up front: a file too large for the file system fails here, early
             Span<byte> len = stackalloc byte[8];
             BitConverter.TryWriteBytes(len, (ulong)header.Length);
             fs.Write(len);
             fs.Write(header);
-            long total = tensors.Sum(t => t.ByteLength);
-            fs.SetLength(8 + header.Length + total); // reserve the space: a full disk fails here, early
-            fs.Position = 8 + header.Length;
         }
         catch
         {
@@ -157,7 +164,7 @@ public sealed class SafeTensorsWriter : IDisposable
     {
         if (Next is TensorSpec missing)
             throw new InvalidOperationException($"{Path}: tensor '{missing.Name}' was not (fully) written");
-        _out.Flush(flushToDisk: true);
+        _out.Complete();
         _out.Dispose();
         File.Move(_tmp, Path, overwrite: true);
         _completed = true;

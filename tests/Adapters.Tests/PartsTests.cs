@@ -129,4 +129,26 @@ public class PartsPipelineTests
         }
         Directory.Delete(tmp, true);
     }
+
+    [TestCase("deepseek-v4-flash")]
+    [TestCase("qwen3.5-moe")]
+    public void StreamingPastThePageCacheGivesIdenticalBytes(string fixture)
+    {
+        string fx = Fx.Dir(fixture);
+        string tmp = RepoPaths.NewTempDir("cache-" + fixture);
+        string direct = Path.Combine(tmp, "direct"), cached = Path.Combine(tmp, "cached");
+        Converter.ToNative(fx, direct, new ConvertOptions { DropBehind = true, MaxShardBytes = 20_000 });
+        Converter.ToNative(fx, cached, new ConvertOptions { DropBehind = false, MaxShardBytes = 20_000 });
+        var files = Directory.GetFiles(direct, "*.safetensors");
+        Assert.That(files, Has.Length.GreaterThan(1), "several shards");
+        foreach (string f in files)
+            Assert.That(File.ReadAllBytes(Path.Combine(cached, Path.GetFileName(f))), Is.EqualTo(File.ReadAllBytes(f)), f);
+        foreach (bool drop in new[] { true, false })
+        {
+            string back = Path.Combine(tmp, $"back-{drop}");
+            Converter.ToHf(direct, back, new ConvertOptions { Reference = fx, DropBehind = drop });
+            Assert.That(Verifier.Compare(fx, back).Identical, Is.True, $"DropBehind={drop}");
+        }
+        Directory.Delete(tmp, true);
+    }
 }

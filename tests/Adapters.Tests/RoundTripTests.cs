@@ -24,6 +24,25 @@ public class RoundTripTests
         var v = Verifier.Compare(fx, back);
         Assert.That(v.Identical, Is.True, () => v.ToJson().ToJsonString());
         Assert.That(b.Requantized, Is.Empty);
+
+        // DeepSeek-V4 (E8M0 scales) re-encodes every quantized weight from the scales alone; V3's F32 scales need the codes.
+        var use = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(back, "conversion.json")))!["reference_use"]!;
+        int exact = use["reencoded_exactly_from_scales"]!.GetValue<int>(), compared = use["compared_with_reference_codes"]!.GetValue<int>();
+        using (var c = Checkpoint.Open(fx))
+        {
+            int quantized = c.Tensors.Count(t => t.Info.DType is DType.F8_E4M3 || t.Name.Contains(".experts.") && t.Info.DType == DType.I8);
+            Assert.That(exact + compared, Is.EqualTo(quantized), "every quantized weight is accounted for");
+        }
+        if (fixture.StartsWith("deepseek-v4", StringComparison.Ordinal))
+        {
+            Assert.That(exact, Is.GreaterThan(0));
+            Assert.That(compared, Is.Zero, "no V4 weight needed its reference codes");
+        }
+        if (fixture == "deepseek-v3")
+        {
+            Assert.That(exact, Is.Zero, "F32 scales: never re-encoded from the scales alone");
+            Assert.That(compared, Is.GreaterThan(0));
+        }
         Directory.Delete(tmp, true);
     }
 

@@ -10,7 +10,7 @@ public class BenchConvertCommandTests
     public void BenchConvertJsonHasTheDocumentedKeys()
     {
         string work = RepoPaths.NewTempDir("bench-convert");
-        var (code, stdout, stderr) = CliRunner.Run("bench", "convert", "--size", "64MB", "--json", "--work", work, "--cache", "warm");
+        var (code, stdout, stderr) = CliRunner.Run("bench", "convert", "--size", "64MB", "--json", "--work", work, "--cache", "warm", "--repeat", "2");
         Assert.That(code, Is.EqualTo(0), stderr + stdout);
         var o = (JsonObject)JsonNode.Parse(stdout)!;
         foreach (string k in new[] { "input_bytes", "output_bytes", "io_floor_s", "to_native_s", "to_hf_s", "to_native_ratio", "to_hf_ratio", "peak_rss_bytes" })
@@ -20,6 +20,13 @@ public class BenchConvertCommandTests
         Assert.That(o["peak_rss_bytes"]!.GetValue<long>(), Is.InRange(10_000_000L, 4_000_000_000L));
         Assert.That(o["to_native_s"]!.GetValue<double>(), Is.GreaterThan(0));
         Assert.That(o["round_trip_same_size"]!.GetValue<bool>(), Is.True);
+        var runs = o["runs"]!.AsArray();
+        Assert.That(runs, Has.Count.EqualTo(2), "--repeat 2");
+        var nativeTimes = runs.Select(r => r!["to_native_s"]!.GetValue<double>()).Order().ToArray();
+        Assert.That(o["to_native_s"]!.GetValue<double>(), Is.EqualTo((nativeTimes[0] + nativeTimes[1]) / 2).Within(0.002), "median of the runs");
+        Assert.That(o["to_hf_cpu_s"]!.GetValue<double>(), Is.GreaterThan(0), "child CPU time from getrusage");
+        Assert.That(o["to_hf_ratio"]!.GetValue<double>(),
+            Is.EqualTo(o["to_hf_s"]!.GetValue<double>() / o["io_floor_to_hf_s"]!.GetValue<double>()).Within(0.01), "against the plain floor: V4 re-encodes from the scales, reading no reference codes");
         Assert.That(Directory.EnumerateFileSystemEntries(work).Any(), Is.False, "cleaned up without --keep");
         Directory.Delete(work, true);
     }

@@ -82,7 +82,7 @@ public class SynthCommandTests
         Assert.That(files, Does.Contain(ShardIndex.FileName));
         Assert.That(Directory.GetFiles(b).Select(Path.GetFileName).Order(StringComparer.Ordinal), Is.EqualTo(files));
         bool anyDiffers = false;
-        foreach (string f in files)
+        foreach (string? f in files)
         {
             Assert.That(File.ReadAllBytes(Path.Combine(b, f!)), Is.EqualTo(File.ReadAllBytes(Path.Combine(a, f!))), f);
             if (f!.EndsWith(".safetensors", StringComparison.Ordinal))

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using Mtp.Adapters.Synthetic;
+using Mtp.SafeTensors;
 using Spectre.Console;
 
 namespace Mtp.Cli.Commands;
@@ -28,8 +29,11 @@ public static class BenchConvertCommand
         var shard = new Option<string>("--max-shard-size") { Description = "Shard size of the synthesized and converted checkpoints", DefaultValueFactory = _ => "5GB" };
         var cache = new Option<string>("--cache") { Description = "auto: drop the page cache before every measurement when permitted (root), else warm; drop; warm: read the input into the page cache before every measurement", DefaultValueFactory = _ => "auto" };
         cache.AcceptOnlyFromAmong("auto", "drop", "warm");
+        var pageCache = new Option<string>("--page-cache") { Description = "drop: conversions and floor drop what they have read or written back from the page cache (convert's default); keep: neither does (convert --keep-page-cache)", DefaultValueFactory = _ => "drop" };
+        pageCache.AcceptOnlyFromAmong("drop", "keep");
+        var repeat = new Option<int>("--repeat") { Description = "Measure every conversion and floor this many times, interleaved; report medians", DefaultValueFactory = _ => 1 };
         var cmd = new Command("convert", "Time convert --to native and --to hf --reference on a synthetic checkpoint against the machine's I/O floor, with peak RSS");
-        foreach (var o in new Option[] { family, size, json, work, keep, threads, memory, shard, cache }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { family, size, json, work, keep, threads, memory, shard, cache, pageCache, repeat }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             bool asJson = r.GetValue(json);
@@ -38,9 +42,10 @@ public static class BenchConvertCommand
                 long target = Units.ParseSize(r.GetValue(size)!);
                 if (target <= 0) throw new CliException(ExitCodes.Usage, "--size must be positive");
                 if (r.GetValue(threads) < 0) throw new CliException(ExitCodes.Usage, "--threads must be >= 0");
+                if (r.GetValue(repeat) < 1) throw new CliException(ExitCodes.Usage, "--repeat must be >= 1");
                 long maxMemory = Units.ParseSize(r.GetValue(memory)!), maxShard = Units.ParseSize(r.GetValue(shard)!);
                 var res = Run(r.GetValue(family)!, target, r.GetValue(work), r.GetValue(keep), r.GetValue(threads), r.GetValue(memory)!, maxMemory,
-                    r.GetValue(shard)!, maxShard, r.GetValue(cache)!, asJson ? null : Console.Error);
+                    r.GetValue(shard)!, maxShard, r.GetValue(cache)!, r.GetValue(pageCache) == "drop", r.GetValue(repeat), asJson ? null : Console.Error);
                 if (asJson) { Console.Out.WriteLine(res.ToJsonString(CommandRunner.Indented)); return ExitCodes.Ok; }
                 Print(res);
                 return ExitCodes.Ok;
@@ -50,7 +55,7 @@ public static class BenchConvertCommand
     }
 
     static JsonObject Run(string family, long target, string? workArg, bool keep, int threads, string memoryText, long maxMemory, string shardText, long maxShard,
-        string cacheMode, TextWriter? log)
+        string cacheMode, bool dropBehind, int repeat, TextWriter? log)
     {
         string work = Path.GetFullPath(workArg ?? Path.Combine(Path.GetTempPath(), "mtp-bench-" + Guid.NewGuid().ToString("N")[..8]));
         bool created = !Directory.Exists(work);
@@ -73,27 +78,55 @@ public static class BenchConvertCommand
             var synth = SynthWriter.WriteCheckpoint(plan, hf, 0, maxShard);
             long inBytes = DirBytes(hf);
 
-            string[] common = { "--max-memory", memoryText, "--max-shard-size", shardText, "--threads", threads.ToString(CultureInfo.InvariantCulture), "--force" };
-            log?.WriteLine($"bench: convert --to native ({(drop ? "page cache dropped" : "input warm in the page cache")})");
-            PrepareCache(drop, hf);
-            var toNative = Child(new[] { "convert", hf, nat, "--to", "native" }.Concat(common).ToArray());
-            long natBytes = DirBytes(nat);
+            var common = new List<string> { "--max-memory", memoryText, "--max-shard-size", shardText, "--threads", threads.ToString(CultureInfo.InvariantCulture), "--force" };
+            if (!dropBehind) common.Add("--keep-page-cache");
+            var runs = new JsonArray();
+            var toNativeRuns = new List<ChildResult>();
+            var toHfRuns = new List<ChildResult>();
+            var floorNativeRuns = new List<FloorResult>();
+            var floorHfRuns = new List<FloorResult>();
+            var floorHfRefRuns = new List<FloorResult>();
+            long natBytes = 0, backBytes = 0;
+            string how = drop ? "page cache dropped" : "input warm in the page cache";
+            for (int rep = 1; rep <= repeat; rep++)
+            {
+                string of = repeat > 1 ? $" [{rep}/{repeat}]" : "";
+                log?.WriteLine($"bench{of}: convert --to native ({how})");
+                PrepareCache(drop, hf);
+                var toNative = Child(new[] { "convert", hf, nat, "--to", "native" }.Concat(common).ToArray());
+                natBytes = DirBytes(nat);
 
-            log?.WriteLine("bench: I/O floor for --to native (sequential read of the input, sequential fsynced write of the output size)");
-            PrepareCache(drop, hf);
-            var floorNative = Floor(hf, natBytes, floorFile);
+                log?.WriteLine($"bench{of}: I/O floor for --to native (sequential read of the input, sequential fsynced write of the output size)");
+                PrepareCache(drop, hf);
+                var floorNative = Floor(hf, natBytes, floorFile, dropBehind);
 
-            log?.WriteLine("bench: convert --to hf --reference");
-            PrepareCache(drop, nat);
-            var toHf = Child(new[] { "convert", nat, back, "--to", "hf", "--reference", hf }.Concat(common).ToArray());
-            long backBytes = DirBytes(back);
+                log?.WriteLine($"bench{of}: convert --to hf --reference");
+                PrepareCache(drop, nat);
+                var toHf = Child(new[] { "convert", nat, back, "--to", "hf", "--reference", hf }.Concat(common).ToArray());
+                backBytes = DirBytes(back);
 
-            log?.WriteLine("bench: I/O floor for --to hf");
-            PrepareCache(drop, nat);
-            var floorHf = Floor(nat, backBytes, floorFile);
-            log?.WriteLine("bench: I/O floor for --to hf --reference, counting the reference read too");
-            PrepareCache(drop, nat);
-            var floorHfRef = Floor(nat, backBytes, floorFile, hf);
+                log?.WriteLine($"bench{of}: I/O floor for --to hf");
+                PrepareCache(drop, nat);
+                var floorHf = Floor(nat, backBytes, floorFile, dropBehind);
+                log?.WriteLine($"bench{of}: I/O floor for --to hf --reference, counting the reference read too");
+                PrepareCache(drop, nat);
+                var floorHfRef = Floor(nat, backBytes, floorFile, dropBehind, hf);
+
+                toNativeRuns.Add(toNative); toHfRuns.Add(toHf);
+                floorNativeRuns.Add(floorNative); floorHfRuns.Add(floorHf); floorHfRefRuns.Add(floorHfRef);
+                runs.Add(new JsonObject
+                {
+                    ["io_floor_s"] = Math.Round(floorNative.Seconds, 3), ["to_native_s"] = Math.Round(toNative.Seconds, 3),
+                    ["io_floor_to_hf_s"] = Math.Round(floorHf.Seconds, 3), ["io_floor_to_hf_with_reference_s"] = Math.Round(floorHfRef.Seconds, 3),
+                    ["to_hf_s"] = Math.Round(toHf.Seconds, 3), ["to_native_peak_rss_bytes"] = toNative.PeakRss, ["to_hf_peak_rss_bytes"] = toHf.PeakRss,
+                    ["to_native_cpu_s"] = Math.Round(toNative.CpuSeconds, 3), ["to_hf_cpu_s"] = Math.Round(toHf.CpuSeconds, 3),
+                });
+            }
+            var floorNative1 = new FloorResult(Median(floorNativeRuns.Select(f => f.Seconds)), Median(floorNativeRuns.Select(f => f.ReadSeconds)),
+                Median(floorNativeRuns.Select(f => f.WriteSeconds)));
+            double fNative = floorNative1.Seconds, fHf = Median(floorHfRuns.Select(f => f.Seconds)), fHfRef = Median(floorHfRefRuns.Select(f => f.Seconds));
+            double tNative = Median(toNativeRuns.Select(c => c.Seconds)), tHf = Median(toHfRuns.Select(c => c.Seconds));
+            long rssNative = toNativeRuns.Max(c => c.PeakRss), rssHf = toHfRuns.Max(c => c.PeakRss);
 
             double R(double x, int d = 3) => Math.Round(x, d);
             var load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : null;
@@ -102,27 +135,32 @@ public static class BenchConvertCommand
                 ["family"] = family,
                 ["input_bytes"] = inBytes,
                 ["output_bytes"] = natBytes,
-                ["io_floor_s"] = R(floorNative.Seconds),
-                ["to_native_s"] = R(toNative.Seconds),
-                ["to_hf_s"] = R(toHf.Seconds),
-                ["to_native_ratio"] = R(toNative.Seconds / floorNative.Seconds),
-                ["to_hf_ratio"] = R(toHf.Seconds / floorHf.Seconds),
-                ["peak_rss_bytes"] = Math.Max(toNative.PeakRss, toHf.PeakRss),
-                ["to_native_peak_rss_bytes"] = toNative.PeakRss,
-                ["to_hf_peak_rss_bytes"] = toHf.PeakRss,
+                ["io_floor_s"] = R(fNative),
+                ["to_native_s"] = R(tNative),
+                ["to_hf_s"] = R(tHf),
+                ["to_native_ratio"] = R(tNative / fNative),
+                ["to_hf_ratio"] = R(tHf / fHf),
+                ["peak_rss_bytes"] = Math.Max(rssNative, rssHf),
+                ["to_native_peak_rss_bytes"] = rssNative,
+                ["to_hf_peak_rss_bytes"] = rssHf,
+                ["to_native_cpu_s"] = R(Median(toNativeRuns.Select(c => c.CpuSeconds))),
+                ["to_hf_cpu_s"] = R(Median(toHfRuns.Select(c => c.CpuSeconds))),
                 ["to_hf_input_bytes"] = natBytes,
                 ["to_hf_output_bytes"] = backBytes,
-                ["io_floor_to_hf_s"] = R(floorHf.Seconds),
-                ["io_floor_to_hf_with_reference_s"] = R(floorHfRef.Seconds),
-                ["to_hf_ratio_with_reference_read"] = R(toHf.Seconds / floorHfRef.Seconds),
-                ["io_floor_read_gbps"] = R(inBytes / floorNative.ReadSeconds / 1e9),
-                ["io_floor_write_gbps"] = R(natBytes / floorNative.WriteSeconds / 1e9),
-                ["to_native_in_gbps"] = R(inBytes / toNative.Seconds / 1e9),
-                ["to_native_out_gbps"] = R(natBytes / toNative.Seconds / 1e9),
-                ["to_hf_in_gbps"] = R(natBytes / toHf.Seconds / 1e9),
-                ["to_hf_out_gbps"] = R(backBytes / toHf.Seconds / 1e9),
+                ["io_floor_to_hf_s"] = R(fHf),
+                ["io_floor_to_hf_with_reference_s"] = R(fHfRef),
+                ["to_hf_ratio_with_reference_read"] = R(tHf / fHfRef),
+                ["io_floor_read_gbps"] = R(inBytes / floorNative1.ReadSeconds / 1e9),
+                ["io_floor_write_gbps"] = R(natBytes / floorNative1.WriteSeconds / 1e9),
+                ["to_native_in_gbps"] = R(inBytes / tNative / 1e9),
+                ["to_native_out_gbps"] = R(natBytes / tNative / 1e9),
+                ["to_hf_in_gbps"] = R(natBytes / tHf / 1e9),
+                ["to_hf_out_gbps"] = R(backBytes / tHf / 1e9),
                 ["round_trip_same_size"] = backBytes == inBytes,
                 ["cache"] = drop ? "dropped before each measurement" : "input warm in the page cache before each measurement",
+                ["page_cache"] = dropBehind ? "drop-behind (conversions and floor)" : "kept (conversions and floor)",
+                ["repeat"] = repeat,
+                ["runs"] = runs,
                 ["synth_s"] = R(synth.Elapsed.TotalSeconds),
                 ["max_memory"] = memoryText,
                 ["threads"] = threads == 0 ? Environment.ProcessorCount : threads,
@@ -185,30 +223,63 @@ public static class BenchConvertCommand
 
     readonly record struct FloorResult(double Seconds, double ReadSeconds, double WriteSeconds);
 
-    /// <summary>Plain sequential I/O: read every shard of <paramref name="dir"/>, then write <paramref name="outBytes"/> and fsync.</summary>
-    static FloorResult Floor(string dir, long outBytes, string file, string? alsoRead = null)
+    static double Median(IEnumerable<double> xs)
+    {
+        var a = xs.Order().ToArray();
+        return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
+    }
+
+    /// <summary>
+    /// Plain sequential I/O: read every shard of <paramref name="dir"/> (and <paramref name="alsoRead"/>), then write
+    /// <paramref name="outBytes"/> and fsync. With <paramref name="dropBehind"/> it treats the page cache as the conversions
+    /// do: each read chunk is dropped once read, and the write runs under the same write-behind.
+    /// </summary>
+    static FloorResult Floor(string dir, long outBytes, string file, bool dropBehind, string? alsoRead = null)
     {
         var buf = new byte[16 << 20];
         new Random(1).NextBytes(buf);
         var sw = Stopwatch.StartNew();
         foreach (var f in new[] { dir, alsoRead }.Where(d => d != null).SelectMany(d => Directory.GetFiles(d!, "*.safetensors").Order(StringComparer.Ordinal)))
         {
-            using var fs = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
-            while (fs.Read(buf) > 0) { }
+            using var h = File.OpenHandle(f, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+            long off = 0;
+            for (int n; (n = RandomAccess.Read(h, buf, off)) > 0; off += n)
+                if (dropBehind) PageCache.Drop(h, off, n);
         }
         double read = sw.Elapsed.TotalSeconds;
+        // The write goes through the conversions' own file writer (direct I/O under drop-behind). Every 4 KiB block written
+        // is distinct (random bytes, stamped with a counter): a conversion never writes a block twice, and a storage
+        // layer that deduplicates or compresses must not make the floor look faster than real data could be.
         new Random(1).NextBytes(buf);
-        using (var o = new FileStream(file, FileMode.Create, FileAccess.Write, FileShare.None, 1))
+        using (var o = SequentialFile.Create(file, dropBehind ? WriteMode.Direct : WriteMode.Cached))
         {
-            for (long left = outBytes; left > 0; left -= buf.Length) o.Write(buf, 0, (int)Math.Min(buf.Length, left));
-            o.Flush(flushToDisk: true);
+            long block = 0;
+            for (long left = outBytes; left > 0; left -= buf.Length)
+            {
+                for (int at = 0; at + 8 <= buf.Length; at += 4096) BitConverter.TryWriteBytes(buf.AsSpan(at, 8), block++);
+                o.Write(buf.AsSpan(0, (int)Math.Min(buf.Length, left)));
+            }
+            o.Complete();
         }
         double total = sw.Elapsed.TotalSeconds;
         File.Delete(file);
         return new FloorResult(total, read, total - read);
     }
 
-    readonly record struct ChildResult(double Seconds, long PeakRss);
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "getrusage")]
+    static extern unsafe int GetRusage(int who, long* usage);
+
+    /// <summary>User + system CPU seconds of all waited-for children so far (getrusage RUSAGE_CHILDREN); 0 off Linux.</summary>
+    static unsafe double ChildrenCpuSeconds()
+    {
+        if (!OperatingSystem.IsLinux()) return 0;
+        long* u = stackalloc long[18]; // struct rusage: ru_utime, ru_stime (timeval = 2 longs each), then 14 longs
+        try { if (GetRusage(-1, u) != 0) return 0; }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return 0; }
+        return u[0] + u[1] / 1e6 + u[2] + u[3] / 1e6;
+    }
+
+    readonly record struct ChildResult(double Seconds, long PeakRss, double CpuSeconds);
 
     /// <summary>Runs <c>dotnet mtp.dll ARGS</c>, timing it and polling its VmHWM (peak resident set) from /proc.</summary>
     static ChildResult Child(string[] args)
@@ -220,6 +291,7 @@ public static class BenchConvertCommand
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         var err = new System.Text.StringBuilder();
+        double cpuBefore = ChildrenCpuSeconds();
         var sw = Stopwatch.StartNew();
         using var p = Process.Start(psi) ?? throw new CliException(ExitCodes.Internal, $"cannot start {host} {dll}");
         p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (err) err.AppendLine(e.Data); };
@@ -243,12 +315,13 @@ public static class BenchConvertCommand
         }
         p.WaitForExit();
         double secs = sw.Elapsed.TotalSeconds;
+        double cpu = ChildrenCpuSeconds() - cpuBefore;
         if (p.ExitCode != 0)
         {
             string last;
             lock (err) last = err.ToString().Trim().Split('\n').LastOrDefault(l => l.Contains("mtp: error") || l.Contains("error")) ?? err.ToString().Trim().Split('\n').Last();
             throw new CliException(ExitCodes.Internal, $"mtp {string.Join(' ', args.Take(5))} failed (exit {p.ExitCode}): {last.Trim()}");
         }
-        return new ChildResult(secs, peak);
+        return new ChildResult(secs, peak, cpu);
     }
 }

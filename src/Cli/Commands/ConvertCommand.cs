@@ -24,12 +24,13 @@ public static class ConvertCommand
         var threads = new Option<int>("--threads") { Description = "Worker threads (0: all cores)", DefaultValueFactory = _ => 0 };
         var shard = new Option<string>("--max-shard-size") { Description = "Maximum output shard size (e.g. 5GB, 500MB)", DefaultValueFactory = _ => "5GB" };
         var memory = new Option<string>("--max-memory") { Description = "Memory budget for tensors computed at once (e.g. 2GB)", DefaultValueFactory = _ => "2GB" };
+        var keepCache = new Option<bool>("--keep-page-cache") { Description = "Leave input and output in the page cache (default: drop each range once consumed or written back, so memory stays bounded)" };
         var force = new Option<bool>("--force") { Description = "Replace a non-empty output directory" };
         var allowUnknown = new Option<bool>("--allow-unknown") { Description = "Carry tensors no rule claims through unchanged (reported) instead of failing" };
         var json = new Option<bool>("--json") { Description = "Print a JSON summary on stdout (or {\"error\": {...}} on failure)" };
         var cmd = new Command("convert", "Convert an MTP checkpoint between the Hugging Face layout and the training layout, losslessly")
         {
-            input, output, to, family, dtype, reference, layout, threads, shard, memory, force, allowUnknown, json, part, merge,
+            input, output, to, family, dtype, reference, layout, threads, shard, memory, force, allowUnknown, json, part, merge, keepCache,
         };
         cmd.SetAction(pr => CommandRunner.Run(() =>
             {
@@ -77,7 +78,7 @@ public static class ConvertCommand
                     Family = pr.GetValue(family), DType = dt, Reference = pr.GetValue(reference), PerExpertLayout = perExpert,
                     Threads = Math.Max(0, pr.GetValue(threads)), MaxShardBytes = Units.ParseSize(pr.GetValue(shard)!),
                     MaxMemoryBytes = Units.ParseSize(pr.GetValue(memory)!), Force = pr.GetValue(force), AllowUnknown = pr.GetValue(allowUnknown),
-                    Part = partOf,
+                    Part = partOf, DropBehind = !pr.GetValue(keepCache),
                 };
                 string inDir = pr.GetValue(input)!, outDir = pr.GetValue(output)!;
                 bool asJson = pr.GetValue(json);

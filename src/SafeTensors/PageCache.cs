@@ -1,0 +1,77 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Mtp.SafeTensors;
+
+/// <summary>
+/// Page-cache hints for streaming hundreds of GB through a machine without filling its memory: start the read-ahead of a
+/// range, start or wait for the write-back of a range, and drop a range that is no longer needed. Linux only; elsewhere,
+/// and wherever a call fails, they do nothing (hints never change what is read or written).
+/// </summary>
+public static class PageCache
+{
+    const int FadvWillNeed = 3, FadvDontNeed = 4;
+    const uint SyncWaitBefore = 1, SyncWrite = 2, SyncWaitAfter = 4;
+    static readonly bool Linux = OperatingSystem.IsLinux();
+    static volatile bool _unavailable;
+
+    [DllImport("libc", EntryPoint = "posix_fadvise")]
+    static extern int Fadvise(nint fd, long offset, long length, int advice);
+
+    [DllImport("libc", EntryPoint = "sync_file_range")]
+    static extern int SyncFileRange(nint fd, long offset, long length, uint flags);
+
+    /// <summary>Granularity of write-behind: the write-back of each chunk this size is started as soon as it is written.</summary>
+    public const long WritebackChunk = 16L << 20;
+
+    /// <summary>Asks the kernel to read [offset, offset+length) of the file into the page cache, without copying it to us.</summary>
+    public static void WillNeed(SafeFileHandle file, long offset, long length) => Fadv(file, offset, length, FadvWillNeed);
+
+    /// <summary>
+    /// Drops the clean cached pages wholly inside [offset, offset+length) (partial pages at the ends are kept: a neighbour
+    /// may still need them). Pages mapped by a process, or dirty, stay.
+    /// </summary>
+    public static void Drop(SafeFileHandle file, long offset, long length)
+    {
+        long page = Environment.SystemPageSize;
+        long a = (offset + page - 1) / page * page, e = (offset + length) / page * page;
+        if (e > a) Fadv(file, a, e - a, FadvDontNeed);
+    }
+
+    /// <summary>Starts writing the dirty pages of the range to disk and returns at once.</summary>
+    public static void StartWriteback(SafeFileHandle file, long offset, long length) => Sync(file, offset, length, SyncWrite);
+
+    /// <summary>Writes the range to disk, waits until it is there, then drops it from the cache (it is clean by then).</summary>
+    public static void WritebackAndDrop(SafeFileHandle file, long offset, long length)
+    {
+        Sync(file, offset, length, SyncWaitBefore | SyncWrite | SyncWaitAfter);
+        Drop(file, offset, length);
+    }
+
+    static void Fadv(SafeFileHandle file, long offset, long length, int advice)
+    {
+        if (!Linux || _unavailable || length <= 0 || file.IsInvalid || file.IsClosed) return;
+        bool added = false;
+        try
+        {
+            file.DangerousAddRef(ref added);
+            Fadvise(file.DangerousGetHandle(), offset, length, advice);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { _unavailable = true; }
+        finally { if (added) file.DangerousRelease(); }
+    }
+
+    static void Sync(SafeFileHandle file, long offset, long length, uint flags)
+    {
+        if (!Linux || _unavailable || length <= 0 || file.IsInvalid || file.IsClosed) return;
+        bool added = false;
+        try
+        {
+            file.DangerousAddRef(ref added);
+            SyncFileRange(file.DangerousGetHandle(), offset, length, flags);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { _unavailable = true; }
+        finally { if (added) file.DangerousRelease(); }
+    }
+}
+
