@@ -23,10 +23,10 @@ public class BenchConvertCommandTests
         var runs = o["runs"]!.AsArray();
         Assert.That(runs, Has.Count.EqualTo(2), "--repeat 2");
         var nativeTimes = runs.Select(r => r!["to_native_s"]!.GetValue<double>()).Order().ToArray();
-        Assert.That(o["to_native_s"]!.GetValue<double>(), Is.EqualTo((nativeTimes[0] + nativeTimes[1]) / 2).Within(0.002), "median of the runs");
+        Assert.That(o["to_native_s"]!.GetValue<double>(), Is.EqualTo((nativeTimes[0] + nativeTimes[1]) / 2).Within(0.0015), "median of the runs");
         Assert.That(o["to_hf_cpu_s"]!.GetValue<double>(), Is.GreaterThan(0), "child CPU time from getrusage");
         Assert.That(o["to_hf_ratio"]!.GetValue<double>(),
-            Is.EqualTo(o["to_hf_s"]!.GetValue<double>() / o["io_floor_to_hf_s"]!.GetValue<double>()).Within(0.01), "against the plain floor: V4 re-encodes from the scales, reading no reference codes");
+            Is.EqualTo(o["to_hf_s"]!.GetValue<double>() / o["io_floor_to_hf_s"]!.GetValue<double>()).Within(2).Percent, "against the plain floor: V4 re-encodes from the scales, reading no reference codes");
         Assert.That(Directory.EnumerateFileSystemEntries(work).Any(), Is.False, "cleaned up without --keep");
         Directory.Delete(work, true);
     }
