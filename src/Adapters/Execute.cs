@@ -142,7 +142,7 @@ public static partial class Converter
         bool stop = false;
         Exception? failure = null;
         var k = new KernelOptions { MaxThreads = 1 };
-        var pool = new BufferPool(budget);
+        var pool = new BufferPool(Math.Min(budget, 256L << 20));
         // Read-ahead and drop-behind of the source files (a 1.6 TB stream must not push everything else out of memory, and
         // reusing just-freed pages is cheaper than taking new ones).
         var source = new SourceStream(options.DropBehind);

@@ -7,8 +7,8 @@ namespace Mtp.Adapters;
 /// <summary>
 /// The source side of a conversion: reads the inputs of the scheduled pieces into the page cache ahead of the workers, and
 /// drops them again once consumed. Read-ahead takes the next batch of pieces, merges their ranges per file into contiguous
-/// runs and reads each run with large sequential reads: on a virtual disk that is about twice as fast as asking the kernel
-/// to prefetch (fadvise/madvise WILLNEED) or reading many small interleaved ranges.
+/// runs and loads each run into the page cache with large sequential sendfile calls to /dev/null (no copy to user space):
+/// on a virtual disk that is faster than a WILLNEED hint or many small interleaved reads, and cheaper than read().
 /// </summary>
 internal sealed class SourceStream : IDisposable
 {
@@ -16,8 +16,9 @@ internal sealed class SourceStream : IDisposable
 
     readonly ConcurrentDictionary<string, SafeFileHandle?> _handles = new(StringComparer.Ordinal);
     readonly bool _dropBehind;
-    // MTP_READAHEAD=fadvise: ask the kernel to prefetch instead of reading (for comparing the two on a given disk).
-    readonly string _mode = Environment.GetEnvironmentVariable("MTP_READAHEAD") ?? "read";
+    // How the read-ahead loads the page cache: "sendfile" (default; splice to /dev/null, no copy), "read" (into a scratch
+    // buffer) or "fadvise" (a WILLNEED hint). MTP_READAHEAD picks another, to compare them on a given disk.
+    readonly string _mode = Environment.GetEnvironmentVariable("MTP_READAHEAD") ?? "sendfile";
     byte[]? _scratch;
 
     public SourceStream(bool dropBehind) => _dropBehind = dropBehind;
@@ -78,6 +79,7 @@ internal sealed class SourceStream : IDisposable
         {
             long n = Math.Min(ReadChunk, end - off);
             if (_mode == "fadvise") { PageCache.WillNeed(h, off, n); continue; }
+            if (_mode == "sendfile" && PageCache.Load(h, off, n)) continue;
             try { RandomAccess.Read(h, (_scratch ??= new byte[ReadChunk]).AsSpan(0, (int)n), off); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { PageCache.WillNeed(h, off, n); }
         }

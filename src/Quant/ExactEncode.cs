@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Mtp.Quant;
@@ -37,6 +38,7 @@ public static class ExactEncode
     /// or a scale is out of range (then <paramref name="packed"/> holds garbage).
     /// </summary>
     /// <exception cref="ArgumentException">A span length does not match the shapes, or the group size is not a multiple of 32.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe bool Fp4(ReadOnlySpan<byte> input, int rows, int cols, ReadOnlySpan<byte> scales, int groupSize, Span<byte> packed)
     {
         if (groupSize <= 0 || groupSize % 32 != 0 || cols % groupSize != 0)
@@ -71,6 +73,7 @@ public static class ExactEncode
     }
 
     /// <summary>E2M1 codes (0..15) of 16 BF16 values at scale code <paramref name="s"/>; invalid lanes set bits in <paramref name="bad"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<ushort> Fp4Codes(Vector256<ushort> u, int s, ref Vector256<ushort> bad)
     {
         Vector256<ushort> mag = u & Vector256.Create((ushort)0x7FFF);
@@ -94,6 +97,7 @@ public static class ExactEncode
     /// out of range (then <paramref name="codes"/> holds garbage).
     /// </summary>
     /// <exception cref="ArgumentException">A span length does not match the shapes, or block columns are not a multiple of 16.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe bool Fp8(ReadOnlySpan<byte> input, int rows, int cols, ReadOnlySpan<byte> scales, BlockSize block, Span<byte> codes)
     {
         if (block.Rows <= 0 || block.Cols <= 0 || block.Cols % 16 != 0 || cols % 16 != 0)
@@ -123,6 +127,7 @@ public static class ExactEncode
     }
 
     /// <summary>E4M3 codes (in ushort lanes) of 16 BF16 values at scale code <paramref name="s"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<ushort> Fp8Codes(Vector256<ushort> u, int s, ref Vector256<ushort> bad)
     {
         Vector256<ushort> mag = u & Vector256.Create((ushort)0x7FFF);

@@ -11,11 +11,14 @@ namespace Mtp.Quant;
 /// <param name="Fp4Bf16Gbps">Packed FP4 E2M1 -> BF16 with E8M0 group-32 scales.</param>
 /// <param name="Bf16Fp8Gbps">BF16 -> FP8 E4M3 quantization, Reuse mode with F32 scales (input bytes).</param>
 /// <param name="MemcpyGbps">Plain copy of a buffer of the BF16 output size, split over the same threads.</param>
+/// <param name="Fp4ExactGbps">BF16 -> FP4 exact re-encode with given E8M0 scales plus the bit-for-bit check, one thread, as
+/// <c>convert --to hf --reference</c> does per weight (BF16 input bytes).</param>
+/// <param name="Fp8ExactGbps">The same for FP8 E4M3 with E8M0 128x128 block scales.</param>
 /// <param name="Threads">Threads used.</param>
 /// <param name="Rows">Weight rows.</param>
 /// <param name="Cols">Weight columns.</param>
 public sealed record KernelBenchResult(double Fp8Bf16F32ScaleGbps, double Fp8Bf16E8M0Gbps, double Fp4Bf16Gbps, double Bf16Fp8Gbps,
-    double MemcpyGbps, int Threads, int Rows, int Cols);
+    double MemcpyGbps, int Threads, int Rows, int Cols, double Fp4ExactGbps = 0, double Fp8ExactGbps = 0);
 
 /// <summary>Measures the kernels on one set of buffers (see <see cref="KernelBenchResult"/> for the units).</summary>
 public static class KernelBench
@@ -72,7 +75,22 @@ public static class KernelBench
         double fp4 = Measure(outBytes, minTimePerKernel,
             () => BlockDequant.Fp4(packed, rows, cols, fp4Scales, 32, bf16, FloatFormat.BF16, opt));
         double copy = Measure(outBytes, minTimePerKernel, () => ParallelCopy(bf16, bf16Copy, threads));
-        return new KernelBenchResult(fp8F32, fp8E8, fp4, quant, copy, threads, rows, cols);
+
+        // Exact re-encoding (+ verification) of weights that were dequantized from these very codes.
+        var fp4Back = new byte[n / 2];
+        BlockDequant.Fp4(packed, rows, cols, fp4Scales, 32, bf16, FloatFormat.BF16, opt);
+        double fp4Exact = Measure(outBytes, minTimePerKernel, () =>
+        {
+            if (!ExactEncode.Fp4(bf16, rows, cols, fp4Scales, 32, fp4Back) || !DequantEquality.Fp4(fp4Back, rows, cols, fp4Scales, 32, bf16, FloatFormat.BF16))
+                throw new InvalidOperationException("exact FP4 re-encoding failed on its own dequantization");
+        });
+        BlockDequant.Fp8(codes, rows, cols, e8Scales, ScaleFormat.E8M0, block, bf16, FloatFormat.BF16, opt);
+        double fp8Exact = Measure(outBytes, minTimePerKernel, () =>
+        {
+            if (!ExactEncode.Fp8(bf16, rows, cols, e8Scales, block, qCodes) || !DequantEquality.Fp8(qCodes, rows, cols, e8Scales, ScaleFormat.E8M0, block, bf16, FloatFormat.BF16))
+                throw new InvalidOperationException("exact FP8 re-encoding failed on its own dequantization");
+        });
+        return new KernelBenchResult(fp8F32, fp8E8, fp4, quant, copy, threads, rows, cols, fp4Exact, fp8Exact);
     }
 
     static void ParallelCopy(byte[] src, byte[] dst, int threads)

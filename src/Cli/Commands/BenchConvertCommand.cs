@@ -182,18 +182,20 @@ public static class BenchConvertCommand
 
     static void Print(JsonObject r)
     {
-        var t = new Table().Border(TableBorder.Rounded).AddColumns("measurement", "seconds", "GB/s in", "GB/s out", "peak RSS", "x I/O floor");
+        var t = new Table().Border(TableBorder.Rounded).AddColumns("measurement (median)", "seconds", "CPU s", "GB/s in", "GB/s out", "peak RSS", "x I/O floor");
         double inB = r["input_bytes"]!.GetValue<long>(), natB = r["output_bytes"]!.GetValue<long>(), backB = r["to_hf_output_bytes"]!.GetValue<long>();
         string G(double b, double s) => (b / s / 1e9).ToString("F2", CultureInfo.InvariantCulture);
+        string F(double x) => x.ToString("F2", CultureInfo.InvariantCulture);
         double f1 = r["io_floor_s"]!.GetValue<double>(), f2 = r["io_floor_to_hf_s"]!.GetValue<double>(), n = r["to_native_s"]!.GetValue<double>(), h = r["to_hf_s"]!.GetValue<double>();
-        t.AddRow("I/O floor (read HF, write native size)", f1.ToString("F2"), G(inB, f1), G(natB, f1), "-", "1.00");
-        t.AddRow("convert --to native", n.ToString("F2"), G(inB, n), G(natB, n), Units.Bytes(r["to_native_peak_rss_bytes"]!.GetValue<long>()), r["to_native_ratio"]!.ToString());
-        t.AddRow("I/O floor (read native, write HF size)", f2.ToString("F2"), G(natB, f2), G(backB, f2), "-", "1.00");
-        t.AddRow("convert --to hf --reference", h.ToString("F2"), G(natB, h), G(backB, h), Units.Bytes(r["to_hf_peak_rss_bytes"]!.GetValue<long>()), r["to_hf_ratio"]!.ToString());
+        t.AddRow("I/O floor (read HF, write native size)", F(f1), "-", G(inB, f1), G(natB, f1), "-", "1.00");
+        t.AddRow("convert --to native", F(n), F(r["to_native_cpu_s"]!.GetValue<double>()), G(inB, n), G(natB, n), Units.Bytes(r["to_native_peak_rss_bytes"]!.GetValue<long>()), r["to_native_ratio"]!.ToString());
+        t.AddRow("I/O floor (read native, write HF size)", F(f2), "-", G(natB, f2), G(backB, f2), "-", "1.00");
+        t.AddRow("convert --to hf --reference", F(h), F(r["to_hf_cpu_s"]!.GetValue<double>()), G(natB, h), G(backB, h), Units.Bytes(r["to_hf_peak_rss_bytes"]!.GetValue<long>()), r["to_hf_ratio"]!.ToString());
         double f3 = r["io_floor_to_hf_with_reference_s"]!.GetValue<double>();
-        t.AddRow("I/O floor (read native + reference, write HF size)", f3.ToString("F2"), "-", G(backB, f3), "-", r["to_hf_ratio_with_reference_read"]!.ToString() + " (to hf)");
+        t.AddRow("I/O floor (read native + all of the reference, write HF size)", F(f3), "-", "-", G(backB, f3), "-", r["to_hf_ratio_with_reference_read"]!.ToString() + " (to hf)");
         AnsiConsole.Write(t);
-        Console.Out.WriteLine($"{r["family"]}: {Units.Bytes(inB)} HF <-> {Units.Bytes(natB)} native; {r["cache"]}; {r["threads"]} threads; load {r["loadavg"]}");
+        Console.Out.WriteLine($"{r["family"]}: {Units.Bytes(inB)} HF <-> {Units.Bytes(natB)} native; {r["cache"]}; page cache: {r["page_cache"]}; " +
+            $"{r["threads"]} threads; median of {r["repeat"]} run(s); load {r["loadavg"]}");
     }
 
     static long DirBytes(string dir) => Directory.GetFiles(dir, "*.safetensors").Sum(f => new FileInfo(f).Length);
