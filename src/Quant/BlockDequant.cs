@@ -114,7 +114,6 @@ public static class BlockDequant
             // Work unit: one row-block (or a slice of rows when there are few row-blocks).
             int rowsPerTask = Math.Min(b0, Math.Max(1, rows / (Threads(options) * 4)));
             int tasks = (rows + rowsPerTask - 1) / rowsPerTask;
-            [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
             void Body(int t)
             {
                 int r0 = t * rowsPerTask, r1 = Math.Min(rows, r0 + rowsPerTask);
@@ -178,7 +177,6 @@ public static class BlockDequant
             int rowsPerTask = Math.Max(1, Math.Min(64, rows / (Threads(options) * 4)));
             int tasks = (rows + rowsPerTask - 1) / rowsPerTask;
             int half = groupSize / 2;
-            [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
             void Body(int t)
             {
                 int r0 = t * rowsPerTask, r1 = Math.Min(rows, r0 + rowsPerTask);

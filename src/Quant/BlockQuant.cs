@@ -76,7 +76,6 @@ public static class BlockQuant
             var sFmt = scaleFormat;
             var opts = options;
             int scaleLen = scales.Length;
-            [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
             void Body(int br)
             {
                 int r0 = br * b0, r1 = Math.Min(rows, r0 + b0), nr = r1 - r0;
@@ -217,7 +216,6 @@ public static class BlockQuant
             byte* inp = pin, sc = psc, pk = ppk;
             var inFmt = inputFormat;
             var opts = options;
-            [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
             void Body(int t)
             {
                 var buf = new float[groupSize];

@@ -46,7 +46,6 @@ internal static unsafe class VectorKernels
     // ---------------------------------------------------------------- FP8 dequant
 
     /// <summary>dst[i] = round(fp8(src[i]) * s) for i in [0, n).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no slow unoptimized tier
     public static void Fp8Row(byte* src, int n, float s, byte* dst, FloatFormat fmt)
     {
         int i = 0;
@@ -97,7 +96,6 @@ internal static unsafe class VectorKernels
     // ---------------------------------------------------------------- FP4 dequant
 
     /// <summary>Decodes <paramref name="nPairs"/> packed bytes (2*nPairs logical values) times s.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no slow unoptimized tier
     public static void Fp4Run(byte* src, int nPairs, float s, byte* dst, FloatFormat fmt)
     {
         int p = 0;
@@ -142,7 +140,6 @@ internal static unsafe class VectorKernels
     // ---------------------------------------------------------------- input widening
 
     /// <summary>Copies n elements of F32 or BF16 input to binary32.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no slow unoptimized tier
     public static void ToF32(byte* src, FloatFormat fmt, int n, float* dst)
     {
         if (fmt == FloatFormat.F32) { Buffer.MemoryCopy(src, dst, (long)n * 4, (long)n * 4); return; }
@@ -176,7 +173,6 @@ internal static unsafe class VectorKernels
     }
 
     /// <summary>codes[i] = E4M3(clamp(w[i] / s, -448, 448)) for finite w.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no slow unoptimized tier
     public static void QuantFp8Row(float* w, int n, float s, byte* codes)
     {
         int i = 0;

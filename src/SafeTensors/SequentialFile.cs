@@ -95,6 +95,7 @@ sealed unsafe class DirectFile : SequentialFile
     const int IoThreads = 2, Buffers = IoThreads + 2;
 
     readonly int _fd;
+    readonly string _path;
     readonly BlockingCollection<(nint Buf, long Offset, int Length)> _queue = new();
     readonly BlockingCollection<nint> _free = new();
     readonly List<nint> _all = new();
@@ -106,9 +107,10 @@ sealed unsafe class DirectFile : SequentialFile
     long _bufStart;
     bool _disposed;
 
-    DirectFile(int fd)
+    DirectFile(int fd, string path)
     {
         _fd = fd;
+        _path = path;
         for (int i = 0; i < Buffers; i++)
         {
             nint b = (nint)NativeMemory.AlignedAlloc((nuint)BufferBytes, Align);
@@ -128,7 +130,7 @@ sealed unsafe class DirectFile : SequentialFile
         {
             const int WrOnly = 1, Creat = 0x40, Trunc = 0x200, CloExec = 0x80000;
             int fd = Open(path, WrOnly | Creat | Trunc | CloExec | flag, 0x1A4 /* 0644 */);
-            return fd < 0 ? null : new DirectFile(fd); // EINVAL (tmpfs, some network file systems): the caller falls back
+            return fd < 0 ? null : new DirectFile(fd, path); // EINVAL (tmpfs, some network file systems): the caller falls back
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return null; }
     }
@@ -190,7 +192,7 @@ sealed unsafe class DirectFile : SequentialFile
     IOException Error(string what, long at)
     {
         int errno = Marshal.GetLastPInvokeError();
-        return new IOException($"{what} at byte {at}: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
+        return new IOException($"{_path}: {what} at byte {at}: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
     }
 
     public override void Complete()

@@ -6,7 +6,7 @@ public class BenchTests
     public void SmallBenchRuns()
     {
         var r = KernelBench.Run(256, 512, 2, TimeSpan.FromMilliseconds(20));
-        Assert.That(new[] { r.Fp8Bf16F32ScaleGbps, r.Fp8Bf16E8M0Gbps, r.Fp4Bf16Gbps, r.Bf16Fp8Gbps, r.MemcpyGbps }, Is.All.GreaterThan(0));
+        Assert.That(new[] { r.Fp8Bf16F32ScaleGbps, r.Fp8Bf16E8M0Gbps, r.Fp4Bf16Gbps, r.Bf16Fp8Gbps, r.MemcpyGbps, r.Fp4ExactGbps, r.Fp8ExactGbps }, Is.All.GreaterThan(0));
         Assert.That((r.Rows, r.Cols, r.Threads), Is.EqualTo((256, 512, 2)));
     }
 

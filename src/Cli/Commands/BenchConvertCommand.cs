@@ -91,6 +91,8 @@ public static class BenchConvertCommand
             for (int rep = 1; rep <= repeat; rep++)
             {
                 string of = repeat > 1 ? $" [{rep}/{repeat}]" : "";
+                // The previous repetition's outputs go first: --force would hold old and new side by side until the rename.
+                foreach (var d in new[] { nat, back }) if (Directory.Exists(d)) Directory.Delete(d, true);
                 log?.WriteLine($"bench{of}: convert --to native ({how})");
                 PrepareCache(drop, hf);
                 var toNative = Child(new[] { "convert", hf, nat, "--to", "native" }.Concat(common).ToArray());
