@@ -73,6 +73,7 @@ public static partial class Converter
 
     const int CopyChunk = 32 << 20;
     const long PrefetchBytes = 512L << 20;
+    static readonly int ReadAheadThreads = int.TryParse(Environment.GetEnvironmentVariable("MTP_READAHEAD_THREADS"), out int rt) && rt > 0 ? rt : 2;
 
     sealed class Slot
     {
@@ -197,19 +198,29 @@ public static partial class Converter
         var inputs = flat.Select(x => x.P.Inputs).ToList();
         // The read-ahead thread: keeps PrefetchBytes of source past the furthest claimed piece in the page cache, so neither
         // the workers nor the writer wait on the disk.
-        var prefetcher = new Thread(() =>
+        // Read-ahead threads (two: the disk serves two sequential streams faster than one) keep PrefetchBytes of source past
+        // the furthest claimed piece in the page cache, so neither the workers nor the writer wait on the disk.
+        int planned = 0;
+        var planLock = new object();
+        var prefetchers = Enumerable.Range(0, flat.Count == 0 ? 0 : ReadAheadThreads).Select(_ => new Thread(() =>
         {
-            int done = 0;
-            while (!Volatile.Read(ref stop) && done < flat.Count)
+            var runs = new List<(Src, long, long)>();
+            while (!Volatile.Read(ref stop))
             {
-                int cur = Volatile.Read(ref position);
-                if (done < cur) done = cur;
-                if (done < flat.Count && prefix[done] - prefix[cur] < PrefetchBytes) done = source.ReadBatch(inputs, done, () => Volatile.Read(ref stop));
+                bool have = false;
+                lock (planLock)
+                {
+                    int cur = Volatile.Read(ref position);
+                    if (planned < cur) planned = cur;
+                    if (planned >= flat.Count) return;
+                    if (prefix[planned] - prefix[cur] < PrefetchBytes) { planned = SourceStream.PlanBatch(inputs, planned, runs); have = true; }
+                }
+                if (have) source.Load(runs, () => Volatile.Read(ref stop));
                 else Thread.Sleep(2);
             }
-        }) { IsBackground = true, Name = "mtp-readahead" };
+        }) { IsBackground = true, Name = "mtp-readahead" }).ToList();
         foreach (var w in workers) w.Start();
-        prefetcher.Start();
+        foreach (var p in prefetchers) p.Start();
         long written = 0;
         var open = new List<SafeTensorsWriter>();
         var completing = new List<Task>();
@@ -272,7 +283,7 @@ public static partial class Converter
             try { Task.WaitAll(completing.ToArray()); } catch (AggregateException) { }
             lock (gate) { stop = true; Monitor.PulseAll(gate); }
             foreach (var w in workers) w.Join();
-            prefetcher.Join();
+            foreach (var p in prefetchers) p.Join();
             source.Dispose();
             foreach (var s in slots) if (s.Buffer != 0) { pool.Return(s.Buffer, s.Capacity); s.Buffer = 0; }
             pool.Dispose();

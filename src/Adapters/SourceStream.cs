@@ -19,7 +19,7 @@ internal sealed class SourceStream : IDisposable
     // How the read-ahead loads the page cache: "sendfile" (default; splice to /dev/null, no copy), "read" (into a scratch
     // buffer) or "fadvise" (a WILLNEED hint). MTP_READAHEAD picks another, to compare them on a given disk.
     readonly string _mode = Environment.GetEnvironmentVariable("MTP_READAHEAD") ?? "sendfile";
-    byte[]? _scratch;
+    [ThreadStatic] static byte[]? _scratch;
 
     public SourceStream(bool dropBehind) => _dropBehind = dropBehind;
 
@@ -39,10 +39,10 @@ internal sealed class SourceStream : IDisposable
     }
 
     /// <summary>
-    /// Reads ahead the inputs of <paramref name="pieces"/>[from..] up to about <see cref="Batch"/> bytes; returns the index
-    /// after the last piece covered.
+    /// Plans the read-ahead of the inputs of <paramref name="pieces"/>[from..] up to about <see cref="Batch"/> bytes: their
+    /// ranges merged per file into contiguous runs. Returns the index after the last piece covered.
     /// </summary>
-    public int ReadBatch(IReadOnlyList<IEnumerable<Src>> pieces, int from, Func<bool> stop)
+    public static int PlanBatch(IReadOnlyList<IEnumerable<Src>> pieces, int from, List<(Src Any, long Start, long End)> runs)
     {
         int end = from;
         long bytes = 0;
@@ -56,6 +56,7 @@ internal sealed class SourceStream : IDisposable
             }
             end++;
         }
+        runs.Clear();
         foreach (var file in ranges.GroupBy(r => r.Path, StringComparer.Ordinal))
         {
             var sorted = file.OrderBy(r => r.Start).ToList();
@@ -63,12 +64,18 @@ internal sealed class SourceStream : IDisposable
             foreach (var r in sorted.Skip(1))
             {
                 if (r.Start <= e + MergeGap) { e = Math.Max(e, r.End); continue; }
-                Read(sorted[0].Any, s, e, stop);
+                runs.Add((sorted[0].Any, s, e));
                 (s, e) = (r.Start, r.End);
             }
-            Read(sorted[0].Any, s, e, stop);
+            runs.Add((sorted[0].Any, s, e));
         }
         return end;
+    }
+
+    /// <summary>Loads planned runs into the page cache (see <see cref="PlanBatch"/>). Thread-safe.</summary>
+    public void Load(List<(Src Any, long Start, long End)> runs, Func<bool> stop)
+    {
+        foreach (var (any, s, e) in runs) Read(any, s, e, stop);
     }
 
     void Read(Src any, long start, long end, Func<bool> stop)

@@ -27,7 +27,7 @@ public static class PageCache
     [DllImport("libc", EntryPoint = "sendfile", SetLastError = true)]
     static extern unsafe long SendFile(int outFd, int inFd, long* offset, nuint count);
 
-    static SafeFileHandle? _devNull;
+    static readonly Lazy<SafeFileHandle> DevNull = new(() => File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Write));
 
     /// <summary>
     /// Reads [offset, offset+length) of the file into the page cache and returns once it is there, without copying it to
@@ -40,9 +40,8 @@ public static class PageCache
         bool added = false;
         try
         {
-            _devNull ??= File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Write);
             file.DangerousAddRef(ref added);
-            int inFd = (int)file.DangerousGetHandle(), outFd = (int)_devNull.DangerousGetHandle();
+            int inFd = (int)file.DangerousGetHandle(), outFd = (int)DevNull.Value.DangerousGetHandle();
             long at = offset, end = offset + length;
             while (at < end)
             {
