@@ -242,7 +242,6 @@ public static partial class Converter
                         for (long off = 0; off < d.Length; off += CopyChunk)
                         {
                             int n = (int)Math.Min(CopyChunk, d.Length - off);
-                            if (off + n + PrefetchBytes < d.Length) Advise(d, off + n + PrefetchBytes - CopyChunk, CopyChunk, MadvWillNeed);
                             writer.Append(data.Slice(d.Offset + off, n));
                             source.Release(d, off, n);
                             written += n;
@@ -290,24 +289,24 @@ public static partial class Converter
         return written;
     }
 
-    internal const int MadvWillNeed = 3, MadvDontNeed = 4;
+    const int MadvDontNeed = 4;
 
     [DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
     static extern int Madvise(nint addr, nuint length, int advice);
 
     /// <summary>
-    /// madvise on the pages of [off, off + len) of a mapped source range: WILLNEED starts the read-ahead; DONTNEED drops the
-    /// (clean, file-backed) pages from this process's mapping; they stay in the page cache. Best effort, Linux only.
+    /// Drops the whole pages of [off, off + len) of a mapped source range from this process's mapping (MADV_DONTNEED: they
+    /// are clean and file-backed, so nothing is lost). Best effort, Linux only.
     /// </summary>
-    internal static unsafe void Advise(Src s, long off, long len, int advice)
+    internal static unsafe void Unmap(Src s, long off, long len)
     {
         if (len <= 0 || !OperatingSystem.IsLinux()) return;
         long page = Environment.SystemPageSize;
         long a = (long)s.File.GetData(s.Info).Pointer + s.Offset + off, e = a + len;
-        if (advice == MadvDontNeed) { a = (a + page - 1) / page * page; e = e / page * page; }
-        else { a = a / page * page; e = (e + page - 1) / page * page; }
+        a = (a + page - 1) / page * page;
+        e = e / page * page;
         if (e <= a) return;
-        try { Madvise((nint)a, (nuint)(e - a), advice); } catch (DllNotFoundException) { } catch (EntryPointNotFoundException) { }
+        try { Madvise((nint)a, (nuint)(e - a), MadvDontNeed); } catch (DllNotFoundException) { } catch (EntryPointNotFoundException) { }
     }
 
 

@@ -287,7 +287,6 @@ internal sealed class QuantPiece : Piece
             bool same = _fp4
                 ? DequantEquality.Fp4(rc.All, _rows, _cols, rs.All, _group, input, _inFmt)
                 : DequantEquality.Fp8(rc.All, _rows, _cols, rs.All, _sf, _block, input, _inFmt);
-            rs.All.CopyTo(scales);
             if (same)
             {
                 rc.All.CopyTo(codes);

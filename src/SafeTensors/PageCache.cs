@@ -79,27 +79,21 @@ public static class PageCache
         Drop(file, offset, length);
     }
 
-    static void Fadv(SafeFileHandle file, long offset, long length, int advice)
-    {
-        if (!Linux || _unavailable || length <= 0 || file.IsInvalid || file.IsClosed) return;
-        bool added = false;
-        try
-        {
-            file.DangerousAddRef(ref added);
-            Fadvise(file.DangerousGetHandle(), offset, length, advice);
-        }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { _unavailable = true; }
-        finally { if (added) file.DangerousRelease(); }
-    }
+    static void Fadv(SafeFileHandle file, long offset, long length, int advice) =>
+        WithFd(file, length, fd => Fadvise(fd, offset, length, advice));
 
-    static void Sync(SafeFileHandle file, long offset, long length, uint flags)
+    static void Sync(SafeFileHandle file, long offset, long length, uint flags) =>
+        WithFd(file, length, fd => SyncFileRange(fd, offset, length, flags));
+
+    /// <summary>Calls <paramref name="call"/> with the handle's descriptor, kept open meanwhile; a no-op off Linux or without libc.</summary>
+    static void WithFd(SafeFileHandle file, long length, Func<nint, int> call)
     {
         if (!Linux || _unavailable || length <= 0 || file.IsInvalid || file.IsClosed) return;
         bool added = false;
         try
         {
             file.DangerousAddRef(ref added);
-            SyncFileRange(file.DangerousGetHandle(), offset, length, flags);
+            call(file.DangerousGetHandle());
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { _unavailable = true; }
         finally { if (added) file.DangerousRelease(); }

@@ -10,12 +10,7 @@ public class SequentialFileTests
     [SetUp] public void SetUp() => _dir = RepoPaths.NewTempDir("seqfile");
     [TearDown] public void TearDown() => Directory.Delete(_dir, true);
 
-    static byte[] Random(long n, int seed)
-    {
-        var b = new byte[n];
-        new Random(seed).NextBytes(b);
-        return b;
-    }
+    static byte[] Random(long n, int seed) => WriterRoundTripTests.Pattern(n, seed);
 
     // Chunk sizes chosen to straddle the 8 MiB staging buffers and the 16 MiB write-back chunks, ending off any 4 KiB boundary.
     static readonly int[] Chunks = { 7, 4096, 3 << 20, (8 << 20) - 5, 1, 9 << 20, 12345, 16 << 20, 4095 };

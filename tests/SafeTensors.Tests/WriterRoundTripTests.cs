@@ -10,7 +10,7 @@ public class WriterRoundTripTests
     [SetUp] public void SetUp() => _dir = RepoPaths.NewTempDir("st-write");
     [TearDown] public void TearDown() => Directory.Delete(_dir, true);
 
-    static byte[] Pattern(long n, int seed)
+    internal static byte[] Pattern(long n, int seed)
     {
         var b = new byte[n];
         new Random(seed).NextBytes(b);
