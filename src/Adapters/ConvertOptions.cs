@@ -30,8 +30,14 @@ public sealed record ConvertOptions
     /// 1.6 TB conversion neither fills memory nor evicts everything else. False leaves input and output cached.
     /// </summary>
     public bool DropBehind { get; init; } = true;
-    /// <summary>Replace a non-empty output directory.</summary>
+    /// <summary>Replace an existing output directory that is a previous checkpoint output holding nothing else (see <see cref="OutputFolder.CheckReplaceable"/>).</summary>
     public bool Force { get; init; }
+    /// <summary>Replace an existing output directory whatever it holds.</summary>
+    public bool ForceAny { get; init; }
+    /// <summary>Do not compare the planned output size with the free space before writing.</summary>
+    public bool SkipSpaceCheck { get; init; }
+    /// <summary>Stops the conversion (its workers and read-ahead threads); the temporary output is then removed.</summary>
+    public CancellationToken Cancel { get; init; }
     /// <summary>Carry tensors no rule claims through unchanged (reported) instead of failing.</summary>
     public bool AllowUnknown { get; init; }
     /// <summary>

@@ -270,11 +270,34 @@ public static partial class Converter
             if (File.Exists(Path.Combine(outDir, ReportFileName)) && !o.Force)
                 throw new AdapterException(AdapterErrorKind.Usage, $"{outDir}: already a complete checkpoint (has {ReportFileName}); use --force to convert parts into it again");
         }
-        else if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() && !o.Force)
-            throw new AdapterException(AdapterErrorKind.Usage, $"{outDir}: exists and is not empty (use --force to replace it)");
+        else AsAdapterError(() => OutputFolder.CheckReplaceable(outDir, RulesOf(inDir, o))); // early, before planning; checked again on writing
         if (o.MaxShardBytes <= 0) throw new AdapterException(AdapterErrorKind.Usage, "--max-shard-size must be positive");
         if (o.MaxMemoryBytes <= 0) throw new AdapterException(AdapterErrorKind.Usage, "--max-memory must be positive");
-        Leftovers.RemoveStale(outDir); // temporaries of interrupted runs into the same output
+    }
+
+    /// <summary>The output transaction of a conversion (replace rules, space check of <paramref name="plannedBytes"/>, stale temporaries).</summary>
+    static OutputTransaction BeginOutput(string inDir, string outDir, ConvertOptions o, long plannedBytes)
+    {
+        OutputTransaction? t = null;
+        AsAdapterError(() => t = OutputTransaction.Begin(outDir, plannedBytes, RulesOf(inDir, o)));
+        return t!;
+    }
+
+    // A previous output of this conversion also holds the auxiliary files copied from the input and the reference.
+    static OutputRules RulesOf(string inDir, ConvertOptions o) => new()
+    {
+        Force = o.Force, ForceAny = o.ForceAny, SkipSpaceCheck = o.SkipSpaceCheck, Cancel = o.Cancel,
+        CarriedNames = new[] { inDir, o.Reference }.Where(d => d != null && Directory.Exists(d))
+            .SelectMany(d => Directory.EnumerateFiles(d!).Select(Path.GetFileName)).Select(n => n!).ToHashSet(StringComparer.Ordinal),
+    };
+
+    static void AsAdapterError(Action a)
+    {
+        try { a(); }
+        catch (OutputException e)
+        {
+            throw new AdapterException(e.Kind == OutputErrorKind.Refused ? AdapterErrorKind.Usage : AdapterErrorKind.Io, e.Message, e) { File = e.File };
+        }
     }
 
     static string List(IReadOnlyList<string> names, int max = 20) =>

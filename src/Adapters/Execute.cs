@@ -26,44 +26,31 @@ public static partial class Converter
         if (options.Part is { } part)
             return ExecutePart(part, direction, inDir, outDir, full, family, options, progress, src, outputs, shards, config, dropped, carried, metadata, sw, extra,
                 refIndexPath, quantPieces, planTime, byName, threads);
-        string tmp = full + ".partial-" + Environment.ProcessId;
-        try
-        {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
-            Directory.CreateDirectory(tmp);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new AdapterException(AdapterErrorKind.Io, $"{tmp}: cannot create the output: {e.Message}", e);
-        }
         long written = 0;
+        using OutputTransaction txn = BeginOutput(inDir, outDir, options, total + shards.Count * (64L << 10));
         try
         {
-            written = WriteShards(shards, tmp, byName, metadata, options, threads, progress);
-            if (shards.Count > 1 || refIndexPath != null && File.Exists(refIndexPath))
+            txn.Run(tmp =>
             {
-                JsonObject? extraMeta = refIndexPath != null && File.Exists(refIndexPath) ? ShardIndex.Read(refIndexPath).Metadata : null;
-                var map = shards.SelectMany(s => s.Tensors.Select(t => new KeyValuePair<string, string>(t.Name, s.FileName)));
-                ShardIndex.Write(Path.Combine(tmp, ShardIndex.FileName), total, map, extraMeta);
-            }
-            AtomicFile.WriteAllText(Path.Combine(tmp, "config.json"), config.ToJsonString(Indented) + "\n");
-            CopyAuxiliary(src.Directory, tmp);
-            if (options.Reference != null) CopyAuxiliary(options.Reference, tmp);
-            sw.Stop();
-            var report = BuildReport(direction, inDir, outDir, family, options, src, outputs, shards, dropped, carried, planTime, sw.Elapsed, written, extra, quantPieces);
-            AtomicFile.WriteAllText(Path.Combine(tmp, ReportFileName), report.ToJsonString(Indented) + "\n");
-            if (Directory.Exists(full)) Directory.Delete(full, true);
-            Directory.Move(tmp, full);
+                written = WriteShards(shards, tmp, byName, metadata, options, threads, progress);
+                if (shards.Count > 1 || refIndexPath != null && File.Exists(refIndexPath))
+                {
+                    JsonObject? extraMeta = refIndexPath != null && File.Exists(refIndexPath) ? ShardIndex.Read(refIndexPath).Metadata : null;
+                    var map = shards.SelectMany(s => s.Tensors.Select(t => new KeyValuePair<string, string>(t.Name, s.FileName)));
+                    ShardIndex.Write(Path.Combine(tmp, ShardIndex.FileName), total, map, extraMeta);
+                }
+                AtomicFile.WriteAllText(Path.Combine(tmp, "config.json"), config.ToJsonString(Indented) + "\n");
+                CopyAuxiliary(src.Directory, tmp);
+                if (options.Reference != null) CopyAuxiliary(options.Reference, tmp);
+                sw.Stop();
+                var report = BuildReport(direction, inDir, outDir, family, options, src, outputs, shards, dropped, carried, planTime, sw.Elapsed, written, extra, quantPieces);
+                AtomicFile.WriteAllText(Path.Combine(tmp, ReportFileName), report.ToJsonString(Indented) + "\n");
+                return written;
+            });
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            TryDelete(tmp);
             throw new AdapterException(AdapterErrorKind.Io, $"{outDir}: {e.Message}", e);
-        }
-        catch
-        {
-            TryDelete(tmp);
-            throw;
         }
         var requant = quantPieces?.Where(q => !q.Unchanged && q.ChangedBlocks > 0).Select(q => (q.WeightName, q.ChangedBlocks)).ToList() ?? new();
         return new ConversionResult(full, family, outputs.Count, dropped, carried, written, shards.Select(s => s.FileName).ToList(), requant, sw.Elapsed);
@@ -94,6 +81,7 @@ public static partial class Converter
     static unsafe long WriteShards(IReadOnlyList<ShardPlan> shards, string dir, Dictionary<string, PlannedTensor> byName,
         Dictionary<string, IReadOnlyDictionary<string, string>>? metadata, ConvertOptions options, int threads, ConvertProgress? progress)
     {
+        CancellationToken cancel = options.Cancel;
         // Schedule: per shard, the pieces in order; computed pieces split into row blocks.
         var perShard = new List<List<(Slot S, bool Computed)>>();
         var slots = new List<Slot>();
@@ -158,7 +146,7 @@ public static partial class Converter
                 {
                     while (true)
                     {
-                        if (stop || failure != null || next >= slots.Count) return;
+                        if (stop || failure != null || next >= slots.Count || cancel.IsCancellationRequested) return;
                         long b = slots[next].P.Bytes;
                         if (inFlight == 0 || (inFlight < maxItems && inFlightBytes + b <= budget)) break;
                         Monitor.Wait(gate);
@@ -204,7 +192,7 @@ public static partial class Converter
         var prefetchers = Enumerable.Range(0, flat.Count == 0 ? 0 : ReadAheadThreads).Select(_ => new Thread(() =>
         {
             var runs = new List<(Src, long, long)>();
-            while (!Volatile.Read(ref stop))
+            while (!Volatile.Read(ref stop) && !cancel.IsCancellationRequested)
             {
                 bool have = false;
                 lock (planLock)
@@ -214,10 +202,12 @@ public static partial class Converter
                     if (planned >= flat.Count) return;
                     if (prefix[planned] - prefix[cur] < PrefetchBytes) { planned = SourceStream.PlanBatch(inputs, planned, runs); have = true; }
                 }
-                if (have) source.Load(runs, () => Volatile.Read(ref stop));
+                if (have) source.Load(runs, () => Volatile.Read(ref stop) || cancel.IsCancellationRequested);
                 else Thread.Sleep(2);
             }
         }) { IsBackground = true, Name = "mtp-readahead" }).ToList();
+        // A cancellation wakes the writer (and the workers) waiting on the gate; they then stop as on a failure.
+        using var wake = cancel.Register(() => { lock (gate) Monitor.PulseAll(gate); });
         foreach (var w in workers) w.Start();
         foreach (var p in prefetchers) p.Start();
         long written = 0;
@@ -228,6 +218,7 @@ public static partial class Converter
             for (int si = 0; si < shards.Count; si++)
             {
                 ShardPlan shard = shards[si];
+                cancel.ThrowIfCancellationRequested();
                 IReadOnlyDictionary<string, string> md = metadata != null && metadata.TryGetValue(shard.FileName, out var m) ? m
                     : new Dictionary<string, string> { ["format"] = "pt" };
                 var writer = SafeTensorsWriter.Create(Path.Combine(dir, shard.FileName), shard.Tensors, md, options.DropBehind ? WriteMode.Direct : WriteMode.Cached);
@@ -241,6 +232,7 @@ public static partial class Converter
                         PrefetchFrom(slot);
                         for (long off = 0; off < d.Length; off += CopyChunk)
                         {
+                            cancel.ThrowIfCancellationRequested();
                             int n = (int)Math.Min(CopyChunk, d.Length - off);
                             writer.Append(data.Slice(d.Offset + off, n));
                             source.Release(d, off, n);
@@ -252,8 +244,9 @@ public static partial class Converter
                     nint buf;
                     lock (gate)
                     {
-                        while (!slot.Done && failure == null) Monitor.Wait(gate);
+                        while (!slot.Done && failure == null && !cancel.IsCancellationRequested) Monitor.Wait(gate);
                         if (failure != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
+                        cancel.ThrowIfCancellationRequested();
                         buf = slot.Buffer;
                     }
                     long bytes = slot.P.Bytes;
@@ -268,7 +261,7 @@ public static partial class Converter
                 }
                 // fsync + rename in the background: the next shard is produced while this one reaches the disk.
                 string msg = $"wrote {shard.FileName} ({shard.Tensors.Count} tensors, {shard.Bytes:N0} bytes)";
-                completing.Add(Task.Run(() => { writer.Complete(); writer.Dispose(); }));
+                completing.Add(Task.Run(() => { try { writer.Complete(); } finally { writer.Dispose(); } })); // a failed fsync still closes the file
                 open.Remove(writer);
                 progress?.Log?.Invoke(msg);
             }
@@ -309,11 +302,6 @@ public static partial class Converter
         try { Madvise((nint)a, (nuint)(e - a), MadvDontNeed); } catch (DllNotFoundException) { } catch (EntryPointNotFoundException) { }
     }
 
-
-    static void TryDelete(string dir)
-    {
-        try { if (Directory.Exists(dir)) Directory.Delete(dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
 
     static void CopyAuxiliary(string fromDir, string toDir)
     {

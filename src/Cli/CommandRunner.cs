@@ -28,6 +28,10 @@ public static class CommandRunner
         {
             return body();
         }
+        catch (OperationCanceledException e) when (Interrupt.Requested)
+        {
+            return Interrupt.Report(e);
+        }
         catch (Exception e)
         {
             var (code, file, tensor) = Classify(e);

@@ -219,14 +219,33 @@ public static class TrainingCheckpoint
     public static bool HasState(string dir) => File.Exists(Path.Combine(dir, StateDir, "trainer_state.json"));
 
     /// <summary>
-    /// Writes everything to <c>DIR.tmp-PID</c>, then swaps it into place (an existing DIR is renamed away
-    /// first and removed after): a crash never leaves a half-written DIR.
+    /// Writes everything through an <see cref="OutputTransaction"/> (<c>DIR.partial-PID</c>, renamed into place when
+    /// complete; a previous output is replaced only once the new one is whole): a crash never leaves a half-written DIR.
+    /// DIR may be replaced if it is a previous checkpoint output holding nothing else.
     /// </summary>
     public static void Save(Trainer t, string dir, long maxShardBytes = CheckpointIO.DefaultShardBytes)
     {
-        string full = Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar);
-        string tmp = full + ".tmp-" + Environment.ProcessId;
-        if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+        using var txn = Begin(t, dir, new OutputRules { Force = true });
+        txn.Run(tmp => { WriteInto(t, tmp, maxShardBytes); return 0; });
+    }
+
+    /// <summary>
+    /// Starts the output transaction of a save into <paramref name="dir"/> (before training, so a refused or too small
+    /// output fails first): the replace rules, and the planned bytes (weights in the model dtype plus two F32 moments per
+    /// trainable parameter) against the free space.
+    /// </summary>
+    /// <exception cref="OutputException">DIR may not be replaced or the checkpoint does not fit.</exception>
+    public static OutputTransaction Begin(Trainer t, string dir, OutputRules rules)
+    {
+        long elem = t.Model.DType == ScalarType.Float32 ? 4 : 2;
+        long weights = t.Model.StateDict().Values.Sum(v => v.numel()) * elem;
+        long moments = t.Model.TrainableParameters().Sum(p => p.Param.numel()) * 8;
+        return OutputTransaction.Begin(dir, weights + moments + (1L << 20), rules);
+    }
+
+    /// <summary>Writes the weights, config.json and <c>training_state/</c> into the (temporary) directory <paramref name="tmp"/>.</summary>
+    public static void WriteInto(Trainer t, string tmp, long maxShardBytes = CheckpointIO.DefaultShardBytes)
+    {
         var dtype = CheckpointIO.ToSafeTensors(t.Model.DType);
         var config = t.Config ?? throw new InvalidOperationException("the trainer has no config.json to save");
         CheckpointIO.SaveModel(t.Model, tmp, config, dtype, maxShardBytes);
@@ -247,10 +266,6 @@ public static class TrainingCheckpoint
             ["optimizer_steps"] = steps,
         };
         File.WriteAllText(Path.Combine(sd, "trainer_state.json"), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        string old = full + ".old-" + Environment.ProcessId;
-        if (Directory.Exists(full)) Directory.Move(full, old);
-        Directory.Move(tmp, full);
-        if (Directory.Exists(old)) Directory.Delete(old, true);
     }
 
     /// <summary>

@@ -85,8 +85,13 @@ public class StrictnessTests
         var e = Assert.Throws<AdapterException>(() => Converter.ToNative(fx, outDir, new ConvertOptions()))!;
         Assert.That(e.ExitCode, Is.EqualTo(2));
         Assert.That(File.Exists(Path.Combine(outDir, "keep.txt")), Is.True);
-        Converter.ToNative(fx, outDir, new ConvertOptions { Force = true });
+        // --force replaces only a previous output: this folder is none, so it needs --force-any.
+        e = Assert.Throws<AdapterException>(() => Converter.ToNative(fx, outDir, new ConvertOptions { Force = true }))!;
+        Assert.That(e.ExitCode, Is.EqualTo(2));
+        Assert.That(e.Message, Does.Contain("keep.txt"));
+        Converter.ToNative(fx, outDir, new ConvertOptions { ForceAny = true });
         Assert.That(File.Exists(Path.Combine(outDir, "keep.txt")), Is.False);
+        Converter.ToNative(fx, outDir, new ConvertOptions { Force = true });
         Assert.Throws<AdapterException>(() => Converter.ToNative(fx, fx, new ConvertOptions { Force = true }));
     }
 

@@ -146,9 +146,9 @@ public class SynthCommandTests
         Assert.That(stderr, Does.Contain("--force"));
         Assert.That(Directory.GetFileSystemEntries(dir).Select(Path.GetFileName), Is.EqualTo(new[] { "keep.txt" }));
         Assert.That(File.ReadAllText(Path.Combine(dir, "keep.txt")), Is.EqualTo("mine"));
-        Assert.That(Directory.GetFileSystemEntries(Path.GetDirectoryName(dir)!).Where(p => p.Contains(".synth-")), Is.Empty);
+        Assert.That(Directory.GetFileSystemEntries(Path.GetDirectoryName(dir)!).Where(p => p.Contains(".partial-")), Is.Empty);
 
-        (code, _, stderr) = CliRunner.Run("synth", "--family", "deepseek-v3", "--force", dir);
+        (code, _, stderr) = CliRunner.Run("synth", "--family", "deepseek-v3", "--force-any", dir);
         Assert.That(code, Is.EqualTo(0), stderr);
         Assert.That(File.Exists(Path.Combine(dir, "keep.txt")), Is.False);
         Assert.That((JsonArray)Inspect(dir)["problems"]!, Is.Empty);

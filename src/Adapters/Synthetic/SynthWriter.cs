@@ -22,38 +22,22 @@ public static class SynthWriter
     public const int BatchBytes = 8 << 20;
 
     /// <summary>
-    /// Writes the checkpoint into a temporary sibling of <paramref name="outDir"/> and renames it into place.
-    /// An existing non-empty <paramref name="outDir"/> is replaced only with <paramref name="overwrite"/>
-    /// (otherwise <see cref="IOException"/> and nothing is touched).
+    /// Writes the checkpoint through an <see cref="OutputTransaction"/> (<c>OUT.partial-PID</c>, renamed into place when
+    /// complete): an existing <paramref name="outDir"/> is replaced as <paramref name="rules"/> allow (default: only an
+    /// empty one), the planned bytes must fit in the free space, and a cancellation removes the temporary.
     /// <paramref name="progress"/> receives (bytes written, total bytes) after each batch.
     /// </summary>
-    public static SynthResult WriteCheckpoint(SynthPlan plan, string outDir, ulong seed, long maxShardBytes, bool overwrite = false, Action<long, long>? progress = null)
+    /// <exception cref="OutputException">OUT may not be replaced or the checkpoint does not fit.</exception>
+    /// <exception cref="OutputInterruptedException"><see cref="OutputRules.Cancel"/> was cancelled.</exception>
+    public static SynthResult WriteCheckpoint(SynthPlan plan, string outDir, ulong seed, long maxShardBytes, OutputRules? rules = null, Action<long, long>? progress = null)
     {
-        string full = Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar));
-        if (File.Exists(full)) throw new IOException($"{full} is a file, not a directory");
-        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any() && !overwrite)
-            throw new IOException($"{full} is not empty");
-        string parent = Path.GetDirectoryName(full) ?? ".";
-        Directory.CreateDirectory(parent);
-        string tmp = Path.Combine(parent, "." + Path.GetFileName(full) + ".synth-" + Environment.ProcessId);
-        if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
-        Directory.CreateDirectory(tmp);
-        try
-        {
-            SynthResult r = WriteInto(plan, tmp, seed, maxShardBytes, progress);
-            if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
-            Directory.Move(tmp, full);
-            return r;
-        }
-        catch
-        {
-            try { Directory.Delete(tmp, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw;
-        }
+        rules ??= new OutputRules();
+        using var txn = OutputTransaction.Begin(outDir, plan.TotalBytes + (1L << 20), rules);
+        return txn.Run(tmp => WriteInto(plan, tmp, seed, maxShardBytes, progress, rules.Cancel));
     }
 
     /// <summary>Writes config.json, the shards and (for several shards) the index into the existing directory <paramref name="dir"/>.</summary>
-    public static SynthResult WriteInto(SynthPlan plan, string dir, ulong seed, long maxShardBytes, Action<long, long>? progress = null)
+    public static SynthResult WriteInto(SynthPlan plan, string dir, ulong seed, long maxShardBytes, Action<long, long>? progress = null, CancellationToken cancel = default)
     {
         var sw = Stopwatch.StartNew();
         var byName = plan.Tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
@@ -70,6 +54,11 @@ public static class SynthWriter
             long off = 0;
             while (ti < shard.Tensors.Count)
             {
+                if (cancel.IsCancellationRequested)
+                {
+                    pending.GetAwaiter().GetResult(); // no write may still use the writer that is about to be disposed
+                    cancel.ThrowIfCancellationRequested();
+                }
                 // lay out the next batch: consecutive tensor segments, cut at 1 MiB chunk boundaries
                 items.Clear();
                 int filled = 0;

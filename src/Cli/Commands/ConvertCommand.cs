@@ -25,12 +25,14 @@ public static class ConvertCommand
         var shard = new Option<string>("--max-shard-size") { Description = "Maximum output shard size (e.g. 5GB, 500MB)", DefaultValueFactory = _ => "5GB" };
         var memory = new Option<string>("--max-memory") { Description = "Memory budget for tensors computed at once (e.g. 2GB)", DefaultValueFactory = _ => "2GB" };
         var keepCache = new Option<bool>("--keep-page-cache") { Description = "Leave input and output in the page cache (default: drop each range once consumed or written back, so memory stays bounded)" };
-        var force = new Option<bool>("--force") { Description = "Replace a non-empty output directory" };
+        var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp };
+        var forceAny = new Option<bool>("--force-any") { Description = OutputFlags.ForceAnyHelp };
+        var noSpaceCheck = new Option<bool>("--no-space-check") { Description = OutputFlags.NoSpaceCheckHelp };
         var allowUnknown = new Option<bool>("--allow-unknown") { Description = "Carry tensors no rule claims through unchanged (reported) instead of failing" };
         var json = new Option<bool>("--json") { Description = "Print a JSON summary on stdout (or {\"error\": {...}} on failure)" };
         var cmd = new Command("convert", "Convert an MTP checkpoint between the Hugging Face layout and the training layout, losslessly")
         {
-            input, output, to, family, dtype, reference, layout, threads, shard, memory, force, allowUnknown, json, part, merge, keepCache,
+            input, output, to, family, dtype, reference, layout, threads, shard, memory, force, allowUnknown, json, part, merge, keepCache, forceAny, noSpaceCheck,
         };
         cmd.SetAction(pr => CommandRunner.Run(() =>
             {
@@ -79,6 +81,7 @@ public static class ConvertCommand
                     Threads = Math.Max(0, pr.GetValue(threads)), MaxShardBytes = Units.ParseSize(pr.GetValue(shard)!),
                     MaxMemoryBytes = Units.ParseSize(pr.GetValue(memory)!), Force = pr.GetValue(force), AllowUnknown = pr.GetValue(allowUnknown),
                     Part = partOf, DropBehind = !pr.GetValue(keepCache),
+                    ForceAny = pr.GetValue(forceAny), SkipSpaceCheck = pr.GetValue(noSpaceCheck), Cancel = Interrupt.Token,
                 };
                 string inDir = pr.GetValue(input)!, outDir = pr.GetValue(output)!;
                 bool asJson = pr.GetValue(json);

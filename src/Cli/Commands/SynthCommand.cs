@@ -2,12 +2,13 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Mtp.Adapters.Synthetic;
+using Mtp.SafeTensors;
 
 namespace Mtp.Cli.Commands;
 
 /// <summary>
 /// <c>mtp synth --family F [--size S | --layers N --hidden H --experts E --vocab V] [--mtp-depth D]
-/// [--quant bf16|fp8] [--seed S] [--max-shard-size 5GB] [--force] OUT</c>: writes a synthetic checkpoint in
+/// [--quant bf16|fp8] [--seed S] [--max-shard-size 5GB] [--force | --force-any] [--no-space-check] OUT</c>: writes a synthetic checkpoint in
 /// the family's HF layout and quantization, streaming (bounded memory whatever the size).
 /// </summary>
 public static class SynthCommand
@@ -28,10 +29,12 @@ public static class SynthCommand
         quant.AcceptOnlyFromAmong("bf16", "fp8");
         var seed = new Option<ulong>("--seed") { Description = "Random seed: the same seed gives byte-identical files", DefaultValueFactory = _ => 0 };
         var maxShard = new Option<string>("--max-shard-size") { Description = "Largest shard file", DefaultValueFactory = _ => "5GB" };
-        var force = new Option<bool>("--force") { Description = "Replace a non-empty output directory" };
+        var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp };
+        var forceAny = new Option<bool>("--force-any") { Description = OutputFlags.ForceAnyHelp };
+        var noSpaceCheck = new Option<bool>("--no-space-check") { Description = OutputFlags.NoSpaceCheckHelp };
         var cmd = new Command("synth", "Write a synthetic checkpoint in a family's real HF layout and quantization, of a given size");
         cmd.Arguments.Add(output);
-        foreach (Option o in new Option[] { family, size, layers, hidden, experts, vocab, depth, quant, seed, maxShard, force }) cmd.Options.Add(o);
+        foreach (Option o in new Option[] { family, size, layers, hidden, experts, vocab, depth, quant, seed, maxShard, force, forceAny, noSpaceCheck }) cmd.Options.Add(o);
         cmd.SetAction(r => CommandRunner.Run(() =>
         {
             string fam = r.GetValue(family)!;
@@ -48,8 +51,8 @@ public static class SynthCommand
 
             string outDir = r.GetValue(output)!;
             if (File.Exists(outDir)) throw new CliException(ExitCodes.Usage, $"{outDir} is a file; synth writes a directory");
-            if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() && !r.GetValue(force))
-                throw new CliException(ExitCodes.Usage, $"{outDir} is not empty (use --force to replace it)");
+            var rules = new OutputRules { Force = r.GetValue(force), ForceAny = r.GetValue(forceAny), SkipSpaceCheck = r.GetValue(noSpaceCheck), Cancel = Interrupt.Token };
+            OutputFolder.CheckReplaceable(outDir, rules); // before sizing; checked again when the output begins
 
             SynthModel model;
             try { model = SynthSizing.Resolve(fam, q == "fp8", target, overrides); }
@@ -70,7 +73,7 @@ public static class SynthCommand
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"synth: {Units.Bytes(done)} / {Units.Bytes(all)} ({100.0 * done / Math.Max(1, all):0}%), {done / 1e6 / Math.Max(sec, 1e-9):0} MB/s"));
             }
-            SynthResult res = SynthWriter.WriteCheckpoint(plan, outDir, r.GetValue(seed), shardBytes, r.GetValue(force), Progress);
+            SynthResult res = SynthWriter.WriteCheckpoint(plan, outDir, r.GetValue(seed), shardBytes, rules, Progress);
             double secs = res.Elapsed.TotalSeconds;
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"synth: wrote {outDir}: {res.Tensors} tensors, {res.Bytes} bytes ({Units.Bytes(res.Bytes)}), {res.Shards} shards, {secs:0.00} s, {res.Bytes / 1e6 / Math.Max(secs, 1e-9):0} MB/s"));

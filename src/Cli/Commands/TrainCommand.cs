@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Mtp.Model;
+using Mtp.SafeTensors;
 using TorchSharp;
 
 namespace Mtp.Cli.Commands;
@@ -30,10 +31,13 @@ public static class TrainCommand
         var resume = new Option<string?>("--resume") { Description = "Continue exactly from a directory written by --out: its weights, optimizer moments, step, schedule, options (lr, warmup, horizon, batch, seq-len, mtp-loss-scale, dtype) and data position replace CHECKPOINT and those flags. E.g. mtp train OUT --resume OUT --steps K --out OUT." };
         var rollPositions = new Option<bool>("--roll-positions") { Description = "Roll position ids for the MTP depths too (Megatron/NeMo); default keeps the original positions (torchtitan/vLLM)." };
         var threads = new Option<int>("--threads") { Description = "CPU intra-op threads (0: libtorch's default, one per core). Default 1: small models step faster without OpenMP contention on shared machines, and runs stay bitwise reproducible.", DefaultValueFactory = _ => 1 };
+        var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp + " (not needed when --out is the --resume directory)" };
+        var forceAny = new Option<bool>("--force-any") { Description = OutputFlags.ForceAnyHelp };
+        var noSpaceCheck = new Option<bool>("--no-space-check") { Description = OutputFlags.NoSpaceCheckHelp };
         var json = new Option<bool>("--json") { Description = "Write one JSON object per step (step, loss, mtp_losses, grad_norm, tokens_per_s, total_loss, lr) to stdout." };
         var cmd = new Command("train", "Train a DeepSeek-V3 checkpoint with its MTP depths (main + MTP loss) and optionally save it; proves a conversion by training.")
         {
-            ckpt, steps, outDir, device, dtype, lr, batch, seqLen, data, seed, mtpScale, warmup, total, resume, rollPositions, threads, json,
+            ckpt, steps, outDir, device, dtype, lr, batch, seqLen, data, seed, mtpScale, warmup, total, resume, rollPositions, threads, json, force, forceAny, noSpaceCheck,
         };
         cmd.SetAction(pr => CommandRunner.Run(() =>
                 Run(pr.GetValue(ckpt)!, pr.GetValue(steps), pr.GetValue(outDir), pr.GetValue(device)!, pr.GetValue(dtype)!,
@@ -42,13 +46,14 @@ public static class TrainCommand
                         Lr = pr.GetValue(lr), Batch = pr.GetValue(batch), SeqLen = pr.GetValue(seqLen), MtpLossScale = pr.GetValue(mtpScale),
                         Warmup = pr.GetValue(warmup), TotalSteps = pr.GetValue(total) ?? pr.GetValue(steps), RollPositions = pr.GetValue(rollPositions),
                     },
-                    pr.GetValue(data), pr.GetValue(seed), pr.GetValue(resume), pr.GetValue(threads), pr.GetValue(json)),
+                    pr.GetValue(data), pr.GetValue(seed), pr.GetValue(resume), pr.GetValue(threads), pr.GetValue(json),
+                    new OutputRules { Force = pr.GetValue(force), ForceAny = pr.GetValue(forceAny), SkipSpaceCheck = pr.GetValue(noSpaceCheck), Cancel = Interrupt.Token }),
             pr.GetValue(GlobalOptions.Verbose), pr.GetValue(json)));
         return cmd;
     }
 
     static int Run(string ckpt, int steps, string? outDir, string deviceName, string dtypeName, TrainerOptions options,
-        string? dataPath, long seed, string? resumeDir, int threads, bool json)
+        string? dataPath, long seed, string? resumeDir, int threads, bool json, OutputRules outRules)
     {
         if (steps < 0) throw new CliException(ExitCodes.Usage, "--steps must be ≥ 0");
         if (options.Batch < 1 || options.SeqLen < 2) throw new CliException(ExitCodes.Usage, "--batch must be ≥ 1 and --seq-len ≥ 2");
@@ -74,6 +79,11 @@ public static class TrainCommand
             trainer = new Trainer(model, source, options, config);
         }
         using var _ = trainer;
+        // The output is checked (replace rules, free space) and its temporary created before training, not after it.
+        bool ownResume = outDir is not null && resumeDir is not null
+            && Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(resumeDir).TrimEnd('/');
+        if (outDir is not null) outRules = outRules with { Force = outRules.Force || ownResume, CarriedNames = TopLevelFiles(resumeDir ?? ckpt) };
+        using OutputTransaction? txn = outDir is null ? null : TrainingCheckpoint.Begin(trainer, outDir, outRules);
         var o = trainer.Options;
         if (!json)
             Console.Error.WriteLine($"training {trainer.Model.Family}: {trainer.Model.NumHiddenLayers} layers + {trainer.Model.MtpDepthCount} MTP depth(s), " +
@@ -82,30 +92,36 @@ public static class TrainCommand
         var times = new List<double>();
         var wall = Stopwatch.StartNew();
         long end = trainer.StepsDone + steps;
-        for (int i = 0; i < steps; i++)
+        void Loop()
         {
-            var r = trainer.Step();
-            times.Add(r.Seconds);
-            if (json)
+            for (int i = 0; i < steps; i++)
             {
-                var line = new JsonObject
+                outRules.Cancel.ThrowIfCancellationRequested();
+                var r = trainer.Step();
+                times.Add(r.Seconds);
+                if (json)
                 {
-                    ["step"] = r.Step,
-                    ["loss"] = r.Loss,
-                    ["mtp_losses"] = new JsonArray(r.MtpLosses.Select(x => (JsonNode)JsonValue.Create(x)!).ToArray()),
-                    ["grad_norm"] = r.GradNorm,
-                    ["tokens_per_s"] = Math.Round(r.TokensPerSecond, 1),
-                    ["total_loss"] = r.TotalLoss,
-                    ["lr"] = r.Lr,
-                };
-                Console.Out.WriteLine(line.ToJsonString());
-            }
-            else
-            {
-                Console.Out.WriteLine(string.Format(inv, "step {0}/{1}  loss {2:F4}  mtp [{3}]  grad_norm {4:F3}  lr {5:G3}  {6:F0} tok/s",
-                    r.Step, end, r.Loss, string.Join(", ", r.MtpLosses.Select(x => x.ToString("F4", inv))), r.GradNorm, r.Lr, r.TokensPerSecond));
+                    var line = new JsonObject
+                    {
+                        ["step"] = r.Step,
+                        ["loss"] = r.Loss,
+                        ["mtp_losses"] = new JsonArray(r.MtpLosses.Select(x => (JsonNode)JsonValue.Create(x)!).ToArray()),
+                        ["grad_norm"] = r.GradNorm,
+                        ["tokens_per_s"] = Math.Round(r.TokensPerSecond, 1),
+                        ["total_loss"] = r.TotalLoss,
+                        ["lr"] = r.Lr,
+                    };
+                    Console.Out.WriteLine(line.ToJsonString());
+                }
+                else
+                {
+                    Console.Out.WriteLine(string.Format(inv, "step {0}/{1}  loss {2:F4}  mtp [{3}]  grad_norm {4:F3}  lr {5:G3}  {6:F0} tok/s",
+                        r.Step, end, r.Loss, string.Join(", ", r.MtpLosses.Select(x => x.ToString("F4", inv))), r.GradNorm, r.Lr, r.TokensPerSecond));
+                }
             }
         }
+        if (txn is null) Loop();
+        else txn.Run(tmp => { Loop(); TrainingCheckpoint.WriteInto(trainer, tmp); return 0; });
         if (times.Count > 0)
         {
             var steady = times.Count > 1 ? times.Skip(1).ToList() : times;
@@ -113,11 +129,9 @@ public static class TrainCommand
             Console.Error.WriteLine(string.Format(inv, "{0} steps in {1:F2} s; mean step {2:F1} ms (first step excluded), {3:F0} tokens/s",
                 times.Count, wall.Elapsed.TotalSeconds, mean * 1000, o.Batch * o.SeqLen / mean));
         }
-        if (outDir is not null)
-        {
-            trainer.Save(outDir);
-            Console.Error.WriteLine($"saved {outDir} (step {trainer.StepsDone})");
-        }
+        if (outDir is not null) Console.Error.WriteLine($"saved {outDir} (step {trainer.StepsDone})");
         return 0;
     }
+
+    static string[] TopLevelFiles(string dir) => Directory.Exists(dir) ? Directory.GetFiles(dir).Select(f => Path.GetFileName(f)!).ToArray() : [];
 }

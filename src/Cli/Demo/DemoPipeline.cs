@@ -43,7 +43,7 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
         Stage("synthesize", () =>
         {
             SynthPlan plan = SynthModel.For(family).Build();
-            var r = SynthWriter.WriteCheckpoint(plan, Hf, seed: 1, maxShardBytes: 512 * 1024, overwrite: true);
+            var r = SynthWriter.WriteCheckpoint(plan, Hf, seed: 1, maxShardBytes: 512 * 1024, new OutputRules { Force = true });
             return $"{r.Tensors} tensors, {Units.Bytes(r.Bytes)} in {r.Shards} shards ({family}, HF layout) -> {Hf}";
         });
         Stage("inspect", () =>
