@@ -287,7 +287,8 @@ public static partial class Converter
     static OutputRules RulesOf(string inDir, ConvertOptions o) => new()
     {
         Force = o.Force, ForceAny = o.ForceAny, SkipSpaceCheck = o.SkipSpaceCheck, Cancel = o.Cancel,
-        CarriedNames = new[] { inDir, o.Reference }.Where(d => d != null && Directory.Exists(d))
+        CarriedNames = new[] { inDir, o.Reference }.Select(d => d != null && File.Exists(d) ? Path.GetDirectoryName(Path.GetFullPath(d)) : d)
+            .Where(d => d != null && Directory.Exists(d))
             .SelectMany(d => Directory.EnumerateFiles(d!).Select(Path.GetFileName)).Select(n => n!).ToHashSet(StringComparer.Ordinal),
     };
 

@@ -27,7 +27,9 @@ public static partial class Converter
             return ExecutePart(part, direction, inDir, outDir, full, family, options, progress, src, outputs, shards, config, dropped, carried, metadata, sw, extra,
                 refIndexPath, quantPieces, planTime, byName, threads);
         long written = 0;
-        using OutputTransaction txn = BeginOutput(inDir, outDir, options, total + shards.Count * (64L << 10));
+        // Planned: the shard files' exact sizes (the JSON files are small enough to leave out).
+        long planned = shards.Sum(s => 8L + SafeTensorsWriter.BuildHeader(s.Tensors, ShardMetadata(metadata, s.FileName)).Length + s.Bytes);
+        using OutputTransaction txn = BeginOutput(inDir, outDir, options, planned);
         try
         {
             txn.Run(tmp =>

@@ -66,6 +66,8 @@ public static partial class Converter
         string partsDir = Path.Combine(full, PartsDirName);
         var myNames = new HashSet<string>(mine.SelectMany(s => s.Tensors.Select(t => t.Name)), StringComparer.Ordinal);
         long written;
+        if (!options.SkipSpaceCheck)
+            AsAdapterError(() => { Directory.CreateDirectory(full); OutputFolder.CheckSpace(outDir, full, mine.Sum(s => s.Bytes)); });
         try
         {
             Directory.CreateDirectory(partsDir);

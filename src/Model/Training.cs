@@ -240,7 +240,7 @@ public static class TrainingCheckpoint
         long elem = t.Model.DType == ScalarType.Float32 ? 4 : 2;
         long weights = t.Model.StateDict().Values.Sum(v => v.numel()) * elem;
         long moments = t.Model.TrainableParameters().Sum(p => p.Param.numel()) * 8;
-        return OutputTransaction.Begin(dir, weights + moments + (1L << 20), rules);
+        return OutputTransaction.Begin(dir, weights + moments, rules);
     }
 
     /// <summary>Writes the weights, config.json and <c>training_state/</c> into the (temporary) directory <paramref name="tmp"/>.</summary>

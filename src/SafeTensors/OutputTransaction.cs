@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Mtp.SafeTensors;
 
 /// <summary>
@@ -83,9 +85,7 @@ public sealed class OutputTransaction : IDisposable
     public void Commit()
     {
         _rules.Cancel.ThrowIfCancellationRequested();
-        foreach (string f in System.IO.Directory.EnumerateFiles(Directory, "*", SearchOption.AllDirectories))
-            using (var fs = new FileStream(f, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite))
-                fs.Flush(flushToDisk: true);
+        foreach (string f in System.IO.Directory.EnumerateFiles(Directory, "*", SearchOption.AllDirectories)) FlushToDisk(f);
         string aside = Directory + ".replaced";
         bool replacing = System.IO.Directory.Exists(Target);
         if (replacing) System.IO.Directory.Move(Target, aside);
@@ -99,6 +99,22 @@ public sealed class OutputTransaction : IDisposable
         try { if (System.IO.Directory.Exists(aside)) System.IO.Directory.Delete(aside, true); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* a stale leftover now: the next run removes it */ }
     }
+
+    // fsync through a read-only descriptor: copied auxiliary files may be read-only (they keep their source's mode).
+    static void FlushToDisk(string file)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var h = File.OpenHandle(file, FileMode.Open, FileAccess.Read);
+        try
+        {
+            if (Fsync(h.DangerousGetHandle()) != 0)
+                throw new IOException($"{file}: fsync failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
+    }
+
+    [DllImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    static extern int Fsync(nint fd);
 
     /// <summary>Removes the temporary (when not committed); true when it is gone.</summary>
     public bool Abort()

@@ -32,7 +32,7 @@ public static class SynthWriter
     public static SynthResult WriteCheckpoint(SynthPlan plan, string outDir, ulong seed, long maxShardBytes, OutputRules? rules = null, Action<long, long>? progress = null)
     {
         rules ??= new OutputRules();
-        using var txn = OutputTransaction.Begin(outDir, plan.TotalBytes + (1L << 20), rules);
+        using var txn = OutputTransaction.Begin(outDir, plan.TotalBytes, rules); // the tensor bytes: headers and config.json add a few KB
         return txn.Run(tmp => WriteInto(plan, tmp, seed, maxShardBytes, progress, rules.Cancel));
     }
 
