@@ -134,6 +134,12 @@ public static partial class Converter
             foreach (var n in st.OfType<JsonObject>())
                 if (DTypes.TryParse(n["dtype"]!.GetValue<string>(), out var dt))
                     hints[n["name"]!.GetValue<string>()] = (dt, n["shape"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray());
+        // Without a record of the source's tensors the quantization, the scales and the tied copies are unknown: an
+        // unquantized guess would look like a faithful export, so it takes an explicit --dtype.
+        if (reference == null && options.DType == null && hints.Count == 0)
+            throw new AdapterException(AdapterErrorKind.Usage, $"{inDir}: the HF format to export to is unknown ({ReportFileName} with the source's tensors is " +
+                "missing: not written by mtp convert --to native, or by mtp train from such a checkpoint); pass --reference HF_DIR (the original " +
+                "checkpoint) to return to its format, or --dtype bf16|f32 for an unquantized checkpoint") { File = inDir };
         // The HF config: reference's, or ours with the quantization_config restored.
         if (reference == null)
         {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Mtp.Adapters;
 using Mtp.SafeTensors;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -167,6 +168,15 @@ public sealed class Trainer : IDisposable
     public JsonObject? Config { get; }
     /// <summary>Steps taken so far (across resumes).</summary>
     public long StepsDone { get; internal set; }
+    /// <summary>
+    /// The folder the weights were loaded from, if any: its auxiliary files (tokenizer, README, code, sub-folders) and the
+    /// HF source recorded in its conversion.json are carried into every save, so the trained checkpoint exports like it.
+    /// </summary>
+    public string? SourceDir { get; init; }
+    /// <summary>The checkpoint the run started from (kept across resumes; saved as <c>run.checkpoint</c>).</summary>
+    public string? StartCheckpoint { get; init; }
+    /// <summary>The seed the run was started with, if known (saved as <c>run.seed</c> and checked on resume).</summary>
+    public long? Seed { get; init; }
 
     /// <summary>Takes one step; every tensor it creates is disposed before it returns.</summary>
     public StepResult Step()
@@ -230,6 +240,7 @@ public static class TrainingCheckpoint
         var dtype = CheckpointIO.ToSafeTensors(t.Model.DType);
         var config = t.Config ?? throw new InvalidOperationException("the trainer has no config.json to save");
         CheckpointIO.SaveModel(t.Model, tmp, config, dtype, maxShardBytes);
+        SaveLineage(t, tmp, full);
         string sd = Path.Combine(tmp, StateDir);
         Directory.CreateDirectory(sd);
         var moments = t.Optimizer.StateTensors().ToList();
@@ -245,6 +256,7 @@ public static class TrainingCheckpoint
             ["options"] = JsonSerializer.SerializeToNode(t.Options),
             ["data"] = t.Data.SaveState(),
             ["optimizer_steps"] = steps,
+            ["run"] = new JsonObject { ["checkpoint"] = t.StartCheckpoint, ["seed"] = t.Seed },
         };
         File.WriteAllText(Path.Combine(sd, "trainer_state.json"), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         string old = full + ".old-" + Environment.ProcessId;
@@ -254,15 +266,71 @@ public static class TrainingCheckpoint
     }
 
     /// <summary>
+    /// Carries what the weights alone do not say: the source folder's auxiliary files, and a conversion.json with the HF
+    /// source it records (or none, and then export asks for a reference or a dtype) plus how it was trained.
+    /// </summary>
+    static void SaveLineage(Trainer t, string tmp, string final)
+    {
+        JsonObject? lineage = null;
+        if (t.SourceDir is { } src)
+        {
+            AuxiliaryFiles.Copy(src, tmp, final);
+            lineage = Lineage.Read(src);
+        }
+        var training = new JsonObject
+        {
+            ["trained_from"] = t.SourceDir is null ? null : Path.GetFullPath(t.SourceDir),
+            ["start_checkpoint"] = t.StartCheckpoint,
+            ["steps_done"] = t.StepsDone,
+            ["dtype"] = t.Model.DType == ScalarType.Float32 ? "f32" : "bf16",
+        };
+        Lineage.WriteDerived(tmp, "mtp train", lineage, "training", training);
+    }
+
+    /// <summary>What a saved run was given, read from <c>trainer_state.json</c> without loading the weights.</summary>
+    /// <param name="StepsDone">Steps taken.</param>
+    /// <param name="DType">Training dtype (bf16 or f32).</param>
+    /// <param name="Options">Hyperparameters and schedule.</param>
+    /// <param name="Data">The data source's saved state (<c>kind</c>: synthetic or file with its <c>path</c> and <c>sha256</c>).</param>
+    /// <param name="StartCheckpoint">The checkpoint the run started from, if recorded.</param>
+    /// <param name="Seed">The run's seed, if recorded.</param>
+    public sealed record SavedRun(long StepsDone, string DType, TrainerOptions Options, JsonObject Data, string? StartCheckpoint, long? Seed);
+
+    /// <summary>Reads what the run saved in <paramref name="dir"/> was given (see <see cref="SavedRun"/>).</summary>
+    public static SavedRun ReadRun(string dir)
+    {
+        var state = ReadState(dir, out string file);
+        try
+        {
+            var run = state["run"] as JsonObject;
+            return new SavedRun(state["steps_done"]!.GetValue<long>(), state["dtype"]!.GetValue<string>(),
+                state["options"].Deserialize<TrainerOptions>() ?? throw new InvalidDataException($"{file}: no options"),
+                state["data"] as JsonObject ?? throw new InvalidDataException($"{file}: no data state"),
+                run?["checkpoint"]?.GetValue<string>(), run?["seed"]?.GetValue<long>());
+        }
+        catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException or JsonException)
+        {
+            throw new InvalidDataException($"{file}: {e.Message}", e);
+        }
+    }
+
+    static JsonObject ReadState(string dir, out string file)
+    {
+        file = Path.Combine(dir, StateDir, "trainer_state.json");
+        var state = JsonNode.Parse(File.ReadAllText(file)) as JsonObject ?? throw new InvalidDataException($"{file}: not a JSON object");
+        if (state["format"]?.GetValue<string>() != Format) throw new InvalidDataException($"{file}: format is not {Format}");
+        return state;
+    }
+
+    /// <summary>
     /// Recreates a trainer from <paramref name="dir"/>: weights (in the saved dtype), moments, step counts,
     /// schedule and options, data position. <paramref name="adjust"/> may change options (e.g. the horizon).
     /// </summary>
     public static Trainer Resume(string dir, Device device, Func<TrainerOptions, TrainerOptions>? adjust = null)
     {
         string sd = Path.Combine(dir, StateDir);
-        var state = JsonNode.Parse(File.ReadAllText(Path.Combine(sd, "trainer_state.json"))) as JsonObject
-            ?? throw new InvalidDataException($"{sd}/trainer_state.json: not a JSON object");
-        if (state["format"]?.GetValue<string>() != Format) throw new InvalidDataException($"{sd}/trainer_state.json: format is not {Format}");
+        var state = ReadState(dir, out _);
+        var run = state["run"] as JsonObject;
         var options = state["options"].Deserialize<TrainerOptions>() ?? throw new InvalidDataException("trainer_state.json: no options");
         if (adjust is not null) options = adjust(options);
         var model = MtpModel.Load(dir, device, CheckpointIO.ParseDType(state["dtype"]!.GetValue<string>()));
@@ -270,6 +338,9 @@ public static class TrainingCheckpoint
         var trainer = new Trainer(model, TokenSource.FromState((JsonObject)state["data"]!), options, config)
         {
             StepsDone = state["steps_done"]!.GetValue<long>(),
+            SourceDir = dir,
+            StartCheckpoint = run?["checkpoint"]?.GetValue<string>(),
+            Seed = run?["seed"]?.GetValue<long>(),
         };
         using var moments = Checkpoint.Open(Path.Combine(sd, "optimizer.safetensors"));
         trainer.Optimizer.Restore(moments, (JsonObject)state["optimizer_steps"]!);
