@@ -110,8 +110,12 @@ public static partial class Converter
         return Execute("to-native", inDir, outDir, family, options, progress, src, outputs, shards, outConfig, dropped, carried, null, sw, extra, null);
     }
 
-    /// <summary>Training layout -> HF checkpoint of the family (re-quantized to the source scheme).</summary>
-    /// <exception cref="AdapterException">Missing / unknown tensors, malformed input, usage or I/O errors (one-line message).</exception>
+    /// <summary>
+    /// Training layout -> HF checkpoint of the family, re-quantized to the source scheme: the reference's, else the one the
+    /// input's conversion.json records (<see cref="Lineage"/>), else only with an explicit <see cref="ConvertOptions.DType"/>.
+    /// </summary>
+    /// <exception cref="AdapterException">Missing / unknown tensors, malformed input, usage (also: no reference, no recorded
+    /// source and no dtype) or I/O errors (one-line message).</exception>
     /// <exception cref="SafeTensorsException">A malformed safetensors file or index.</exception>
     public static ConversionResult ToHf(string inDir, string outDir, ConvertOptions options, ConvertProgress? progress = null)
     {

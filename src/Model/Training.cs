@@ -18,7 +18,7 @@ public sealed record TrainerOptions
     public double MinLrRatio { get; init; } = 0.1;
     /// <summary>Linear warmup steps.</summary>
     public int Warmup { get; init; }
-    /// <summary>Schedule horizon (cosine reaches its minimum here); steps past it stay at the minimum.</summary>
+    /// <summary>Schedule horizon (cosine reaches its minimum here); steps past it stay at the minimum (mtp train refuses to run past it).</summary>
     public int TotalSteps { get; init; } = 100;
     /// <summary>Rows per batch.</summary>
     public int Batch { get; init; } = 2;

@@ -15,11 +15,11 @@ public class TrainLineageTests
     [SetUp] public void SetUp() => _dir = RepoPaths.NewTempDir("cli-lineage");
     [TearDown] public void TearDown() => Directory.Delete(_dir, true);
 
-    /// <summary>The DeepSeek-V3 fixture (FP8, F32 scales) plus the auxiliary files of a real download, one in a sub-folder.</summary>
-    string HfWithAuxiliaryFiles()
+    /// <summary>A fixture (default DeepSeek-V3: FP8, F32 scales) plus the auxiliary files of a real download, one in a sub-folder.</summary>
+    string HfWithAuxiliaryFiles(string fixture = "deepseek-v3")
     {
         string hf = Path.Combine(_dir, "hf");
-        string fx = Path.Combine(RepoPaths.Fixtures, "deepseek-v3");
+        string fx = Path.Combine(RepoPaths.Fixtures, fixture);
         Directory.CreateDirectory(hf);
         foreach (string f in Directory.GetFiles(fx)) File.Copy(f, Path.Combine(hf, Path.GetFileName(f)));
         File.WriteAllText(Path.Combine(hf, "tokenizer.json"), "{\"model\": {}}");
@@ -44,21 +44,23 @@ public class TrainLineageTests
         Assert.That(got, Is.EqualTo(want), $"{actualDir}: {got.Count} tensors vs the source's {want.Count}");
     }
 
-    [Test]
-    public void TrainedCheckpointExportsWithoutReferenceToTheSourceFormatWithItsAuxiliaryFiles()
+    [TestCase("deepseek-v3")]        // FP8 blocks, F32 scales, tied MTP copies
+    [TestCase("deepseek-v4-flash")]  // FP8 + packed FP4 experts, E8M0 scales
+    [TestCase("qwen3.5-moe-fp8")]    // FP8 blocks, BF16 scales, vision tower carried
+    public void TrainedCheckpointExportsWithoutReferenceToTheSourceFormatWithItsAuxiliaryFiles(string fixture)
     {
-        string hf = HfWithAuxiliaryFiles(), nat = Path.Combine(_dir, "native"), trained = Path.Combine(_dir, "trained"), back = Path.Combine(_dir, "back");
+        string hf = HfWithAuxiliaryFiles(fixture), nat = Path.Combine(_dir, "native"), trained = Path.Combine(_dir, "trained"), back = Path.Combine(_dir, "back");
         Ok(CliRunner.Run("convert", hf, nat, "--to", "native"));
-        Ok(CliRunner.Run("train", nat, "--steps", "1", "--out", trained));
+        Ok(CliRunner.Run("train", nat, "--steps", "1", "--seq-len", "16", "--out", trained));
         Ok(CliRunner.Run("convert", trained, back, "--to", "hf"));
 
-        // Every tensor of the source (FP8 weights with their F32 scale grids, the tied MTP copies) in its dtype and shape.
+        // Every tensor of the source (quantized weights with their scale grids, the tied MTP copies) in its dtype and shape.
         AssertSameTensors(hf, back);
         foreach (string dir in new[] { nat, trained, back })
             foreach (string f in AuxiliaryFiles)
                 Assert.That(File.Exists(Path.Combine(dir, f)), Is.True, $"{dir} lacks {f}");
         Assert.That(Directory.Exists(Path.Combine(back, "training_state")), Is.False, "the optimizer state is not part of an exported model");
-        Assert.That(File.ReadAllText(Path.Combine(back, "config.json")), Does.Contain("weight_block_size"), "quantization_config restored");
+        Assert.That(File.ReadAllText(Path.Combine(back, "config.json")), Does.Contain("quantization_config"), "the source's quantization_config restored");
     }
 
     [Test]
