@@ -170,9 +170,22 @@ public sealed class Trainer : IDisposable
     public long StepsDone { get; internal set; }
     /// <summary>
     /// The folder the weights were loaded from, if any: its auxiliary files (tokenizer, README, code, sub-folders) and the
-    /// HF source recorded in its conversion.json are carried into every save, so the trained checkpoint exports like it.
+    /// HF source recorded in its conversion.json (<see cref="SourceLineage"/>, read when this is set, so a malformed
+    /// record fails before training rather than at the save) are carried into every save, so the trained checkpoint
+    /// exports like it.
     /// </summary>
-    public string? SourceDir { get; init; }
+    public string? SourceDir
+    {
+        get => _sourceDir;
+        init
+        {
+            _sourceDir = value;
+            SourceLineage = value is null ? null : Lineage.Read(value);
+        }
+    }
+    readonly string? _sourceDir;
+    /// <summary>The HF source recorded by <see cref="SourceDir"/>'s conversion.json (null: none; export will need a reference or a dtype).</summary>
+    public JsonObject? SourceLineage { get; private init; }
     /// <summary>The checkpoint the run started from (kept across resumes; saved as <c>run.checkpoint</c>).</summary>
     public string? StartCheckpoint { get; init; }
     /// <summary>The seed the run was started with, if known (saved as <c>run.seed</c> and checked on resume).</summary>
@@ -215,8 +228,9 @@ public sealed class Trainer : IDisposable
 }
 
 /// <summary>
-/// A training-layout checkpoint plus <c>training_state/</c> (<c>optimizer.safetensors</c>: exp_avg / exp_avg_sq
-/// per parameter, F32; <c>trainer_state.json</c>: steps, options, data position). The model part loads on its
+/// A training-layout checkpoint (with the source's auxiliary files and a conversion.json carrying its lineage) plus
+/// <c>training_state/</c> (<c>optimizer.safetensors</c>: exp_avg / exp_avg_sq per parameter, F32; <c>trainer_state.json</c>:
+/// steps, options, data position, and under <c>run</c> the first checkpoint and the seed). The model part loads on its
 /// own with <see cref="MtpModel.Load"/>; the sub-directory keeps the optimizer out of the model's shard glob.
 /// </summary>
 public static class TrainingCheckpoint
@@ -224,6 +238,8 @@ public static class TrainingCheckpoint
     /// <summary>Name of the training-state sub-directory.</summary>
     public const string StateDir = "training_state";
     const string Format = "mtp-train-state/1";
+
+    static string DTypeName(Trainer t) => t.Model.DType == ScalarType.Float32 ? "f32" : "bf16";
 
     /// <summary>Whether <paramref name="dir"/> holds resumable training state.</summary>
     public static bool HasState(string dir) => File.Exists(Path.Combine(dir, StateDir, "trainer_state.json"));
@@ -252,7 +268,7 @@ public static class TrainingCheckpoint
         {
             ["format"] = Format,
             ["steps_done"] = t.StepsDone,
-            ["dtype"] = t.Model.DType == ScalarType.Float32 ? "f32" : "bf16",
+            ["dtype"] = DTypeName(t),
             ["options"] = JsonSerializer.SerializeToNode(t.Options),
             ["data"] = t.Data.SaveState(),
             ["optimizer_steps"] = steps,
@@ -271,20 +287,15 @@ public static class TrainingCheckpoint
     /// </summary>
     static void SaveLineage(Trainer t, string tmp, string final)
     {
-        JsonObject? lineage = null;
-        if (t.SourceDir is { } src)
-        {
-            AuxiliaryFiles.Copy(src, tmp, final);
-            lineage = Lineage.Read(src);
-        }
+        if (t.SourceDir is { } src) AuxiliaryFiles.Copy(src, tmp, final);
         var training = new JsonObject
         {
             ["trained_from"] = t.SourceDir is null ? null : Path.GetFullPath(t.SourceDir),
             ["start_checkpoint"] = t.StartCheckpoint,
             ["steps_done"] = t.StepsDone,
-            ["dtype"] = t.Model.DType == ScalarType.Float32 ? "f32" : "bf16",
+            ["dtype"] = DTypeName(t),
         };
-        Lineage.WriteDerived(tmp, "mtp train", lineage, "training", training);
+        Lineage.WriteDerived(tmp, "mtp train", t.SourceLineage, "training", training);
     }
 
     /// <summary>What a saved run was given, read from <c>trainer_state.json</c> without loading the weights.</summary>
@@ -300,24 +311,29 @@ public static class TrainingCheckpoint
     public static SavedRun ReadRun(string dir)
     {
         var state = ReadState(dir, out string file);
+        var run = state["run"] as JsonObject;
         try
         {
-            var run = state["run"] as JsonObject;
-            return new SavedRun(state["steps_done"]!.GetValue<long>(), state["dtype"]!.GetValue<string>(),
+            return new SavedRun(
+                state["steps_done"]?.GetValue<long>() ?? throw new InvalidDataException($"{file}: no steps_done"),
+                state["dtype"]?.GetValue<string>() ?? throw new InvalidDataException($"{file}: no dtype"),
                 state["options"].Deserialize<TrainerOptions>() ?? throw new InvalidDataException($"{file}: no options"),
                 state["data"] as JsonObject ?? throw new InvalidDataException($"{file}: no data state"),
                 run?["checkpoint"]?.GetValue<string>(), run?["seed"]?.GetValue<long>());
         }
-        catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException or JsonException)
+        catch (Exception e) when (e is InvalidOperationException or FormatException or JsonException)
         {
-            throw new InvalidDataException($"{file}: {e.Message}", e);
+            throw new InvalidDataException($"{file}: {e.Message}", e); // a value of the wrong JSON kind
         }
     }
 
     static JsonObject ReadState(string dir, out string file)
     {
         file = Path.Combine(dir, StateDir, "trainer_state.json");
-        var state = JsonNode.Parse(File.ReadAllText(file)) as JsonObject ?? throw new InvalidDataException($"{file}: not a JSON object");
+        JsonNode? node;
+        try { node = JsonNode.Parse(File.ReadAllText(file)); }
+        catch (JsonException e) { throw new InvalidDataException($"{file}: not valid JSON: {e.Message}", e); }
+        var state = node as JsonObject ?? throw new InvalidDataException($"{file}: not a JSON object");
         if (state["format"]?.GetValue<string>() != Format) throw new InvalidDataException($"{file}: format is not {Format}");
         return state;
     }

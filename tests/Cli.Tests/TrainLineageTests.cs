@@ -94,6 +94,19 @@ public class TrainLineageTests
     }
 
     [Test]
+    public void AMalformedSourceRecordFailsBeforeTraining()
+    {
+        string nat = Path.Combine(_dir, "native"), trained = Path.Combine(_dir, "trained");
+        Ok(CliRunner.Run("convert", Path.Combine(RepoPaths.Fixtures, "deepseek-v3"), nat, "--to", "native"));
+        File.WriteAllText(Path.Combine(nat, "conversion.json"), "{\"family\": ");
+        var r = CliRunner.Run("train", nat, "--steps", "1", "--out", trained);
+        Assert.That(r.Code, Is.EqualTo(ExitCodes.Malformed), r.Err);
+        Assert.That(r.Err, Does.Contain("conversion.json"));
+        Assert.That(r.Out, Does.Not.Contain("step 1/"), "refused before the first step, not at the save");
+        Assert.That(Directory.Exists(trained), Is.False);
+    }
+
+    [Test]
     public void ConvertCopiesSubFoldersButNeitherWeightsNorHiddenFolders()
     {
         string hf = HfWithAuxiliaryFiles(), nat = Path.Combine(_dir, "native");
