@@ -71,12 +71,12 @@ public static class TrainCommand
         }
         else
         {
+            TrainResume.CheckHorizon(0, steps, options.TotalSteps, given.TotalSteps is not null);
             var dtype = CheckpointIO.ParseDType(dtypeName);
             var model = MtpModel.Load(ckpt, device, dtype);
             var config = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(ckpt, "config.json")))!;
             int vocab = model.VocabSize;
             TokenSource source = dataPath is null ? new SyntheticTokenSource(vocab, (ulong)seed) : new FileTokenSource(dataPath, vocab);
-            TrainResume.CheckHorizon(0, steps, options.TotalSteps, given.TotalSteps is not null);
             trainer = new Trainer(model, source, options, config) { SourceDir = ckpt, StartCheckpoint = Path.GetFullPath(ckpt).TrimEnd('/'), Seed = seed };
         }
         using var _ = trainer;
