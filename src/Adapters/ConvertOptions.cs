@@ -9,7 +9,8 @@ public sealed record ConvertOptions
     public string? Family { get; init; }
     /// <summary>
     /// Float dtype (BF16 or F32). To native: what quantized and BF16 tensors become (null: BF16). To HF: null re-quantizes
-    /// to the source scheme; a value writes an unquantized HF checkpoint in that dtype.
+    /// to the source scheme (the reference's, else the one recorded in the input's conversion.json; with neither the
+    /// export is refused); a value writes an unquantized HF checkpoint in that dtype.
     /// </summary>
     public DType? DType { get; init; }
     /// <summary>To HF: the original HF checkpoint, whose scales, shard names, weight_map and config.json are reused.</summary>

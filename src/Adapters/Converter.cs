@@ -110,8 +110,12 @@ public static partial class Converter
         return Execute("to-native", inDir, outDir, family, options, progress, src, outputs, shards, outConfig, dropped, carried, null, sw, extra, null);
     }
 
-    /// <summary>Training layout -> HF checkpoint of the family (re-quantized to the source scheme).</summary>
-    /// <exception cref="AdapterException">Missing / unknown tensors, malformed input, usage or I/O errors (one-line message).</exception>
+    /// <summary>
+    /// Training layout -> HF checkpoint of the family, re-quantized to the source scheme: the reference's, else the one the
+    /// input's conversion.json records (<see cref="Lineage"/>), else only with an explicit <see cref="ConvertOptions.DType"/>.
+    /// </summary>
+    /// <exception cref="AdapterException">Missing / unknown tensors, malformed input, usage (also: no reference, no recorded
+    /// source and no dtype) or I/O errors (one-line message).</exception>
     /// <exception cref="SafeTensorsException">A malformed safetensors file or index.</exception>
     public static ConversionResult ToHf(string inDir, string outDir, ConvertOptions options, ConvertProgress? progress = null)
     {
@@ -134,6 +138,12 @@ public static partial class Converter
             foreach (var n in st.OfType<JsonObject>())
                 if (DTypes.TryParse(n["dtype"]!.GetValue<string>(), out var dt))
                     hints[n["name"]!.GetValue<string>()] = (dt, n["shape"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray());
+        // Without a record of the source's tensors the quantization, the scales and the tied copies are unknown: an
+        // unquantized guess would look like a faithful export, so it takes an explicit --dtype.
+        if (reference == null && options.DType == null && hints.Count == 0)
+            throw new AdapterException(AdapterErrorKind.Usage, $"{inDir}: the HF format to export to is unknown ({ReportFileName} with the source's tensors is " +
+                "missing: not written by mtp convert --to native, or by mtp train from such a checkpoint); pass --reference HF_DIR (the original " +
+                "checkpoint) to return to its format, or --dtype bf16|f32 for an unquantized checkpoint") { File = inDir };
         // The HF config: reference's, or ours with the quantization_config restored.
         if (reference == null)
         {
@@ -283,13 +293,13 @@ public static partial class Converter
         return t!;
     }
 
-    // A previous output of this conversion also holds the auxiliary files copied from the input and the reference.
+    // A previous output of this conversion also holds the auxiliary files and sub-folders copied from the input and the reference.
     static OutputRules RulesOf(string inDir, ConvertOptions o) => new()
     {
         Force = o.Force, ForceAny = o.ForceAny, SkipSpaceCheck = o.SkipSpaceCheck, Cancel = o.Cancel,
         CarriedNames = new[] { inDir, o.Reference }.Select(d => d != null && File.Exists(d) ? Path.GetDirectoryName(Path.GetFullPath(d)) : d)
             .Where(d => d != null && Directory.Exists(d))
-            .SelectMany(d => Directory.EnumerateFiles(d!).Select(Path.GetFileName)).Select(n => n!).ToHashSet(StringComparer.Ordinal),
+            .SelectMany(d => Directory.EnumerateFileSystemEntries(d!).Select(Path.GetFileName)).Select(n => n!).ToHashSet(StringComparer.Ordinal),
     };
 
     static void AsAdapterError(Action a)

@@ -9,8 +9,6 @@ namespace Mtp.Adapters;
 
 public static partial class Converter
 {
-    static readonly HashSet<string> NotCopied = new(StringComparer.Ordinal) { "config.json", ShardIndex.FileName, ReportFileName };
-
     static ConversionResult Execute(string direction, string inDir, string outDir, string family, ConvertOptions options, ConvertProgress? progress,
         Checkpoint src, List<PlannedTensor> outputs, IReadOnlyList<ShardPlan> shards, JsonObject config, List<(string, string)> dropped, List<string> carried,
         Dictionary<string, IReadOnlyDictionary<string, string>>? metadata, Stopwatch sw, JsonObject extra, string? refIndexPath, List<QuantPiece>? quantPieces = null)
@@ -42,8 +40,8 @@ public static partial class Converter
                     ShardIndex.Write(Path.Combine(tmp, ShardIndex.FileName), total, map, extraMeta);
                 }
                 AtomicFile.WriteAllText(Path.Combine(tmp, "config.json"), config.ToJsonString(Indented) + "\n");
-                CopyAuxiliary(src.Directory, tmp);
-                if (options.Reference != null) CopyAuxiliary(options.Reference, tmp);
+                AuxiliaryFiles.Copy(src.Directory, tmp, full);
+                if (options.Reference != null) AuxiliaryFiles.Copy(options.Reference, tmp, full);
                 sw.Stop();
                 var report = BuildReport(direction, inDir, outDir, family, options, src, outputs, shards, dropped, carried, planTime, sw.Elapsed, written, extra, quantPieces);
                 AtomicFile.WriteAllText(Path.Combine(tmp, ReportFileName), report.ToJsonString(Indented) + "\n");
@@ -305,17 +303,8 @@ public static partial class Converter
     }
 
 
-    static void CopyAuxiliary(string fromDir, string toDir)
-    {
-        if (!Directory.Exists(fromDir)) return;
-        foreach (string f in Directory.GetFiles(fromDir))
-        {
-            string name = Path.GetFileName(f);
-            if (NotCopied.Contains(name) || name.EndsWith(".safetensors", StringComparison.Ordinal) || name.Contains(".partial-")) continue;
-            string dest = Path.Combine(toDir, name);
-            if (!File.Exists(dest)) File.Copy(f, dest);
-        }
-    }
+    /// <summary>Carries tokenizer files, README, code and sub-folders (see <see cref="AuxiliaryFiles.Copy"/>).</summary>
+    static void CopyAuxiliary(string fromDir, string toDir) => AuxiliaryFiles.Copy(fromDir, toDir);
 
     static JsonArray Arr(IEnumerable<string> s) => new(s.Select(x => (JsonNode)JsonValue.Create(x)!).ToArray());
     static JsonArray Arr(IEnumerable<long> s) => new(s.Select(x => (JsonNode)JsonValue.Create(x)).ToArray());

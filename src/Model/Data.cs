@@ -167,6 +167,17 @@ public sealed class FileTokenSource : TokenSource
         _docEnds = ends.ToArray();
         _cursor = cursor % _tokens.Length;
         Vocab = vocab;
+        Sha256 = HashFile(path);
+    }
+
+    /// <summary>Hex SHA-256 of the file's bytes (saved with the position: a resume must read the same tokens).</summary>
+    public string Sha256 { get; }
+
+    /// <summary>Hex SHA-256 of a file's bytes.</summary>
+    public static string HashFile(string path)
+    {
+        using var f = File.OpenRead(path);
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(f));
     }
 
     /// <summary>The vocabulary bound checked on load.</summary>
@@ -202,9 +213,14 @@ public sealed class FileTokenSource : TokenSource
     }
 
     /// <inheritdoc />
-    public override JsonObject SaveState() => new() { ["kind"] = "file", ["path"] = _path, ["vocab"] = Vocab, ["cursor"] = _cursor };
+    public override JsonObject SaveState() => new() { ["kind"] = "file", ["path"] = _path, ["vocab"] = Vocab, ["cursor"] = _cursor, ["sha256"] = Sha256 };
 
-    /// <summary>Restores from <see cref="SaveState"/> (re-reads the file).</summary>
-    public static FileTokenSource Restore(JsonObject s) =>
-        new(s["path"]!.GetValue<string>(), s["vocab"]!.GetValue<int>(), s["cursor"]!.GetValue<long>());
+    /// <summary>Restores from <see cref="SaveState"/> (re-reads the file; refuses a file whose bytes changed since).</summary>
+    public static FileTokenSource Restore(JsonObject s)
+    {
+        var source = new FileTokenSource(s["path"]!.GetValue<string>(), s["vocab"]!.GetValue<int>(), s["cursor"]!.GetValue<long>());
+        if (s["sha256"]?.GetValue<string>() is string saved && saved != source.Sha256)
+            throw new InvalidDataException($"{source._path}: changed since the training state was saved (sha256 {source.Sha256}, saved {saved}): its position means nothing now");
+        return source;
+    }
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Mtp.Adapters;
 using Mtp.SafeTensors;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -17,7 +18,7 @@ public sealed record TrainerOptions
     public double MinLrRatio { get; init; } = 0.1;
     /// <summary>Linear warmup steps.</summary>
     public int Warmup { get; init; }
-    /// <summary>Schedule horizon (cosine reaches its minimum here); steps past it stay at the minimum.</summary>
+    /// <summary>Schedule horizon (cosine reaches its minimum here); steps past it stay at the minimum (mtp train refuses to run past it).</summary>
     public int TotalSteps { get; init; } = 100;
     /// <summary>Rows per batch.</summary>
     public int Batch { get; init; } = 2;
@@ -167,6 +168,28 @@ public sealed class Trainer : IDisposable
     public JsonObject? Config { get; }
     /// <summary>Steps taken so far (across resumes).</summary>
     public long StepsDone { get; internal set; }
+    /// <summary>
+    /// The folder the weights were loaded from, if any: its auxiliary files (tokenizer, README, code, sub-folders) and the
+    /// HF source recorded in its conversion.json (<see cref="SourceLineage"/>, read when this is set, so a malformed
+    /// record fails before training rather than at the save) are carried into every save, so the trained checkpoint
+    /// exports like it.
+    /// </summary>
+    public string? SourceDir
+    {
+        get => _sourceDir;
+        init
+        {
+            _sourceDir = value;
+            SourceLineage = value is null ? null : Lineage.Read(value);
+        }
+    }
+    readonly string? _sourceDir;
+    /// <summary>The HF source recorded by <see cref="SourceDir"/>'s conversion.json (null: none; export will need a reference or a dtype).</summary>
+    public JsonObject? SourceLineage { get; private init; }
+    /// <summary>The checkpoint the run started from (kept across resumes; saved as <c>run.checkpoint</c>).</summary>
+    public string? StartCheckpoint { get; init; }
+    /// <summary>The seed the run was started with, if known (saved as <c>run.seed</c> and checked on resume).</summary>
+    public long? Seed { get; init; }
 
     /// <summary>Takes one step; every tensor it creates is disposed before it returns.</summary>
     public StepResult Step()
@@ -205,8 +228,9 @@ public sealed class Trainer : IDisposable
 }
 
 /// <summary>
-/// A training-layout checkpoint plus <c>training_state/</c> (<c>optimizer.safetensors</c>: exp_avg / exp_avg_sq
-/// per parameter, F32; <c>trainer_state.json</c>: steps, options, data position). The model part loads on its
+/// A training-layout checkpoint (with the source's auxiliary files and a conversion.json carrying its lineage) plus
+/// <c>training_state/</c> (<c>optimizer.safetensors</c>: exp_avg / exp_avg_sq per parameter, F32; <c>trainer_state.json</c>:
+/// steps, options, data position, and under <c>run</c> the first checkpoint and the seed). The model part loads on its
 /// own with <see cref="MtpModel.Load"/>; the sub-directory keeps the optimizer out of the model's shard glob.
 /// </summary>
 public static class TrainingCheckpoint
@@ -214,6 +238,8 @@ public static class TrainingCheckpoint
     /// <summary>Name of the training-state sub-directory.</summary>
     public const string StateDir = "training_state";
     const string Format = "mtp-train-state/1";
+
+    static string DTypeName(Trainer t) => t.Model.DType == ScalarType.Float32 ? "f32" : "bf16";
 
     /// <summary>Whether <paramref name="dir"/> holds resumable training state.</summary>
     public static bool HasState(string dir) => File.Exists(Path.Combine(dir, StateDir, "trainer_state.json"));
@@ -226,7 +252,7 @@ public static class TrainingCheckpoint
     public static void Save(Trainer t, string dir, long maxShardBytes = CheckpointIO.DefaultShardBytes)
     {
         using var txn = Begin(t, dir, new OutputRules { Force = true });
-        txn.Run(tmp => { WriteInto(t, tmp, maxShardBytes); return 0; });
+        txn.Run(tmp => { WriteInto(t, tmp, txn.Target, maxShardBytes); return 0; });
     }
 
     /// <summary>
@@ -243,12 +269,16 @@ public static class TrainingCheckpoint
         return OutputTransaction.Begin(dir, weights + moments, rules);
     }
 
-    /// <summary>Writes the weights, config.json and <c>training_state/</c> into the (temporary) directory <paramref name="tmp"/>.</summary>
-    public static void WriteInto(Trainer t, string tmp, long maxShardBytes = CheckpointIO.DefaultShardBytes)
+    /// <summary>
+    /// Writes the weights, config.json, the source's auxiliary files and lineage and <c>training_state/</c> into the
+    /// (temporary) directory <paramref name="tmp"/>, which becomes <paramref name="finalDir"/> once complete.
+    /// </summary>
+    public static void WriteInto(Trainer t, string tmp, string finalDir, long maxShardBytes = CheckpointIO.DefaultShardBytes)
     {
         var dtype = CheckpointIO.ToSafeTensors(t.Model.DType);
         var config = t.Config ?? throw new InvalidOperationException("the trainer has no config.json to save");
         CheckpointIO.SaveModel(t.Model, tmp, config, dtype, maxShardBytes);
+        SaveLineage(t, tmp, finalDir);
         string sd = Path.Combine(tmp, StateDir);
         Directory.CreateDirectory(sd);
         var moments = t.Optimizer.StateTensors().ToList();
@@ -260,12 +290,70 @@ public static class TrainingCheckpoint
         {
             ["format"] = Format,
             ["steps_done"] = t.StepsDone,
-            ["dtype"] = t.Model.DType == ScalarType.Float32 ? "f32" : "bf16",
+            ["dtype"] = DTypeName(t),
             ["options"] = JsonSerializer.SerializeToNode(t.Options),
             ["data"] = t.Data.SaveState(),
             ["optimizer_steps"] = steps,
+            ["run"] = new JsonObject { ["checkpoint"] = t.StartCheckpoint, ["seed"] = t.Seed },
         };
         File.WriteAllText(Path.Combine(sd, "trainer_state.json"), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    /// <summary>
+    /// Carries what the weights alone do not say: the source folder's auxiliary files, and a conversion.json with the HF
+    /// source it records (or none, and then export asks for a reference or a dtype) plus how it was trained.
+    /// </summary>
+    static void SaveLineage(Trainer t, string tmp, string final)
+    {
+        if (t.SourceDir is { } src) AuxiliaryFiles.Copy(src, tmp, final);
+        var training = new JsonObject
+        {
+            ["trained_from"] = t.SourceDir is null ? null : Path.GetFullPath(t.SourceDir),
+            ["start_checkpoint"] = t.StartCheckpoint,
+            ["steps_done"] = t.StepsDone,
+            ["dtype"] = DTypeName(t),
+        };
+        Lineage.WriteDerived(tmp, "mtp train", t.SourceLineage, "training", training);
+    }
+
+    /// <summary>What a saved run was given, read from <c>trainer_state.json</c> without loading the weights.</summary>
+    /// <param name="StepsDone">Steps taken.</param>
+    /// <param name="DType">Training dtype (bf16 or f32).</param>
+    /// <param name="Options">Hyperparameters and schedule.</param>
+    /// <param name="Data">The data source's saved state (<c>kind</c>: synthetic or file with its <c>path</c> and <c>sha256</c>).</param>
+    /// <param name="StartCheckpoint">The checkpoint the run started from, if recorded.</param>
+    /// <param name="Seed">The run's seed, if recorded.</param>
+    public sealed record SavedRun(long StepsDone, string DType, TrainerOptions Options, JsonObject Data, string? StartCheckpoint, long? Seed);
+
+    /// <summary>Reads what the run saved in <paramref name="dir"/> was given (see <see cref="SavedRun"/>).</summary>
+    public static SavedRun ReadRun(string dir)
+    {
+        var state = ReadState(dir, out string file);
+        var run = state["run"] as JsonObject;
+        try
+        {
+            return new SavedRun(
+                state["steps_done"]?.GetValue<long>() ?? throw new InvalidDataException($"{file}: no steps_done"),
+                state["dtype"]?.GetValue<string>() ?? throw new InvalidDataException($"{file}: no dtype"),
+                state["options"].Deserialize<TrainerOptions>() ?? throw new InvalidDataException($"{file}: no options"),
+                state["data"] as JsonObject ?? throw new InvalidDataException($"{file}: no data state"),
+                run?["checkpoint"]?.GetValue<string>(), run?["seed"]?.GetValue<long>());
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or JsonException)
+        {
+            throw new InvalidDataException($"{file}: {e.Message}", e); // a value of the wrong JSON kind
+        }
+    }
+
+    static JsonObject ReadState(string dir, out string file)
+    {
+        file = Path.Combine(dir, StateDir, "trainer_state.json");
+        JsonNode? node;
+        try { node = JsonNode.Parse(File.ReadAllText(file)); }
+        catch (JsonException e) { throw new InvalidDataException($"{file}: not valid JSON: {e.Message}", e); }
+        var state = node as JsonObject ?? throw new InvalidDataException($"{file}: not a JSON object");
+        if (state["format"]?.GetValue<string>() != Format) throw new InvalidDataException($"{file}: format is not {Format}");
+        return state;
     }
 
     /// <summary>
@@ -275,9 +363,8 @@ public static class TrainingCheckpoint
     public static Trainer Resume(string dir, Device device, Func<TrainerOptions, TrainerOptions>? adjust = null)
     {
         string sd = Path.Combine(dir, StateDir);
-        var state = JsonNode.Parse(File.ReadAllText(Path.Combine(sd, "trainer_state.json"))) as JsonObject
-            ?? throw new InvalidDataException($"{sd}/trainer_state.json: not a JSON object");
-        if (state["format"]?.GetValue<string>() != Format) throw new InvalidDataException($"{sd}/trainer_state.json: format is not {Format}");
+        var state = ReadState(dir, out _);
+        var run = state["run"] as JsonObject;
         var options = state["options"].Deserialize<TrainerOptions>() ?? throw new InvalidDataException("trainer_state.json: no options");
         if (adjust is not null) options = adjust(options);
         var model = MtpModel.Load(dir, device, CheckpointIO.ParseDType(state["dtype"]!.GetValue<string>()));
@@ -285,6 +372,9 @@ public static class TrainingCheckpoint
         var trainer = new Trainer(model, TokenSource.FromState((JsonObject)state["data"]!), options, config)
         {
             StepsDone = state["steps_done"]!.GetValue<long>(),
+            SourceDir = dir,
+            StartCheckpoint = run?["checkpoint"]?.GetValue<string>(),
+            Seed = run?["seed"]?.GetValue<long>(),
         };
         using var moments = Checkpoint.Open(Path.Combine(sd, "optimizer.safetensors"));
         trainer.Optimizer.Restore(moments, (JsonObject)state["optimizer_steps"]!);

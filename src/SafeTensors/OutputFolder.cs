@@ -36,8 +36,8 @@ public static class OutputFolder
         {
             string name = Path.GetFileName(e);
             bool isDir = Directory.Exists(e);
-            if (CheckpointNames.Contains(name)) continue;
-            if (!isDir && (name.EndsWith(".safetensors", StringComparison.Ordinal) || name.Contains(PartialSuffix, StringComparison.Ordinal) || carriedNames.Contains(name))) continue;
+            if (CheckpointNames.Contains(name) || carriedNames.Contains(name)) continue;
+            if (!isDir && (name.EndsWith(".safetensors", StringComparison.Ordinal) || name.Contains(PartialSuffix, StringComparison.Ordinal))) continue;
             return name + (isDir ? "/" : "");
         }
         return null;

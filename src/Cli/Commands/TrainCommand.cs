@@ -27,8 +27,8 @@ public static class TrainCommand
         var seed = new Option<long>("--seed") { Description = "Seed of the synthetic data and torch.", DefaultValueFactory = _ => 0 };
         var mtpScale = new Option<double>("--mtp-loss-scale") { Description = "lambda in loss = main + lambda/D * sum of the D depths' losses.", DefaultValueFactory = _ => 0.1 };
         var warmup = new Option<int>("--warmup") { Description = "Linear warmup steps before the cosine decay.", DefaultValueFactory = _ => 0 };
-        var total = new Option<int?>("--total-steps") { Description = "Schedule horizon: the cosine reaches 0.1·lr here. Default: --steps. Set it when you plan to resume, so a split run follows one schedule." };
-        var resume = new Option<string?>("--resume") { Description = "Continue exactly from a directory written by --out: its weights, optimizer moments, step, schedule, options (lr, warmup, horizon, batch, seq-len, mtp-loss-scale, dtype) and data position replace CHECKPOINT and those flags. E.g. mtp train OUT --resume OUT --steps K --out OUT." };
+        var total = new Option<int?>("--total-steps") { Description = "Schedule horizon: the cosine reaches 0.1·lr here. Default: --steps. Set it when you plan to resume, so a split run follows one schedule; with --resume it may stretch the saved schedule. A run past its horizon is refused." };
+        var resume = new Option<string?>("--resume") { Description = "Continue exactly from a directory written by --out: its weights, optimizer moments, step, schedule, options (lr, warmup, horizon, batch, seq-len, mtp-loss-scale, roll-positions, dtype, seed, data file) and data position are used; CHECKPOINT must be that folder (or the run's first checkpoint), and a flag that differs from the saved value is refused (only --total-steps may change). E.g. mtp train OUT --resume OUT --steps K --out OUT." };
         var rollPositions = new Option<bool>("--roll-positions") { Description = "Roll position ids for the MTP depths too (Megatron/NeMo); default keeps the original positions (torchtitan/vLLM)." };
         var threads = new Option<int>("--threads") { Description = "CPU intra-op threads (0: libtorch's default, one per core). Default 1: small models step faster without OpenMP contention on shared machines, and runs stay bitwise reproducible.", DefaultValueFactory = _ => 1 };
         var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp + " (not needed when --out is the --resume directory)" };
@@ -47,13 +47,18 @@ public static class TrainCommand
                         Warmup = pr.GetValue(warmup), TotalSteps = pr.GetValue(total) ?? pr.GetValue(steps), RollPositions = pr.GetValue(rollPositions),
                     },
                     pr.GetValue(data), pr.GetValue(seed), pr.GetValue(resume), pr.GetValue(threads), pr.GetValue(json),
+                    new TrainFlags(Given(pr, lr), Given(pr, batch), Given(pr, seqLen), pr.GetValue(data), Given(pr, seed), Given(pr, mtpScale), Given(pr, warmup),
+                        pr.GetValue(total), pr.GetResult(dtype) is { Implicit: false } ? pr.GetValue(dtype) : null, Given(pr, rollPositions)),
                     new OutputRules { Force = pr.GetValue(force), ForceAny = pr.GetValue(forceAny), SkipSpaceCheck = pr.GetValue(noSpaceCheck), Cancel = Interrupt.Token }),
             pr.GetValue(GlobalOptions.Verbose), pr.GetValue(json)));
         return cmd;
     }
 
+    /// <summary>The value of <paramref name="o"/> when it was typed, null when left to its default.</summary>
+    static T? Given<T>(ParseResult pr, Option<T> o) where T : struct => pr.GetResult(o) is { Implicit: false } ? pr.GetValue(o) : null;
+
     static int Run(string ckpt, int steps, string? outDir, string deviceName, string dtypeName, TrainerOptions options,
-        string? dataPath, long seed, string? resumeDir, int threads, bool json, OutputRules outRules)
+        string? dataPath, long seed, string? resumeDir, int threads, bool json, TrainFlags given, OutputRules outRules)
     {
         if (steps < 0) throw new CliException(ExitCodes.Usage, "--steps must be ≥ 0");
         if (options.Batch < 1 || options.SeqLen < 2) throw new CliException(ExitCodes.Usage, "--batch must be ≥ 1 and --seq-len ≥ 2");
@@ -62,21 +67,22 @@ public static class TrainCommand
         if (device.type == DeviceType.CUDA && !torch.cuda.is_available())
             throw new CliException(ExitCodes.Usage, "--device cuda: no CUDA device/libtorch here (build with -p:TorchBackend=cuda)");
         torch.manual_seed(seed);
+        if (!Directory.Exists(ckpt)) throw new CliException(ExitCodes.Usage, $"{ckpt}: no such checkpoint directory", ckpt);
         Trainer trainer;
         if (resumeDir is not null)
         {
-            if (!TrainingCheckpoint.HasState(resumeDir)) throw new CliException(ExitCodes.Usage, $"--resume {resumeDir}: no {TrainingCheckpoint.StateDir}/trainer_state.json there (write it with --out)");
-            trainer = TrainingCheckpoint.Resume(resumeDir, device);
+            trainer = TrainResume.Resume(ckpt, resumeDir, device, given, steps);
             Console.Error.WriteLine($"resumed {resumeDir} at step {trainer.StepsDone} (options from the saved state)");
         }
         else
         {
+            TrainResume.CheckHorizon(0, steps, options.TotalSteps, given.TotalSteps is not null);
             var dtype = CheckpointIO.ParseDType(dtypeName);
             var model = MtpModel.Load(ckpt, device, dtype);
             var config = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(ckpt, "config.json")))!;
             int vocab = model.VocabSize;
             TokenSource source = dataPath is null ? new SyntheticTokenSource(vocab, (ulong)seed) : new FileTokenSource(dataPath, vocab);
-            trainer = new Trainer(model, source, options, config);
+            trainer = new Trainer(model, source, options, config) { SourceDir = ckpt, StartCheckpoint = Path.GetFullPath(ckpt).TrimEnd('/'), Seed = seed };
         }
         using var _ = trainer;
         // The output is checked (replace rules, free space) and its temporary created before training, not after it.
@@ -121,7 +127,7 @@ public static class TrainCommand
             }
         }
         if (txn is null) Loop();
-        else txn.Run(tmp => { Loop(); TrainingCheckpoint.WriteInto(trainer, tmp); return 0; });
+        else txn.Run(tmp => { Loop(); TrainingCheckpoint.WriteInto(trainer, tmp, txn.Target); return 0; });
         if (times.Count > 0)
         {
             var steady = times.Count > 1 ? times.Skip(1).ToList() : times;
@@ -133,5 +139,5 @@ public static class TrainCommand
         return 0;
     }
 
-    static string[] TopLevelFiles(string dir) => Directory.Exists(dir) ? Directory.GetFiles(dir).Select(f => Path.GetFileName(f)!).ToArray() : [];
+    static string[] TopLevelFiles(string dir) => Directory.Exists(dir) ? Directory.GetFileSystemEntries(dir).Select(f => Path.GetFileName(f)!).ToArray() : [];
 }

@@ -80,7 +80,7 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
             using var model = MtpModel.Load(Native, CPU, ScalarType.Float32);
             var cfg = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(Native, "config.json")))!;
             var options = new TrainerOptions { Lr = 1e-2, Warmup = Math.Max(1, steps / 10), TotalSteps = steps, Batch = 2, SeqLen = 64 };
-            using var trainer = new Trainer(model, new SyntheticTokenSource(model.VocabSize, 1), options, cfg);
+            using var trainer = new Trainer(model, new SyntheticTokenSource(model.VocabSize, 1), options, cfg) { SourceDir = Native };
             StepResult? first = null, last = null;
             for (int i = 0; i < steps; i++)
             {
