@@ -71,7 +71,7 @@ public static class SynthCommand
             SynthResult res = SynthWriter.WriteCheckpoint(plan, outDir, r.GetValue(seed), shardBytes, r.GetValue(force), Progress);
             double secs = res.Elapsed.TotalSeconds;
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"synth: wrote {outDir}: {res.Tensors} tensors, {res.Bytes} bytes ({Units.Bytes(res.Bytes)}), {res.Shards} shards, {secs:0.00} s, {res.Bytes / 1e6 / Math.Max(secs, 1e-9):0} MB/s"));
+                $"synth: wrote {outDir}: {res.Tensors} tensors, {res.Bytes} bytes ({Units.Bytes(res.Bytes)}), {Units.Count(res.Shards, "shard")}, {secs:0.00} s, {res.Bytes / 1e6 / Math.Max(secs, 1e-9):0} MB/s"));
             return ExitCodes.Ok;
         }, r.GetValue(GlobalOptions.Verbose), json: false));
         return cmd;

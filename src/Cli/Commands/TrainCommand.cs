@@ -89,7 +89,7 @@ public static class TrainCommand
         using var _ = trainer;
         var o = trainer.Options;
         if (!json)
-            Console.Error.WriteLine($"training {trainer.Model.Family}: {trainer.Model.NumHiddenLayers} layers + {trainer.Model.MtpDepthCount} MTP depth(s), " +
+            Console.Error.WriteLine($"training {trainer.Model.Family}: {Units.Count(trainer.Model.NumHiddenLayers, "layer")} + {Units.Count(trainer.Model.MtpDepthCount, "MTP depth")}, " +
                 $"{trainer.Model.TrainableParameters().Sum(p => p.Param.numel()):N0} parameters, {trainer.Model.DType} on {device}, batch {o.Batch}x{o.SeqLen}");
         var inv = CultureInfo.InvariantCulture;
         var times = new List<double>();
@@ -123,8 +123,8 @@ public static class TrainCommand
         {
             var steady = times.Count > 1 ? times.Skip(1).ToList() : times;
             double mean = steady.Average();
-            Console.Error.WriteLine(string.Format(inv, "{0} steps in {1:F2} s; mean step {2:F1} ms (first step excluded), {3:F0} tokens/s",
-                times.Count, wall.Elapsed.TotalSeconds, mean * 1000, o.Batch * o.SeqLen / mean));
+            Console.Error.WriteLine(string.Format(inv, "{0} in {1:F2} s; mean step {2:F1} ms{4}, {3:F0} tokens/s",
+                Units.Count(times.Count, "step"), wall.Elapsed.TotalSeconds, mean * 1000, o.Batch * o.SeqLen / mean, times.Count > 1 ? " (first step excluded)" : ""));
         }
         if (outDir is not null)
         {
