@@ -247,7 +247,7 @@ public static partial class Converter
     internal static string ResolveFamily(string? given, JsonObject config, string dir)
     {
         if (given != null)
-            return Families.Normalize(given) ?? throw new AdapterException(AdapterErrorKind.Usage, $"unknown family '{given}' (known: {string.Join(", ", Families.All)})");
+            return Families.Normalize(given) ?? throw new AdapterException(AdapterErrorKind.Usage, $"--family {given}: unknown family (known: {string.Join(", ", Families.All)})");
         return FamilyDetector.Detect(config) ?? throw new AdapterException(AdapterErrorKind.Usage,
             $"{Path.Combine(dir, "config.json")}: model_type '{FamilyDetector.Str(config, "model_type")}' is not a known family; pass --family ({string.Join(", ", Families.All)})");
     }

@@ -84,6 +84,21 @@ public static partial class OptionChecks
         return option;
     }
 
+    /// <summary>A size such as 5GB, 500MB or 2GiB (see <see cref="Units.ParseSize"/>); <paramref name="positive"/>: not 0.</summary>
+    public static T Size<T>(this T option, bool positive = true) where T : Option
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.Tokens.Count == 0) return;
+            string v = r.Tokens[^1].Value;
+            long bytes;
+            try { bytes = Units.ParseSize(v); }
+            catch (CliException) { r.AddError($"{option.Name} takes a size such as 5GB, 500MB or 2GiB, not '{v}'"); return; }
+            if (positive && bytes <= 0) r.AddError($"{option.Name} must be a positive size, not '{v}'");
+        });
+        return option;
+    }
+
     /// <summary>A torch device spelling: <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>.</summary>
     public static Option<string> Device(this Option<string> option)
     {

@@ -17,7 +17,7 @@ public static class SynthCommand
     {
         var output = new Argument<string>("out") { Description = "Output checkpoint directory (created; must be empty unless --force)" };
         var family = new Option<string>("--family") { Description = "deepseek-v3 | deepseek-v4 | qwen3.5", Required = true }.OneOf(SynthModel.Families);
-        var size = new Option<string?>("--size") { Description = "Target tensor bytes, e.g. 500MB, 4GB, 1.5GiB: scales the release shape (layers, then experts, then hidden) to land within 10%" };
+        var size = new Option<string?>("--size") { Description = "Target tensor bytes, e.g. 500MB, 4GB, 1.5GiB: scales the release shape (layers, then experts, then hidden) to land within 10%" }.Size();
         var layers = new Option<int?>("--layers") { Description = "Main decoder layers (default: 3 for DeepSeek, 4 for Qwen3.5; chosen by --size)" }.AtLeast(1);
         var hidden = new Option<int?>("--hidden") { Description = "Hidden size, a multiple of 32 (default 64; chosen by --size); other widths follow the release's proportions" }.AtLeast(1);
         var experts = new Option<int?>("--experts") { Description = "Routed experts per MoE layer (default 4; chosen by --size)" }.AtLeast(1);
@@ -25,7 +25,7 @@ public static class SynthCommand
         var depth = new Option<int>("--mtp-depth") { Description = "MTP depth", DefaultValueFactory = _ => 1 }.AtLeast(0);
         var quant = new Option<string?>("--quant") { Description = "Qwen3.5 only: bf16 (the BF16 release, default) or fp8 (the FP8 release)" }.OneOf("bf16", "fp8");
         var seed = new Option<ulong>("--seed") { Description = "Random seed: the same seed gives byte-identical files", DefaultValueFactory = _ => 0 };
-        var maxShard = new Option<string>("--max-shard-size") { Description = "Largest shard file", DefaultValueFactory = _ => "5GB" };
+        var maxShard = new Option<string>("--max-shard-size") { Description = "Largest shard file", DefaultValueFactory = _ => "5GB" }.Size();
         var force = new Option<bool>("--force") { Description = "Replace a non-empty output directory" };
         var cmd = new Command("synth", "Write a synthetic checkpoint in a family's real HF layout and quantization, of a given size");
         cmd.Arguments.Add(output);

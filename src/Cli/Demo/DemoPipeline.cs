@@ -98,11 +98,9 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
         Stage("export trained", () =>
         {
             var r = Converter.ToHf(Trained, Export, new ConvertOptions { Reference = Hf, Force = true });
-            (int quantized, exportScheme) = QuantizedWeights(Export);
-            if (quantized == 0) return $"{r.TensorsWritten} tensors in the reference's dtypes (the source is not quantized) -> {Export}";
-            int blocks = r.Requantized.Sum(x => x.ChangedBlocks);
-            return $"{r.TensorsWritten} tensors, {quantized} of them weights re-quantized to {exportScheme} with the reference's scales " +
-                $"({Units.Count(r.Requantized.Count, "weight")} needed {blocks} new block scales) -> {Export}";
+            var quantized = QuantizedWeights(Export);
+            exportScheme = quantized.Scheme;
+            return ExportDetail(r.TensorsWritten, quantized, r.Requantized.Count, r.Requantized.Sum(x => x.ChangedBlocks), Export);
         });
         Stage("re-import trained", () =>
         {
@@ -115,8 +113,15 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
         return _stages.All(s => s.Status != "failed");
     }
 
-    // How many exported weights are quantized, and in which formats ("FP8", "FP8 + FP4", or "unquantized").
-    static (int Count, string Scheme) QuantizedWeights(string dir)
+    /// <summary>The export stage's line: what was re-quantized, and to what, only when the source is quantized at all.</summary>
+    public static string ExportDetail(int tensors, (int Count, string Scheme) quantized, int requantized, int newBlocks, string dir) =>
+        quantized.Count == 0
+            ? $"{Units.Count(tensors, "tensor")} in the reference's dtypes (the source is not quantized) -> {dir}"
+            : $"{Units.Count(tensors, "tensor")}, {quantized.Count} of them weights re-quantized to {quantized.Scheme} with the reference's scales " +
+              $"({Units.Count(requantized, "weight")} needed {newBlocks} new block scales) -> {dir}";
+
+    /// <summary>How many weights of the checkpoint in <paramref name="dir"/> are quantized, and in which formats ("FP8", "FP8 + FP4", or "unquantized").</summary>
+    public static (int Count, string Scheme) QuantizedWeights(string dir)
     {
         using Checkpoint ck = Checkpoint.Open(dir);
         int fp8 = ck.Tensors.Count(t => t.Info.DType == DType.F8_E4M3), fp4 = ck.Tensors.Count(t => t.Info.DType is DType.I8 or DType.F4);
