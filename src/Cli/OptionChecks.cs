@@ -68,12 +68,17 @@ public static partial class OptionChecks
     }
 
     /// <summary>
-    /// Accepts only the listed values (case-insensitive), in one line: "--dtype must be bf16 or f32, not 'fp16'". An entry
+    /// Accepts only the listed values, in one line: "--dtype must be bf16 or f32, not 'fp16'". An entry
     /// "bf16|bfloat16" accepts both spellings and shows the first.
     /// </summary>
-    public static T OneOf<T>(this T option, params string[] allowed) where T : Option
+    public static T OneOf<T>(this T option, params string[] allowed) where T : Option => OneOf(option, StringComparer.Ordinal, allowed);
+
+    /// <summary><see cref="OneOf{T}(T, string[])"/> for options whose command reads the value in any case.</summary>
+    public static T OneOfIgnoringCase<T>(this T option, params string[] allowed) where T : Option => OneOf(option, StringComparer.OrdinalIgnoreCase, allowed);
+
+    static T OneOf<T>(T option, StringComparer comparer, string[] allowed) where T : Option
     {
-        var accepted = allowed.SelectMany(a => a.Split('|')).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        var accepted = allowed.SelectMany(a => a.Split('|')).ToHashSet(comparer);
         var shown = allowed.Select(a => a.Split('|')[0]).ToList();
         option.Validators.Add(r =>
         {

@@ -18,7 +18,7 @@ public static class TrainCommand
         var steps = new Option<int>("--steps") { Description = "Optimizer steps to run in this invocation.", Required = true }.AtLeast(0);
         var outDir = new Option<string?>("--out") { Description = "Write the trained checkpoint (weights in the training dtype, sharded with an index) plus training_state/ (optimizer, schedule, data position) here, atomically." };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" }.Device();
-        var dtype = new Option<string>("--dtype") { Description = "Training dtype: bf16 or f32.", DefaultValueFactory = _ => "bf16" }.OneOf("bf16|bfloat16", "f32|fp32|float32");
+        var dtype = new Option<string>("--dtype") { Description = "Training dtype: bf16 or f32.", DefaultValueFactory = _ => "bf16" }.OneOfIgnoringCase("bf16|bfloat16", "f32|fp32|float32");
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, betas 0.9/0.95, weight decay 0.01 on matrices, grad clip 1.0).", DefaultValueFactory = _ => 1e-3 }.AtLeast(0.0);
         var batch = new Option<int>("--batch") { Description = "Rows per batch.", DefaultValueFactory = _ => 2 }.AtLeast(1);
         var seqLen = new Option<int>("--seq-len") { Description = "Tokens per row (documents are packed, with cu_seqlens).", DefaultValueFactory = _ => 64 }.AtLeast(2);
