@@ -114,7 +114,15 @@ public static class ModelRegistry
         string? top = cfg["model_type"] is JsonValue tv && tv.TryGetValue(out string? ts) ? ts : null;
         string? text = (cfg["text_config"] as JsonObject)?["model_type"] is JsonValue xv && xv.TryGetValue(out string? xs) ? xs : null;
         foreach (string? t in new[] { top, text })
-            if (t is not null && Loaders.TryGetValue(t, out var load)) return load(dir, device, dtype);
+            if (t is not null && Loaders.TryGetValue(t, out var load))
+            {
+                // The config readers see only the JSON; the message is worth more with the file it came from.
+                try { return load(dir, device, dtype); }
+                catch (ModelConfigException e) when (e.Message.StartsWith("config.json", StringComparison.Ordinal))
+                {
+                    throw new ModelConfigException(path + e.Message["config.json".Length..]);
+                }
+            }
         throw new ModelConfigException($"{path}: model_type '{top ?? text ?? "(none)"}' has no model (supported: {string.Join(", ", Loaders.Keys)})");
     }
 }
