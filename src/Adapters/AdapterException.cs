@@ -28,6 +28,9 @@ public sealed class AdapterException : Exception
     /// <summary>The tensor concerned, when known.</summary>
     public string? Tensor { get; init; }
 
+    /// <summary>Every name a message lists only in part (missing, unclaimed ...), for --json and --verbose; null when none.</summary>
+    public IReadOnlyList<string>? Names { get; init; }
+
     /// <summary>Creates the exception.</summary>
     public AdapterException(AdapterErrorKind kind, string message, Exception? inner = null) : base(message, inner) => Kind = kind;
 }

@@ -30,6 +30,8 @@ public static partial class Converter
         JsonObject config = src.Config ?? throw new AdapterException(AdapterErrorKind.Malformed, $"{inDir}: no config.json (needed to know the family, layers, experts and MTP depth)");
         string family = ResolveFamily(options.Family, config, inDir);
         var names = src.Tensors.Select(t => t.Name).ToList();
+        var layout = LayoutDetector.Detect(inDir, config, names);
+        if (layout.Layout == CheckpointLayout.Training && LayoutDetector.RecordedDirection(inDir) != null) throw WrongDirection(inDir, layout, "native");
         RuleTable table = Families.BuildTable(family, config, names);
         DType outType = options.DType ?? DType.BF16;
         if (outType is not (DType.BF16 or DType.F32)) throw new AdapterException(AdapterErrorKind.Usage, "--dtype must be bf16 or f32");
@@ -90,7 +92,7 @@ public static partial class Converter
             claimed.Add(t.Name);
             outputs.Add(p);
         }
-        FailOnMissing(missing, inDir);
+        if (missing.Count > 0) throw Diagnose(missing, inDir, "native", layout, options.Family, family, config, inDir);
         var carried = HandleUnknown(unknown, options, inDir, src, outputs, order);
 
         outputs.Sort((a, b) => a.Order.CompareTo(b.Order));
@@ -130,6 +132,10 @@ public static partial class Converter
             ?? throw new AdapterException(AdapterErrorKind.Malformed, $"{inDir}: no config.json");
         string family = options.Family != null ? ResolveFamily(options.Family, config, inDir)
             : report?["family"]?.GetValue<string>() is string rf && Families.Normalize(rf) is string nf ? nf : ResolveFamily(null, config, inDir);
+        var natNames = nat.Tensors.Select(t => t.Name).ToList();
+        var layout = LayoutDetector.Detect(inDir, nat.Config, natNames);
+        if (layout.Layout == CheckpointLayout.HuggingFace && LayoutDetector.RecordedDirection(inDir) != null) throw WrongDirection(inDir, layout, "hf");
+        if (reference != null) CheckReferenceFamily(options.Reference!, reference.Config, inDir, report, nat.Config);
 
         // Hints: the HF dtype/shape of every tensor (reference header, else the recorded source header).
         var hints = new Dictionary<string, (DType DType, long[] Shape)>(StringComparer.Ordinal);
@@ -152,7 +158,6 @@ public static partial class Converter
             if (options.DType == null && q != null && hints.Count > 0) config["quantization_config"] = q.DeepClone();
             SetDType(config, options.DType ?? DType.BF16);
         }
-        var natNames = nat.Tensors.Select(t => t.Name).ToList();
         RuleTable table = Families.BuildTable(family, config, hints.Count > 0 ? hints.Keys : null, natNames);
         BlockSize block = BlockOf(config);
         var cache = new ConcurrentDictionary<string, byte[]>(StringComparer.Ordinal);
@@ -210,7 +215,7 @@ public static partial class Converter
             claimed.Add(t.Name);
             outputs.Add(p);
         }
-        FailOnMissing(missing, inDir);
+        if (missing.Count > 0) throw Diagnose(missing, inDir, "hf", layout, options.Family, family, config, options.Reference ?? inDir);
         var order = nat.Tensors.Select((t, i) => (t.Name, i)).ToDictionary(x => x.Name, x => x.i, StringComparer.Ordinal);
         var carried = HandleUnknown(unknown, options, inDir, nat, outputs, order);
         CheckDuplicateOutputs(outputs);
@@ -223,9 +228,11 @@ public static partial class Converter
             var notInRef = outputs.Where(o => !reference.Contains(o.Name)).Select(o => o.Name).ToList();
             var notProduced = reference.Tensors.Where(t => !byName.ContainsKey(t.Name)).Select(t => t.Name).ToList();
             if (notProduced.Count > 0)
-                throw new AdapterException(AdapterErrorKind.Inconsistent, $"{inDir}: {notProduced.Count} tensor(s) of the reference have no source in the training checkpoint: {List(notProduced)}");
+                throw new AdapterException(AdapterErrorKind.Inconsistent, $"{inDir}: {notProduced.Count} tensor(s) of the reference have no source in the training checkpoint: {NameList.Cut(notProduced)}")
+                { File = inDir, Tensor = notProduced[0], Names = notProduced };
             if (notInRef.Count > 0 && !options.AllowUnknown)
-                throw new AdapterException(AdapterErrorKind.Inconsistent, $"{inDir}: {notInRef.Count} tensor(s) would be written that the reference does not have: {List(notInRef)} (use --allow-unknown to add them to the last shard)");
+                throw new AdapterException(AdapterErrorKind.Inconsistent, $"{inDir}: {notInRef.Count} tensor(s) would be written that the reference does not have: {NameList.Cut(notInRef)}; --allow-unknown adds them to the last shard")
+                { File = inDir, Tensor = notInRef[0], Names = notInRef };
             var list = reference.Files.Select(f => new ShardPlan(Path.GetFileName(f.Path), f.Tensors.OrderBy(t => t.Begin).Select(t => byName[t.Name].Spec).ToList())).ToList();
             if (notInRef.Count > 0)
             {
@@ -250,7 +257,7 @@ public static partial class Converter
     internal static string ResolveFamily(string? given, JsonObject config, string dir)
     {
         if (given != null)
-            return Families.Normalize(given) ?? throw new AdapterException(AdapterErrorKind.Usage, $"unknown family '{given}' (known: {string.Join(", ", Families.All)})");
+            return Families.Normalize(given) ?? throw new AdapterException(AdapterErrorKind.Usage, $"--family {given}: unknown family (known: {string.Join(", ", Families.All)})");
         return FamilyDetector.Detect(config) ?? throw new AdapterException(AdapterErrorKind.Usage,
             $"{Path.Combine(dir, "config.json")}: model_type '{FamilyDetector.Str(config, "model_type")}' is not a known family; pass --family ({string.Join(", ", Families.All)})");
     }
@@ -311,21 +318,48 @@ public static partial class Converter
         }
     }
 
-    static string List(IReadOnlyList<string> names, int max = 20) =>
-        string.Join(", ", names.Take(max)) + (names.Count > max ? $", ... ({names.Count - max} more)" : "");
-
-    static void FailOnMissing(List<string> missing, string dir)
+    // The one thing wrong when expected tensors are missing: the checkpoint is on the other side of the conversion, or
+    // --family contradicts config.json; only then the (cut) list of what is missing.
+    static AdapterException Diagnose(List<string> missing, string dir, string to, LayoutFinding layout, string? givenFamily, string family,
+        JsonObject config, string configDir)
     {
-        if (missing.Count > 0)
-            throw new AdapterException(AdapterErrorKind.Inconsistent, $"{dir}: {missing.Count} expected tensor(s) missing: {List(missing)}") { File = dir, Tensor = missing[0] };
+        var wrongSide = to == "native" ? CheckpointLayout.Training : CheckpointLayout.HuggingFace;
+        if (layout.Layout == wrongSide) return WrongDirection(dir, layout, to);
+        if (givenFamily != null && FamilyDetector.Detect(config) is string configFamily && configFamily != family)
+        {
+            string configPath = Path.Combine(Directory.Exists(configDir) ? configDir : Path.GetDirectoryName(Path.GetFullPath(configDir))!, "config.json");
+            return new AdapterException(AdapterErrorKind.Usage,
+                $"--family {givenFamily}: {configPath} says model_type '{FamilyDetector.Str(config, "model_type")}' ({configFamily}), and {missing.Count} tensor(s) a {family} checkpoint has are missing; drop --family or pass --family {configFamily}")
+            { File = configPath, Names = missing };
+        }
+        return new AdapterException(AdapterErrorKind.Inconsistent, $"{dir}: {missing.Count} expected tensor(s) missing: {NameList.Cut(missing)}")
+        { File = dir, Tensor = missing[0], Names = missing };
+    }
+
+    static AdapterException WrongDirection(string dir, LayoutFinding layout, string to) => to == "native"
+        ? new AdapterException(AdapterErrorKind.Usage, $"{dir}: already in the training layout ({layout.Evidence}); --to hf converts it back to Hugging Face") { File = dir }
+        : new AdapterException(AdapterErrorKind.Usage, $"{dir}: a Hugging Face checkpoint ({layout.Evidence}), not the training layout; --to native converts it") { File = dir };
+
+    // A reference of another family cannot be the checkpoint the input came from; say so before any name is matched.
+    static void CheckReferenceFamily(string referenceDir, JsonObject? referenceConfig, string inDir, JsonObject? report, JsonObject? inputConfig)
+    {
+        string? refFamily = referenceConfig is null ? null : FamilyDetector.Detect(referenceConfig);
+        string? recorded = report?["family"] is JsonValue v && v.TryGetValue(out string? f) ? Families.Normalize(f) : null;
+        string? inFamily = recorded ?? (inputConfig is null ? null : FamilyDetector.Detect(inputConfig));
+        if (refFamily is null || inFamily is null || refFamily == inFamily) return;
+        string refConfig = Path.Combine(Directory.Exists(referenceDir) ? referenceDir : Path.GetDirectoryName(Path.GetFullPath(referenceDir))!, "config.json");
+        throw new AdapterException(AdapterErrorKind.Inconsistent,
+            $"--reference {referenceDir}: a {refFamily} checkpoint (config.json model_type '{FamilyDetector.Str(referenceConfig!, "model_type")}'), but {inDir} is {inFamily} " +
+            $"({(recorded != null ? "its " + ReportFileName : "its config.json")}); pass the Hugging Face checkpoint it was converted from")
+        { File = refConfig };
     }
 
     static List<string> HandleUnknown(List<string> unknown, ConvertOptions o, string dir, Checkpoint src, List<PlannedTensor> outputs, Dictionary<string, int> order)
     {
         if (unknown.Count == 0) return unknown;
         if (!o.AllowUnknown)
-            throw new AdapterException(AdapterErrorKind.Inconsistent, $"{dir}: {unknown.Count} tensor(s) no rule claims: {List(unknown)} (use --allow-unknown to carry them through)")
-            { File = src.TryGet(unknown[0], out var u) ? u.File.Path : dir, Tensor = unknown[0] };
+            throw new AdapterException(AdapterErrorKind.Inconsistent, $"{dir}: {unknown.Count} tensor(s) no rule claims: {NameList.Cut(unknown)}; --allow-unknown carries them through")
+            { File = src.TryGet(unknown[0], out var u) ? u.File.Path : dir, Tensor = unknown[0], Names = unknown };
         foreach (string n in unknown)
         {
             var t = src.Get(n);

@@ -160,7 +160,8 @@ public static partial class Converter
                 var want = shards.Where((s, k) => PartOfShard(k, shards.Count, n) == i).Select(s => s.File).ToList();
                 var got = have[i].M["shards"]?.AsArray().Select(x => x!.GetValue<string>()).ToList() ?? new();
                 if (!want.SequenceEqual(got))
-                    throw new AdapterException(AdapterErrorKind.Inconsistent, $"{have[i].File}: lists shards {List(got, 4)} but part {i}/{n} of the plan is {List(want, 4)}");
+                    throw new AdapterException(AdapterErrorKind.Inconsistent, $"{have[i].File}: lists shards {NameList.Cut(got, 4)} but part {i}/{n} of the plan is {NameList.Cut(want, 4)}")
+                    { File = have[i].File, Names = want };
             }
             var bad = new List<string>();
             foreach (var s in shards)
@@ -169,11 +170,11 @@ public static partial class Converter
                 if (!fi.Exists) bad.Add($"{s.File} missing");
                 else if (fi.Length != s.Size) bad.Add($"{s.File} has {fi.Length:N0} bytes, planned {s.Size:N0}");
             }
-            if (bad.Count > 0) throw new AdapterException(AdapterErrorKind.Inconsistent, $"{outDir}: {bad.Count} shard(s) wrong: {List(bad, 5)}");
+            if (bad.Count > 0) throw new AdapterException(AdapterErrorKind.Inconsistent, $"{outDir}: {bad.Count} shard(s) wrong: {NameList.Cut(bad, 5)}") { File = outDir, Names = bad };
             var planned = new HashSet<string>(shards.Select(s => s.File), StringComparer.Ordinal);
             var stray = Directory.GetFiles(full, "*.safetensors").Select(Path.GetFileName).Where(f => !planned.Contains(f!)).Select(f => f!).Order(StringComparer.Ordinal).ToList();
             if (stray.Count > 0)
-                throw new AdapterException(AdapterErrorKind.Inconsistent, $"{outDir}: {stray.Count} shard file(s) not in the plan (left from another run? remove them): {List(stray, 5)}");
+                throw new AdapterException(AdapterErrorKind.Inconsistent, $"{outDir}: {stray.Count} shard file(s) not in the plan (left from another run? remove them): {NameList.Cut(stray, 5)}") { File = outDir, Names = stray };
 
             long total = plan["total_bytes"]!.GetValue<long>();
             if (plan["write_index"]?.GetValue<bool>() == true)

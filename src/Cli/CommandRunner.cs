@@ -70,21 +70,41 @@ public static class CommandRunner
 
     static readonly System.Text.RegularExpressions.Regex TensorInMessage = new(@"tensor '([^']+)'");
 
-    /// <summary>Fallback for errors that carry no structured location: "PATH: ..." and "tensor 'NAME'" in the one-line message.</summary>
-    /// <summary>File and tensor named by a one-line message ("PATH: ... tensor 'NAME' ..."), keeping those already known.</summary>
+    /// <summary>
+    /// File and tensor named by a one-line message ("PATH: ... tensor 'NAME' ..."), keeping those already known. A path
+    /// that no longer exists counts when its folder does: a failed write removes its output (disk full) but the message
+    /// still names it.
+    /// </summary>
     public static (string? File, string? Tensor) FromMessage(string message, string? file, string? tensor)
     {
         if (file == null)
         {
             int colon = message.IndexOf(": ", StringComparison.Ordinal);
-            if (colon > 0 && message[..colon] is var p && (File.Exists(p) || Directory.Exists(p))) file = p;
+            if (colon > 0 && message[..colon] is var p && (File.Exists(p) || Directory.Exists(p) || IsRemovedPath(p))) file = p;
         }
         if (tensor == null && TensorInMessage.Match(message) is { Success: true } m) tensor = m.Groups[1].Value;
         return (file, tensor);
     }
 
+    static bool IsRemovedPath(string p)
+    {
+        if (!p.Contains('/') || p.Any(char.IsWhiteSpace)) return false;
+        try { return Path.GetDirectoryName(Path.GetFullPath(p)) is string parent && Directory.Exists(parent); }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException) { return false; }
+    }
+
+    // The full list behind a message that shows only a few names ("... (and 51 more; --verbose lists all)").
+    static IReadOnlyList<string>? NamesOf(Exception e) => e switch
+    {
+        Mtp.Adapters.AdapterException a => a.Names,
+        Mtp.Model.ModelLoadException m => m.Names,
+        AggregateException a when a.InnerExceptions.Count == 1 => NamesOf(a.InnerExceptions[0]),
+        _ => null,
+    };
+
     static void Report(Exception e, int code, string? file, string? tensor, bool verbose, bool json)
     {
+        var names = NamesOf(e);
         string message = code == ExitCodes.Internal ? $"internal error: {e.GetType().Name}: {e.Message}" : e.Message;
         message = message.Replace('\r', ' ').Replace('\n', ' ');
         if (json)
@@ -96,10 +116,15 @@ public static class CommandRunner
                 ["file"] = file,
                 ["tensor"] = tensor,
             };
+            if (names is { Count: > 0 }) err["names"] = new JsonArray(names.Select(n => (JsonNode)JsonValue.Create(n)!).ToArray());
             Console.Out.WriteLine(new JsonObject { ["error"] = err }.ToJsonString());
         }
         Console.Error.WriteLine("mtp: " + message);
-        if (verbose) Console.Error.WriteLine(e.ToString());
+        if (verbose)
+        {
+            if (names is { Count: > 0 }) Console.Error.WriteLine($"mtp: all {names.Count}: " + string.Join(", ", names));
+            Console.Error.WriteLine(e.ToString());
+        }
     }
 
     /// <summary>Indented JSON for command output.</summary>

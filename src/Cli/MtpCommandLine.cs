@@ -21,12 +21,14 @@ public static class MtpCommandLine
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            foreach (var e in parsed.Errors) Console.Error.WriteLine("mtp: " + e.Message);
+            // One line whatever the parser found, in the project's words (no .NET type names, no multi-line lists).
+            string message = string.Join("; ", parsed.Errors.Select(e => OptionChecks.Friendly(e.Message)).Distinct());
+            Console.Error.WriteLine("mtp: " + message);
             if (args.Contains("--json"))
             {
                 var err = new System.Text.Json.Nodes.JsonObject
                 {
-                    ["class"] = ExitCodes.ClassName(ExitCodes.Usage), ["message"] = string.Join("; ", parsed.Errors.Select(e => e.Message)), ["file"] = null, ["tensor"] = null,
+                    ["class"] = ExitCodes.ClassName(ExitCodes.Usage), ["message"] = message, ["file"] = null, ["tensor"] = null,
                 };
                 Console.Out.WriteLine(new System.Text.Json.Nodes.JsonObject { ["error"] = err }.ToJsonString());
             }

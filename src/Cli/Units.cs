@@ -14,6 +14,9 @@ public static class Units
         return b.ToString(i == 0 ? "0" : "0.00", CultureInfo.InvariantCulture) + " " + u[i];
     }
 
+    /// <summary>"1 step", "2 steps": a count with its noun in the right number (regular plurals only).</summary>
+    public static string Count(long n, string noun) => n.ToString(CultureInfo.InvariantCulture) + " " + (n == 1 ? noun : noun + "s");
+
     /// <summary>Parses "5GB", "500MB", "1.5GiB", "1024" into bytes.</summary>
     public static long ParseSize(string text)
     {

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 
 namespace Mtp.Model;
 
-/// <summary>A checkpoint does not match the model: lists every missing, unexpected and mismatched tensor.</summary>
+/// <summary>A checkpoint does not match the model: the message shows a few names of each kind, the properties hold all of them.</summary>
 public sealed class ModelLoadException(string message, IReadOnlyList<string> missing, IReadOnlyList<string> unexpected, IReadOnlyList<string> mismatched)
     : Exception(message)
 {
@@ -16,6 +16,9 @@ public sealed class ModelLoadException(string message, IReadOnlyList<string> mis
     public IReadOnlyList<string> Unexpected { get; } = unexpected;
     /// <summary>"name: checkpoint [..] dtype vs model [..]" for shape or dtype problems.</summary>
     public IReadOnlyList<string> Mismatched { get; } = mismatched;
+
+    /// <summary>Every name the message lists only in part: missing, then unexpected, then mismatched.</summary>
+    public IReadOnlyList<string> Names => Missing.Concat(Unexpected).Concat(Mismatched).ToList();
 }
 
 /// <summary>Strict load and atomic save of training-layout checkpoints through Mtp.SafeTensors.</summary>
@@ -77,10 +80,15 @@ public static class CheckpointIO
         }
         if (missing.Count + unexpected.Count + mismatched.Count > 0)
         {
+            // An HF checkpoint here is one mistake (it was not converted), not a hundred missing names.
+            var layout = Mtp.Adapters.LayoutDetector.Detect(ckpt.Directory, ckpt.Config, ckpt.Tensors.Select(t => t.Name).ToList());
+            if (layout.Layout == Mtp.Adapters.CheckpointLayout.HuggingFace)
+                throw new ModelLoadException($"{ckpt.Directory}: a Hugging Face checkpoint ({layout.Evidence}); the {model.Family} model loads the training layout: " +
+                    $"run mtp convert {ckpt.Directory} OUT --to native first", missing, unexpected, mismatched);
             var parts = new List<string>();
-            if (missing.Count > 0) parts.Add($"{missing.Count} missing: {string.Join(", ", missing)}");
-            if (unexpected.Count > 0) parts.Add($"{unexpected.Count} unexpected: {string.Join(", ", unexpected)}");
-            if (mismatched.Count > 0) parts.Add($"{mismatched.Count} mismatched: {string.Join("; ", mismatched)}");
+            if (missing.Count > 0) parts.Add($"{missing.Count} missing: {Mtp.Adapters.NameList.Cut(missing)}");
+            if (unexpected.Count > 0) parts.Add($"{unexpected.Count} unexpected: {Mtp.Adapters.NameList.Cut(unexpected)}");
+            if (mismatched.Count > 0) parts.Add($"{mismatched.Count} mismatched: {Mtp.Adapters.NameList.Cut(mismatched, separator: "; ")}");
             throw new ModelLoadException($"{ckpt.Directory}: checkpoint does not match the {model.Family} MTP model: " + string.Join(" | ", parts),
                 missing, unexpected, mismatched);
         }

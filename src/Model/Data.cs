@@ -153,9 +153,9 @@ public sealed class FileTokenSource : TokenSource
             {
                 lineNo++;
                 if (string.IsNullOrWhiteSpace(line)) continue;
-                if (JsonNode.Parse(line) is not JsonArray arr) throw new InvalidDataException($"{path}:{lineNo}: expected a JSON list of token ids");
-                if (arr.Count == 0) continue;
-                foreach (var n in arr) tokens.Add(n!.GetValue<int>());
+                if (ParseIds(line) is not List<int> ids) throw new InvalidDataException($"{path}: line {lineNo}: expected a JSON list of integer token ids");
+                if (ids.Count == 0) continue;
+                tokens.AddRange(ids);
                 ends.Add(tokens.Count);
             }
         }
@@ -182,6 +182,23 @@ public sealed class FileTokenSource : TokenSource
 
     /// <summary>The vocabulary bound checked on load.</summary>
     public int Vocab { get; }
+
+    // One .jsonl line as token ids; null for anything else (bad JSON, not a list, a non-integer) so the caller names the line.
+    static List<int>? ParseIds(string line)
+    {
+        try
+        {
+            if (JsonNode.Parse(line) is not JsonArray arr) return null;
+            var ids = new List<int>(arr.Count);
+            foreach (var n in arr)
+            {
+                if (n is not JsonValue v || !v.TryGetValue(out int id)) return null;
+                ids.Add(id);
+            }
+            return ids;
+        }
+        catch (System.Text.Json.JsonException) { return null; }
+    }
 
     /// <summary>Position of the next token to read.</summary>
     public long Cursor => _cursor;

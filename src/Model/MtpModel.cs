@@ -108,11 +108,21 @@ public static class ModelRegistry
     {
         string path = Path.Combine(dir, "config.json");
         if (!File.Exists(path)) throw new ModelConfigException($"{path}: not found (a training-layout checkpoint has its config.json)");
-        var cfg = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelConfigException($"{path}: not a JSON object");
-        string? top = cfg["model_type"]?.GetValue<string>();
-        string? text = (cfg["text_config"] as JsonObject)?["model_type"]?.GetValue<string>();
+        JsonObject cfg;
+        try { cfg = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelConfigException($"{path}: not a JSON object"); }
+        catch (System.Text.Json.JsonException e) { throw new ModelConfigException($"{path}: not valid JSON: {e.Message}"); }
+        string? top = cfg["model_type"] is JsonValue tv && tv.TryGetValue(out string? ts) ? ts : null;
+        string? text = (cfg["text_config"] as JsonObject)?["model_type"] is JsonValue xv && xv.TryGetValue(out string? xs) ? xs : null;
         foreach (string? t in new[] { top, text })
-            if (t is not null && Loaders.TryGetValue(t, out var load)) return load(dir, device, dtype);
+            if (t is not null && Loaders.TryGetValue(t, out var load))
+            {
+                // The config readers see only the JSON; the message is worth more with the file it came from.
+                try { return load(dir, device, dtype); }
+                catch (ModelConfigException e) when (e.Message.StartsWith("config.json", StringComparison.Ordinal))
+                {
+                    throw new ModelConfigException(path + e.Message["config.json".Length..]);
+                }
+            }
         throw new ModelConfigException($"{path}: model_type '{top ?? text ?? "(none)"}' has no model (supported: {string.Join(", ", Loaders.Keys)})");
     }
 }

@@ -65,7 +65,7 @@ public static class BlockDequant
     static void CheckScaleFinite(float s, int br, int bc, string what)
     {
         if (!float.IsFinite(s))
-            throw new InvalidDataException($"{what} of block [{br}, {bc}] is {s} (non-finite); set KernelOptions.AllowNonFiniteScales to accept it.");
+            throw new InvalidDataException($"{what} of block [{br}, {bc}] is {s}: a scale must be finite, so the file is damaged (fetch or convert it again)");
     }
 
     /// <summary>
@@ -165,7 +165,7 @@ public static class BlockDequant
         {
             int bad = scales.IndexOf(E8M0.NaN);
             if (bad >= 0)
-                throw new InvalidDataException($"E8M0 scale of group [{bad / groups}, {bad % groups}] is 0xFF (NaN); set KernelOptions.AllowNonFiniteScales to accept it.");
+                throw new InvalidDataException($"E8M0 scale of group [{bad / groups}, {bad % groups}] is 0xFF (NaN): a scale must be finite, so the file is damaged (fetch or convert it again)");
         }
 
         fixed (byte* pp = packed)

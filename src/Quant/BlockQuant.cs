@@ -105,7 +105,7 @@ public static class BlockQuant
                             if (!float.IsFinite(s))
                             {
                                 if (!opts.AllowNonFiniteScales)
-                                    throw new InvalidDataException($"scale of block [{br}, {bc}] is {s} (non-finite); set KernelOptions.AllowNonFiniteScales to replace it.");
+                                    throw new InvalidDataException($"reused scale of block [{br}, {bc}] is {s}: a scale must be finite, so the file it came from is damaged (fetch it again)");
                                 replace = true;
                             }
                             else if (amax == 0f) replace = false;
@@ -243,7 +243,7 @@ public static class BlockQuant
                                 if (code == E8M0.NaN)
                                 {
                                     if (!opts.AllowNonFiniteScales)
-                                        throw new InvalidDataException($"E8M0 scale of group [{r}, {g}] is 0xFF (NaN); set KernelOptions.AllowNonFiniteScales to replace it.");
+                                        throw new InvalidDataException($"reused E8M0 scale of group [{r}, {g}] is 0xFF (NaN): a scale must be finite, so the file it came from is damaged (fetch it again)");
                                     replace = true;
                                 }
                                 else replace = amax != 0f && !(amax / E8M0.ToFloat(code) < 7f);

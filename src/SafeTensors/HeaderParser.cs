@@ -24,17 +24,20 @@ public static class HeaderParser
 
     /// <summary>
     /// Validates the header length word against the file length before anything is allocated.
-    /// Returns N.
+    /// <paramref name="ninth"/> is the byte after the length word (-1: unknown); a header starts with '{', so a bad length
+    /// followed by anything else means another kind of file rather than a damaged header. Returns N.
     /// </summary>
-    public static long CheckLength(string file, ReadOnlySpan<byte> first8, long fileLength)
+    public static long CheckLength(string file, ReadOnlySpan<byte> first8, long fileLength, int ninth = -1)
     {
         if (fileLength < 8)
             throw new SafeTensorsException(SafeTensorsError.Truncated, file, null, $"file is {fileLength} bytes, shorter than the 8-byte header length field");
         ulong n = BitConverter.ToUInt64(first8);
+        bool notSafeTensors = ninth >= 0 && ninth != '{';
+        const string NotSafeTensors = "not a safetensors file (it does not start with a header length and a JSON header)";
         if (n > MaxHeaderLength)
-            throw new SafeTensorsException(SafeTensorsError.HeaderTooLarge, file, null, $"header length {n} exceeds the cap of {MaxHeaderLength} bytes");
+            throw new SafeTensorsException(SafeTensorsError.HeaderTooLarge, file, null, notSafeTensors ? NotSafeTensors : $"header length {n} exceeds the cap of {MaxHeaderLength} bytes");
         if ((long)n > fileLength - 8)
-            throw new SafeTensorsException(SafeTensorsError.Truncated, file, null, $"header length {n} runs past the end of the file ({fileLength} bytes): truncated?");
+            throw new SafeTensorsException(SafeTensorsError.Truncated, file, null, notSafeTensors ? NotSafeTensors : $"header length {n} runs past the end of the file ({fileLength} bytes): truncated?");
         return (long)n;
     }
 

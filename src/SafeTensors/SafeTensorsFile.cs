@@ -45,9 +45,10 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         {
             using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None);
             length = fs.Length;
-            Span<byte> first8 = stackalloc byte[8];
-            int got = fs.ReadAtLeast(first8, 8, throwOnEndOfStream: false);
-            long n = HeaderParser.CheckLength(path, first8[..got], length);
+            Span<byte> first9 = stackalloc byte[9];
+            int got = fs.ReadAtLeast(first9, 9, throwOnEndOfStream: false);
+            long n = HeaderParser.CheckLength(path, first9[..Math.Min(got, 8)], length, got == 9 ? first9[8] : -1);
+            fs.Position = 8;
             // n is capped and checked against the file length, so this allocation is bounded by real bytes.
             var json = new byte[n];
             fs.ReadExactly(json);

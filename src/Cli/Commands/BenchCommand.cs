@@ -20,10 +20,10 @@ public static class BenchCommand
     static Command Kernels()
     {
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var rows = new Option<int>("--rows") { Description = "Weight rows", DefaultValueFactory = _ => KernelBench.DefaultRows };
-        var cols = new Option<int>("--cols") { Description = "Weight columns (multiple of 32 for FP4)", DefaultValueFactory = _ => KernelBench.DefaultCols };
-        var threads = new Option<int>("--threads") { Description = "Threads (0 = all cores)", DefaultValueFactory = _ => 0 };
-        var seconds = new Option<double>("--seconds") { Description = "Minimum time per kernel", DefaultValueFactory = _ => 1.0 };
+        var rows = new Option<int>("--rows") { Description = "Weight rows", DefaultValueFactory = _ => KernelBench.DefaultRows }.AtLeast(1);
+        var cols = new Option<int>("--cols") { Description = "Weight columns (multiple of 32 for FP4)", DefaultValueFactory = _ => KernelBench.DefaultCols }.AtLeast(32);
+        var threads = new Option<int>("--threads") { Description = "Threads (0 = all cores)", DefaultValueFactory = _ => 0 }.AtLeast(0);
+        var seconds = new Option<double>("--seconds") { Description = "Minimum time per kernel", DefaultValueFactory = _ => 1.0 }.AtLeast(0.0);
         var cmd = new Command("kernels", "GB/s of FP8->BF16 (F32 and E8M0 scales), FP4->BF16, BF16->FP8 and a memory copy, on the same buffers");
         foreach (var o in new Option[] { json, rows, cols, threads, seconds }) cmd.Options.Add(o);
         cmd.SetAction(r =>

@@ -18,20 +18,17 @@ public static class BenchConvertCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
-        var family = new Option<string>("--family") { Description = "Synthetic family (deepseek-v4: H=4096, FP8 attention/shared experts with E8M0 scales, FP4 routed experts)", DefaultValueFactory = _ => "deepseek-v4" };
-        family.AcceptOnlyFromAmong(SynthModel.Families);
-        var size = new Option<string>("--size") { Description = "Checkpoint size, e.g. 64MB, 2GB, 8GB", DefaultValueFactory = _ => "8GB" };
+        var family = new Option<string>("--family") { Description = "Synthetic family (deepseek-v4: H=4096, FP8 attention/shared experts with E8M0 scales, FP4 routed experts)", DefaultValueFactory = _ => "deepseek-v4" }.OneOf(SynthModel.Families);
+        var size = new Option<string>("--size") { Description = "Checkpoint size, e.g. 64MB, 2GB, 8GB", DefaultValueFactory = _ => "8GB" }.Size();
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var work = new Option<string?>("--work") { Description = "Work directory for the checkpoints (default: a new directory under the system temp dir); put it on the disk you want to measure" };
         var keep = new Option<bool>("--keep") { Description = "Keep the synthesized and converted checkpoints" };
-        var threads = new Option<int>("--threads") { Description = "Conversion threads (0: all cores)", DefaultValueFactory = _ => 0 };
-        var memory = new Option<string>("--max-memory") { Description = "--max-memory passed to each conversion", DefaultValueFactory = _ => "2GB" };
-        var shard = new Option<string>("--max-shard-size") { Description = "Shard size of the synthesized and converted checkpoints", DefaultValueFactory = _ => "5GB" };
-        var cache = new Option<string>("--cache") { Description = "auto: drop the page cache before every measurement when permitted (root), else warm; drop; warm: read the input into the page cache before every measurement", DefaultValueFactory = _ => "auto" };
-        cache.AcceptOnlyFromAmong("auto", "drop", "warm");
-        var pageCache = new Option<string>("--page-cache") { Description = "drop: conversions and floor drop what they have read or written back from the page cache (convert's default); keep: neither does (convert --keep-page-cache)", DefaultValueFactory = _ => "drop" };
-        pageCache.AcceptOnlyFromAmong("drop", "keep");
-        var repeat = new Option<int>("--repeat") { Description = "Measure every conversion and floor this many times, interleaved; report medians", DefaultValueFactory = _ => 1 };
+        var threads = new Option<int>("--threads") { Description = "Conversion threads (0: all cores)", DefaultValueFactory = _ => 0 }.AtLeast(0);
+        var memory = new Option<string>("--max-memory") { Description = "--max-memory passed to each conversion", DefaultValueFactory = _ => "2GB" }.Size();
+        var shard = new Option<string>("--max-shard-size") { Description = "Shard size of the synthesized and converted checkpoints", DefaultValueFactory = _ => "5GB" }.Size();
+        var cache = new Option<string>("--cache") { Description = "auto: drop the page cache before every measurement when permitted (root), else warm; drop; warm: read the input into the page cache before every measurement", DefaultValueFactory = _ => "auto" }.OneOf("auto", "drop", "warm");
+        var pageCache = new Option<string>("--page-cache") { Description = "drop: conversions and floor drop what they have read or written back from the page cache (convert's default); keep: neither does (convert --keep-page-cache)", DefaultValueFactory = _ => "drop" }.OneOf("drop", "keep");
+        var repeat = new Option<int>("--repeat") { Description = "Measure every conversion and floor this many times, interleaved; report medians", DefaultValueFactory = _ => 1 }.AtLeast(1);
         var cmd = new Command("convert", "Time convert --to native and --to hf --reference on a synthetic checkpoint against the machine's I/O floor, with peak RSS");
         foreach (var o in new Option[] { family, size, json, work, keep, threads, memory, shard, cache, pageCache, repeat }) cmd.Options.Add(o);
         cmd.SetAction(r =>

@@ -14,16 +14,16 @@ public static class ConvertCommand
     {
         var input = new Argument<string?>("in") { Description = "Input checkpoint directory (or single .safetensors file)", Arity = ArgumentArity.ZeroOrOne };
         var output = new Argument<string?>("out") { Description = "Output directory (written atomically; must be empty unless --force)", Arity = ArgumentArity.ZeroOrOne };
-        var to = new Option<string?>("--to") { Description = "Target layout: native (training) or hf (required unless --merge-index)" };
+        var to = new Option<string?>("--to") { Description = "Target layout: native (training) or hf (required unless --merge-index)" }.OneOfIgnoringCase("native", "hf");
         var part = new Option<string?>("--part") { Description = "i/n: convert only the i-th of n disjoint sets of output shards into OUT (shared by all parts); then run --merge-index OUT" };
         var merge = new Option<string?>("--merge-index") { Description = "OUT: once all --part i/n runs are done, check them and write the index, config.json and conversion.json" };
         var family = new Option<string?>("--family") { Description = "Family: deepseek-v3, deepseek-v4, qwen3.5, qwen3-next (default: detect from config.json)" };
-        var dtype = new Option<string?>("--dtype") { Description = "bf16 (default) or f32 for quantized/BF16 tensors; with --to hf: write an unquantized HF checkpoint in this dtype (needed when neither --reference nor IN's conversion.json says the source format)" };
+        var dtype = new Option<string?>("--dtype") { Description = "bf16 (default) or f32 for quantized/BF16 tensors; with --to hf: write an unquantized HF checkpoint in this dtype (needed when neither --reference nor IN's conversion.json says the source format)" }.OneOfIgnoringCase("bf16|bfloat16", "f32|float32");
         var reference = new Option<string?>("--reference") { Description = "With --to hf: the original HF checkpoint (reuses its scales, shard names, weight_map and config.json)" };
-        var layout = new Option<string>("--expert-layout") { Description = "Routed experts: stacked ([E,2I,H] gate_up_proj + [E,H,I] down_proj) or per-expert", DefaultValueFactory = _ => "stacked" };
-        var threads = new Option<int>("--threads") { Description = "Worker threads (0: all cores)", DefaultValueFactory = _ => 0 };
-        var shard = new Option<string>("--max-shard-size") { Description = "Maximum output shard size (e.g. 5GB, 500MB)", DefaultValueFactory = _ => "5GB" };
-        var memory = new Option<string>("--max-memory") { Description = "Memory budget for tensors computed at once (e.g. 2GB)", DefaultValueFactory = _ => "2GB" };
+        var layout = new Option<string>("--expert-layout") { Description = "Routed experts: stacked ([E,2I,H] gate_up_proj + [E,H,I] down_proj) or per-expert", DefaultValueFactory = _ => "stacked" }.OneOfIgnoringCase("stacked", "per-expert");
+        var threads = new Option<int>("--threads") { Description = "Worker threads (0: all cores)", DefaultValueFactory = _ => 0 }.AtLeast(0);
+        var shard = new Option<string>("--max-shard-size") { Description = "Maximum output shard size (e.g. 5GB, 500MB)", DefaultValueFactory = _ => "5GB" }.Size();
+        var memory = new Option<string>("--max-memory") { Description = "Memory budget for tensors computed at once (e.g. 2GB)", DefaultValueFactory = _ => "2GB" }.Size();
         var keepCache = new Option<bool>("--keep-page-cache") { Description = "Leave input and output in the page cache (default: drop each range once consumed or written back, so memory stays bounded)" };
         var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp };
         var forceAny = new Option<bool>("--force-any") { Description = OutputFlags.ForceAnyHelp };

@@ -12,9 +12,9 @@ public static class DemoCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
-        var family = new Option<string>("--family") { Description = "deepseek-v3, deepseek-v4 or qwen3.5", DefaultValueFactory = _ => "deepseek-v3" };
+        var family = new Option<string>("--family") { Description = "deepseek-v3, deepseek-v4 or qwen3.5", DefaultValueFactory = _ => "deepseek-v3" }.OneOf(SynthModel.Families);
         var work = new Option<string?>("--work") { Description = "Working directory (default: a new folder under the system temp dir)" };
-        var steps = new Option<int>("--steps") { Description = "Training steps", DefaultValueFactory = _ => 30 };
+        var steps = new Option<int>("--steps") { Description = "Training steps", DefaultValueFactory = _ => 30 }.AtLeast(0);
         var cmd = new Command("demo", "Synthesize a small checkpoint, inspect it, convert HF -> training layout, train with the MTP loss, export back to HF, and verify the round trips");
         cmd.Options.Add(family);
         cmd.Options.Add(work);

@@ -37,7 +37,7 @@ public static class InspectCommand
                 else Render(report);
                 if (report.Problems.Count > 0)
                 {
-                    Console.Error.WriteLine("mtp: " + report.Problems[0] + (report.Problems.Count > 1 ? $" (and {report.Problems.Count - 1} more problems)" : ""));
+                    Console.Error.WriteLine("mtp: " + report.Problems[0] + (report.Problems.Count > 1 ? $" (and {Units.Count(report.Problems.Count - 1, "more problem")})" : ""));
                     return report.ProblemExitCode;
                 }
                 return ExitCodes.Ok;

@@ -17,18 +17,16 @@ public static class SynthCommand
     public static Command Create()
     {
         var output = new Argument<string>("out") { Description = "Output checkpoint directory (created; must be empty unless --force)" };
-        var family = new Option<string>("--family") { Description = "deepseek-v3 | deepseek-v4 | qwen3.5", Required = true };
-        family.AcceptOnlyFromAmong(SynthModel.Families);
-        var size = new Option<string?>("--size") { Description = "Target tensor bytes, e.g. 500MB, 4GB, 1.5GiB: scales the release shape (layers, then experts, then hidden) to land within 10%" };
-        var layers = new Option<int?>("--layers") { Description = "Main decoder layers (default: 3 for DeepSeek, 4 for Qwen3.5; chosen by --size)" };
-        var hidden = new Option<int?>("--hidden") { Description = "Hidden size, a multiple of 32 (default 64; chosen by --size); other widths follow the release's proportions" };
-        var experts = new Option<int?>("--experts") { Description = "Routed experts per MoE layer (default 4; chosen by --size)" };
-        var vocab = new Option<int?>("--vocab") { Description = "Vocabulary size (default 512; with --size: the release's, capped at ~10% of the target)" };
-        var depth = new Option<int>("--mtp-depth") { Description = "MTP depth", DefaultValueFactory = _ => 1 };
-        var quant = new Option<string?>("--quant") { Description = "Qwen3.5 only: bf16 (the BF16 release, default) or fp8 (the FP8 release)" };
-        quant.AcceptOnlyFromAmong("bf16", "fp8");
+        var family = new Option<string>("--family") { Description = "deepseek-v3 | deepseek-v4 | qwen3.5", Required = true }.OneOf(SynthModel.Families);
+        var size = new Option<string?>("--size") { Description = "Target tensor bytes, e.g. 500MB, 4GB, 1.5GiB: scales the release shape (layers, then experts, then hidden) to land within 10%" }.Size();
+        var layers = new Option<int?>("--layers") { Description = "Main decoder layers (default: 3 for DeepSeek, 4 for Qwen3.5; chosen by --size)" }.AtLeast(1);
+        var hidden = new Option<int?>("--hidden") { Description = "Hidden size, a multiple of 32 (default 64; chosen by --size); other widths follow the release's proportions" }.AtLeast(1);
+        var experts = new Option<int?>("--experts") { Description = "Routed experts per MoE layer (default 4; chosen by --size)" }.AtLeast(1);
+        var vocab = new Option<int?>("--vocab") { Description = "Vocabulary size (default 512; with --size: the release's, capped at ~10% of the target)" }.AtLeast(1);
+        var depth = new Option<int>("--mtp-depth") { Description = "MTP depth", DefaultValueFactory = _ => 1 }.AtLeast(0);
+        var quant = new Option<string?>("--quant") { Description = "Qwen3.5 only: bf16 (the BF16 release, default) or fp8 (the FP8 release)" }.OneOf("bf16", "fp8");
         var seed = new Option<ulong>("--seed") { Description = "Random seed: the same seed gives byte-identical files", DefaultValueFactory = _ => 0 };
-        var maxShard = new Option<string>("--max-shard-size") { Description = "Largest shard file", DefaultValueFactory = _ => "5GB" };
+        var maxShard = new Option<string>("--max-shard-size") { Description = "Largest shard file", DefaultValueFactory = _ => "5GB" }.Size();
         var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp };
         var forceAny = new Option<bool>("--force-any") { Description = OutputFlags.ForceAnyHelp };
         var noSpaceCheck = new Option<bool>("--no-space-check") { Description = OutputFlags.NoSpaceCheckHelp };
@@ -76,7 +74,7 @@ public static class SynthCommand
             SynthResult res = SynthWriter.WriteCheckpoint(plan, outDir, r.GetValue(seed), shardBytes, rules, Progress);
             double secs = res.Elapsed.TotalSeconds;
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"synth: wrote {outDir}: {res.Tensors} tensors, {res.Bytes} bytes ({Units.Bytes(res.Bytes)}), {res.Shards} shards, {secs:0.00} s, {res.Bytes / 1e6 / Math.Max(secs, 1e-9):0} MB/s"));
+                $"synth: wrote {outDir}: {res.Tensors} tensors, {res.Bytes} bytes ({Units.Bytes(res.Bytes)}), {Units.Count(res.Shards, "shard")}, {secs:0.00} s, {res.Bytes / 1e6 / Math.Max(secs, 1e-9):0} MB/s"));
             return ExitCodes.Ok;
         }, r.GetValue(GlobalOptions.Verbose), json: false));
         return cmd;

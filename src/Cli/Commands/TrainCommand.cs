@@ -9,33 +9,33 @@ using TorchSharp;
 
 namespace Mtp.Cli.Commands;
 
-/// <summary><c>mtp train</c>: trains a training-layout DeepSeek-V3 MTP checkpoint to prove it works.</summary>
+/// <summary><c>mtp train</c>: trains a training-layout MTP checkpoint of any family to prove it works.</summary>
 public static class TrainCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
         var ckpt = new Argument<string>("checkpoint") { Description = "Training-layout checkpoint directory (config.json + safetensors)." };
-        var steps = new Option<int>("--steps") { Description = "Optimizer steps to run in this invocation.", Required = true };
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps to run in this invocation.", Required = true }.AtLeast(0);
         var outDir = new Option<string?>("--out") { Description = "Write the trained checkpoint (weights in the training dtype, sharded with an index) plus training_state/ (optimizer, schedule, data position) here, atomically." };
-        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
-        var dtype = new Option<string>("--dtype") { Description = "Training dtype: bf16 or f32.", DefaultValueFactory = _ => "bf16" };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, betas 0.9/0.95, weight decay 0.01 on matrices, grad clip 1.0).", DefaultValueFactory = _ => 1e-3 };
-        var batch = new Option<int>("--batch") { Description = "Rows per batch.", DefaultValueFactory = _ => 2 };
-        var seqLen = new Option<int>("--seq-len") { Description = "Tokens per row (documents are packed, with cu_seqlens).", DefaultValueFactory = _ => 64 };
+        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" }.Device();
+        var dtype = new Option<string>("--dtype") { Description = "Training dtype: bf16 or f32.", DefaultValueFactory = _ => "bf16" }.OneOfIgnoringCase("bf16|bfloat16", "f32|fp32|float32");
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, betas 0.9/0.95, weight decay 0.01 on matrices, grad clip 1.0).", DefaultValueFactory = _ => 1e-3 }.AtLeast(0.0);
+        var batch = new Option<int>("--batch") { Description = "Rows per batch.", DefaultValueFactory = _ => 2 }.AtLeast(1);
+        var seqLen = new Option<int>("--seq-len") { Description = "Tokens per row (documents are packed, with cu_seqlens).", DefaultValueFactory = _ => 64 }.AtLeast(2);
         var data = new Option<string?>("--data") { Description = "Token ids: .bin/.u16 (uint16), .i32 (int32) or .jsonl (one list of ids per document). Default: a learnable synthetic stream." };
         var seed = new Option<long>("--seed") { Description = "Seed of the synthetic data and torch.", DefaultValueFactory = _ => 0 };
-        var mtpScale = new Option<double>("--mtp-loss-scale") { Description = "lambda in loss = main + lambda/D * sum of the D depths' losses.", DefaultValueFactory = _ => 0.1 };
-        var warmup = new Option<int>("--warmup") { Description = "Linear warmup steps before the cosine decay.", DefaultValueFactory = _ => 0 };
-        var total = new Option<int?>("--total-steps") { Description = "Schedule horizon: the cosine reaches 0.1·lr here. Default: --steps. Set it when you plan to resume, so a split run follows one schedule; with --resume it may stretch the saved schedule. A run past its horizon is refused." };
+        var mtpScale = new Option<double>("--mtp-loss-scale") { Description = "lambda in loss = main + lambda/D * sum of the D depths' losses.", DefaultValueFactory = _ => 0.1 }.AtLeast(0.0);
+        var warmup = new Option<int>("--warmup") { Description = "Linear warmup steps before the cosine decay.", DefaultValueFactory = _ => 0 }.AtLeast(0);
+        var total = new Option<int?>("--total-steps") { Description = "Schedule horizon: the cosine reaches 0.1·lr here. Default: --steps. Set it when you plan to resume, so a split run follows one schedule; with --resume it may stretch the saved schedule. A run past its horizon is refused." }.AtLeast(1);
         var resume = new Option<string?>("--resume") { Description = "Continue exactly from a directory written by --out: its weights, optimizer moments, step, schedule, options (lr, warmup, horizon, batch, seq-len, mtp-loss-scale, roll-positions, dtype, seed, data file) and data position are used; CHECKPOINT must be that folder (or the run's first checkpoint), and a flag that differs from the saved value is refused (only --total-steps may change). E.g. mtp train OUT --resume OUT --steps K --out OUT." };
         var rollPositions = new Option<bool>("--roll-positions") { Description = "Roll position ids for the MTP depths too (Megatron/NeMo); default keeps the original positions (torchtitan/vLLM)." };
-        var threads = new Option<int>("--threads") { Description = "CPU intra-op threads (0: libtorch's default, one per core). Default 1: small models step faster without OpenMP contention on shared machines, and runs stay bitwise reproducible.", DefaultValueFactory = _ => 1 };
+        var threads = new Option<int>("--threads") { Description = "CPU intra-op threads (0: libtorch's default, one per core). Default 1: small models step faster without OpenMP contention on shared machines, and runs stay bitwise reproducible.", DefaultValueFactory = _ => 1 }.AtLeast(0);
         var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp + " (not needed when --out is the --resume directory)" };
         var forceAny = new Option<bool>("--force-any") { Description = OutputFlags.ForceAnyHelp };
         var noSpaceCheck = new Option<bool>("--no-space-check") { Description = OutputFlags.NoSpaceCheckHelp };
         var json = new Option<bool>("--json") { Description = "Write one JSON object per step (step, loss, mtp_losses, grad_norm, tokens_per_s, total_loss, lr) to stdout." };
-        var cmd = new Command("train", "Train a DeepSeek-V3 checkpoint with its MTP depths (main + MTP loss) and optionally save it; proves a conversion by training.")
+        var cmd = new Command("train", "Train a training-layout checkpoint of any family (DeepSeek-V3/V4, Qwen3.5/Qwen3-Next) with its MTP depths (main + MTP loss) and optionally save it; proves a conversion by training.")
         {
             ckpt, steps, outDir, device, dtype, lr, batch, seqLen, data, seed, mtpScale, warmup, total, resume, rollPositions, threads, json, force, forceAny, noSpaceCheck,
         };
@@ -57,17 +57,29 @@ public static class TrainCommand
     /// <summary>The value of <paramref name="o"/> when it was typed, null when left to its default.</summary>
     static T? Given<T>(ParseResult pr, Option<T> o) where T : struct => pr.GetResult(o) is { Implicit: false } ? pr.GetValue(o) : null;
 
+    // Asked before torch.device, which throws on a build or machine without CUDA instead of answering.
+    static torch.Device CheckedDevice(string name)
+    {
+        if (!name.StartsWith("cuda", StringComparison.OrdinalIgnoreCase)) return torch.device(name.ToLowerInvariant());
+        if (!torch.cuda.is_available())
+            throw new CliException(ExitCodes.Usage, $"--device {name}: no CUDA device here (or this build's libtorch is CPU-only: build with -p:TorchBackend=cuda); use --device cpu");
+        int index = name.Length > 5 ? int.Parse(name[5..], CultureInfo.InvariantCulture) : 0;
+        int count = torch.cuda.device_count();
+        if (index >= count) throw new CliException(ExitCodes.Usage, $"--device {name}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})");
+        return torch.device(name.ToLowerInvariant());
+    }
+
     static int Run(string ckpt, int steps, string? outDir, string deviceName, string dtypeName, TrainerOptions options,
         string? dataPath, long seed, string? resumeDir, int threads, bool json, TrainFlags given, OutputRules outRules)
     {
         if (steps < 0) throw new CliException(ExitCodes.Usage, "--steps must be ≥ 0");
         if (options.Batch < 1 || options.SeqLen < 2) throw new CliException(ExitCodes.Usage, "--batch must be ≥ 1 and --seq-len ≥ 2");
+        if (!Directory.Exists(ckpt))
+            throw new CliException(ExitCodes.Usage, File.Exists(ckpt) ? $"{ckpt}: is a file; train takes a training-layout checkpoint directory" : $"{ckpt}: no such directory", ckpt);
+        if (dataPath is not null && !File.Exists(dataPath)) throw new CliException(ExitCodes.Usage, $"--data {dataPath}: no such file", dataPath);
         if (threads > 0) torch.set_num_threads(threads);
-        var device = torch.device(deviceName);
-        if (device.type == DeviceType.CUDA && !torch.cuda.is_available())
-            throw new CliException(ExitCodes.Usage, "--device cuda: no CUDA device/libtorch here (build with -p:TorchBackend=cuda)");
+        var device = CheckedDevice(deviceName);
         torch.manual_seed(seed);
-        if (!Directory.Exists(ckpt)) throw new CliException(ExitCodes.Usage, $"{ckpt}: no such checkpoint directory", ckpt);
         Trainer trainer;
         if (resumeDir is not null)
         {
@@ -92,7 +104,7 @@ public static class TrainCommand
         using OutputTransaction? txn = outDir is null ? null : TrainingCheckpoint.Begin(trainer, outDir, outRules);
         var o = trainer.Options;
         if (!json)
-            Console.Error.WriteLine($"training {trainer.Model.Family}: {trainer.Model.NumHiddenLayers} layers + {trainer.Model.MtpDepthCount} MTP depth(s), " +
+            Console.Error.WriteLine($"training {trainer.Model.Family}: {Units.Count(trainer.Model.NumHiddenLayers, "layer")} + {Units.Count(trainer.Model.MtpDepthCount, "MTP depth")}, " +
                 $"{trainer.Model.TrainableParameters().Sum(p => p.Param.numel()):N0} parameters, {trainer.Model.DType} on {device}, batch {o.Batch}x{o.SeqLen}");
         var inv = CultureInfo.InvariantCulture;
         var times = new List<double>();
@@ -132,8 +144,8 @@ public static class TrainCommand
         {
             var steady = times.Count > 1 ? times.Skip(1).ToList() : times;
             double mean = steady.Average();
-            Console.Error.WriteLine(string.Format(inv, "{0} steps in {1:F2} s; mean step {2:F1} ms (first step excluded), {3:F0} tokens/s",
-                times.Count, wall.Elapsed.TotalSeconds, mean * 1000, o.Batch * o.SeqLen / mean));
+            Console.Error.WriteLine(string.Format(inv, "{0} in {1:F2} s; mean step {2:F1} ms{4}, {3:F0} tokens/s",
+                Units.Count(times.Count, "step"), wall.Elapsed.TotalSeconds, mean * 1000, o.Batch * o.SeqLen / mean, times.Count > 1 ? " (first step excluded)" : ""));
         }
         if (outDir is not null) Console.Error.WriteLine($"saved {outDir} (step {trainer.StepsDone})");
         return 0;

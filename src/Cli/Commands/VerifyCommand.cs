@@ -12,7 +12,7 @@ public static class VerifyCommand
         var a = new Argument<string>("a") { Description = "First checkpoint" };
         var b = new Argument<string>("b") { Description = "Second checkpoint" };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON" };
-        var tolerance = new Option<double?>("--tolerance") { Description = "Accept differences up to this max abs difference (after dequantization)" };
+        var tolerance = new Option<double?>("--tolerance") { Description = "Accept differences up to this max abs difference (after dequantization)" }.AtLeast(0.0);
         var cmd = new Command("verify", "Compare two checkpoints: names, dtypes, shapes and bytes (exit 0 only when identical, or within --tolerance; 6 when different)")
         {
             a, b, json, tolerance,

@@ -67,6 +67,7 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
 
         bool hasModel = HasModel();
         double trainedLoss = double.NaN;
+        string exportScheme = "unquantized";
         if (!hasModel)
         {
             string reason = $"no TorchSharp model for {family} yet (models: {string.Join(", ", ModelRegistry.ModelTypes)})";
@@ -92,13 +93,14 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
             trainer.Save(Trained);
             trainedLoss = EvalLoss(Trained);
             return steps == 0 ? "0 steps" :
-                $"{steps} steps: main {first!.Loss:F3} -> {last!.Loss:F3}, MTP {string.Join("/", first.MtpLosses.Select(x => x.ToString("F3")))} -> {string.Join("/", last.MtpLosses.Select(x => x.ToString("F3")))} -> {Trained}";
+                $"{Units.Count(steps, "step")}: main {first!.Loss:F3} -> {last!.Loss:F3}, MTP {string.Join("/", first.MtpLosses.Select(x => x.ToString("F3")))} -> {string.Join("/", last.MtpLosses.Select(x => x.ToString("F3")))} -> {Trained}";
         });
         Stage("export trained", () =>
         {
             var r = Converter.ToHf(Trained, Export, new ConvertOptions { Reference = Hf, Force = true });
-            int blocks = r.Requantized.Sum(x => x.ChangedBlocks);
-            return $"{r.TensorsWritten} tensors re-quantized to the source scheme with the reference's scales ({r.Requantized.Count} weights needed {blocks} new block scales) -> {Export}";
+            var quantized = QuantizedWeights(Export);
+            exportScheme = quantized.Scheme;
+            return ExportDetail(r.TensorsWritten, quantized, r.Requantized.Count, r.Requantized.Sum(x => x.ChangedBlocks), Export);
         });
         Stage("re-import trained", () =>
         {
@@ -106,9 +108,27 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
             double reimported = EvalLoss(Reimported);
             if (!double.IsFinite(reimported) || Math.Abs(reimported - trainedLoss) > 0.1)
                 throw new InvalidDataException($"loss after export/re-import {reimported:F4} vs trained {trainedLoss:F4}");
-            return $"loss on a fixed batch: trained {trainedLoss:F4}, after FP8/FP4 export and re-import {reimported:F4}";
+            return $"loss on a fixed batch: trained {trainedLoss:F4}, after {exportScheme} export and re-import {reimported:F4}";
         });
         return _stages.All(s => s.Status != "failed");
+    }
+
+    /// <summary>The export stage's line: what was re-quantized, and to what, only when the source is quantized at all.</summary>
+    public static string ExportDetail(int tensors, (int Count, string Scheme) quantized, int requantized, int newBlocks, string dir) =>
+        quantized.Count == 0
+            ? $"{Units.Count(tensors, "tensor")} in the reference's dtypes (the source is not quantized) -> {dir}"
+            : $"{Units.Count(tensors, "tensor")}, {quantized.Count} of them weights re-quantized to {quantized.Scheme} with the reference's scales " +
+              $"({Units.Count(requantized, "weight")} needed {newBlocks} new block scales) -> {dir}";
+
+    /// <summary>How many weights of the checkpoint in <paramref name="dir"/> are quantized, and in which formats ("FP8", "FP8 + FP4", or "unquantized").</summary>
+    public static (int Count, string Scheme) QuantizedWeights(string dir)
+    {
+        using Checkpoint ck = Checkpoint.Open(dir);
+        int fp8 = ck.Tensors.Count(t => t.Info.DType == DType.F8_E4M3), fp4 = ck.Tensors.Count(t => t.Info.DType is DType.I8 or DType.F4);
+        var parts = new List<string>();
+        if (fp8 > 0) parts.Add("FP8");
+        if (fp4 > 0) parts.Add("FP4");
+        return (fp8 + fp4, parts.Count == 0 ? "unquantized" : string.Join(" + ", parts));
     }
 
     bool HasModel()

@@ -31,6 +31,12 @@ public static partial class CheckpointInspector
     {
         using Checkpoint ck = Checkpoint.Open(path, collectProblems: true);
         var problems = ck.Problems.Select(p => p.Message).ToList();
+        var warnings = ck.Warnings.ToList();
+        // One shard of an indexed checkpoint: what lives in the other shards is not a problem of this one.
+        var elsewhere = OtherShardsNames(path, out int shardCount);
+        if (elsewhere is not null)
+            warnings.Add($"{path} is 1 of {shardCount} shards in {ShardIndex.FileName}: checks that need the whole checkpoint (config.json layers and MTP depth, scales in other shards) are skipped; inspect {ck.Directory} for them");
+        bool whole = elsewhere is null;
         int exit = ck.Problems.Count == 0 ? 0 : ck.Problems.Select(p => ExitCodes.For(p.Error)).Min();
 
         JsonObject? cfg = ck.Config;
@@ -49,13 +55,13 @@ public static partial class CheckpointInspector
         }
 
         var (depth, mtpCount, locations) = FindMtp(ck, layers);
-        if (cfgDepth is int cd && cd != depth && ck.Problems.Count == 0)
+        if (cfgDepth is int cd && cd != depth && ck.Problems.Count == 0 && whole)
         {
             problems.Add($"{ck.Directory}: config.json declares MTP depth {cd} but the tensors hold {depth}");
             exit = exit == 0 ? ExitCodes.Inconsistent : exit;
         }
 
-        if (ck.Problems.Count == 0)
+        if (ck.Problems.Count == 0 && whole)
         {
             foreach (string p in CheckConventions(ck, layers, cfg, text, locations))
             {
@@ -66,9 +72,9 @@ public static partial class CheckpointInspector
 
         bool perExpert = ck.Tensors.Any(t => PerExpert().IsMatch(t.Name));
         bool fused = ck.Tensors.Any(t => FusedExpert().IsMatch(t.Name));
-        string experts = (perExpert, fused) switch { (true, true) => "mixed", (true, false) => "per-expert", (false, true) => "fused", _ => "none" };
+        string experts = (perExpert, fused) switch { (true, true) => "mixed", (true, false) => "per-expert", (false, true) => "stacked", _ => "none" };
 
-        var quant = QuantScan.Scan(ck, cfg, text, problems);
+        var quant = QuantScan.Scan(ck, cfg, text, problems, elsewhere);
         if (quant.Malformed > 0) exit = exit == 0 ? ExitCodes.Malformed : Math.Min(exit, ExitCodes.Malformed);
         else if (quant.Problems > 0 && exit == 0) exit = ExitCodes.Inconsistent;
 
@@ -91,9 +97,29 @@ public static partial class CheckpointInspector
             MtpLocations = locations,
             ExpertLayout = experts,
             Problems = problems,
-            Warnings = ck.Warnings.ToList(),
+            Warnings = warnings,
             ProblemExitCode = exit,
         };
+    }
+
+    /// <summary>
+    /// When <paramref name="path"/> is a file that the index beside it lists with other shards: the names the index places
+    /// in those other shards (and how many shards there are); otherwise null.
+    /// </summary>
+    static HashSet<string>? OtherShardsNames(string path, out int shardCount)
+    {
+        shardCount = 0;
+        if (!File.Exists(path)) return null;
+        string indexPath = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, ShardIndex.FileName);
+        if (!File.Exists(indexPath)) return null;
+        ShardIndex index;
+        try { index = ShardIndex.Read(indexPath); }
+        catch (SafeTensorsException) { return null; } // a broken index is not this file's problem here
+        string self = System.IO.Path.GetFileName(path);
+        var shards = index.WeightMap.Select(kv => kv.Value).Distinct(StringComparer.Ordinal).ToList();
+        if (!shards.Contains(self, StringComparer.Ordinal) || shards.Count < 2) return null;
+        shardCount = shards.Count;
+        return index.WeightMap.Where(kv => kv.Value != self).Select(kv => kv.Key).ToHashSet(StringComparer.Ordinal);
     }
 
     /// <summary>

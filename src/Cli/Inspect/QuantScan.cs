@@ -17,7 +17,13 @@ static class QuantScan
         return null;
     }
 
-    public static Result Scan(Checkpoint ck, JsonObject? cfg, JsonObject? text, List<string> problems)
+    static bool ScaleElsewhere(string weight, IReadOnlySet<string> names)
+    {
+        string stem = weight.EndsWith(".weight", StringComparison.Ordinal) ? weight[..^".weight".Length] : weight;
+        return names.Contains(stem + ".weight_scale_inv") || names.Contains(stem + ".scale") || names.Contains(weight + "_scale_inv");
+    }
+
+    public static Result Scan(Checkpoint ck, JsonObject? cfg, JsonObject? text, List<string> problems, IReadOnlySet<string>? inOtherShards = null)
     {
         JsonObject? qc = (cfg?["quantization_config"] ?? text?["quantization_config"]) as JsonObject;
         (int B0, int B1)? block = null;
@@ -44,6 +50,7 @@ static class QuantScan
             bool maybeFp4 = w.DType is DType.F4 or DType.I8;
             if (!isFp8 && !maybeFp4) continue;
             TensorLocation? s = ScaleOf(ck, w.Name);
+            if (s is null && inOtherShards is not null && ScaleElsewhere(w.Name, inOtherShards)) continue; // one shard inspected alone
             if (s is null)
             {
                 if (isFp8 || w.DType == DType.F4)
