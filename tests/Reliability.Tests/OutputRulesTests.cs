@@ -84,7 +84,8 @@ public class OutputRulesTests
             Assert.That(code, Is.EqualTo(0), err);
             (code, _, err) = CliRunner.Run("train", native, "--steps", "1", "--out", saved);
             Assert.That(code, Is.EqualTo(2), "an existing output needs --force: " + err);
-            (code, _, err) = CliRunner.Run("train", native, "--steps", "1", "--out", saved, "--force");
+            // The horizon leaves room for the resume below (a run past its horizon is refused).
+            (code, _, err) = CliRunner.Run("train", native, "--steps", "1", "--total-steps", "2", "--out", saved, "--force");
             Assert.That(code, Is.EqualTo(0), err);
             (code, _, err) = CliRunner.Run("train", saved, "--resume", saved, "--steps", "1", "--out", saved);
             Assert.That(code, Is.EqualTo(0), "continuing the run into its own directory needs no --force: " + err);
