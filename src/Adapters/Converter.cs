@@ -146,6 +146,9 @@ public static partial class Converter
                     hints[n["name"]!.GetValue<string>()] = (dt, n["shape"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray());
         // Without a record of the source's tensors the quantization, the scales and the tied copies are unknown: an
         // unquantized guess would look like a faithful export, so it takes an explicit --dtype.
+        // An HF checkpoint has no such record either: that it is HF is the one thing to say.
+        if (reference == null && options.DType == null && hints.Count == 0 && layout.Layout == CheckpointLayout.HuggingFace)
+            throw WrongDirection(inDir, layout, "hf");
         if (reference == null && options.DType == null && hints.Count == 0)
             throw new AdapterException(AdapterErrorKind.Usage, $"{inDir}: the HF format to export to is unknown ({ReportFileName} with the source's tensors is " +
                 "missing: not written by mtp convert --to native, or by mtp train from such a checkpoint); pass --reference HF_DIR (the original " +

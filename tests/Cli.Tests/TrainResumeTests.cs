@@ -66,6 +66,7 @@ public class TrainResumeTests
     public void ADifferentDataFileAndRollPositionsAreRefused()
     {
         string other = Path.Combine(_dir, "other.jsonl");
+        File.Copy(_data, other, overwrite: true);
         var r = Resume("--steps", "1", "--data", other, "--roll-positions");
         Assert.That(r.Code, Is.EqualTo(ExitCodes.Usage), r.Err);
         Assert.That(r.Err, Does.Contain($"--data {other} differs from the saved run's {_data}"));
