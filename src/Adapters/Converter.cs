@@ -118,27 +118,25 @@ public static partial class Converter
         var sw = Stopwatch.StartNew();
         CheckOutput(inDir, outDir, options);
         using Checkpoint nat = Checkpoint.Open(inDir);
-        JsonObject? report = ReadReport(inDir);
+        ConversionReport? report = ConversionReport.Read(inDir);
         using Checkpoint? reference = options.Reference != null ? Checkpoint.Open(options.Reference) : null;
         if (options.Reference != null && Same(options.Reference, outDir))
             throw new AdapterException(AdapterErrorKind.Usage, "the output directory must not be the reference checkpoint");
         JsonObject config = (JsonObject?)reference?.Config?.DeepClone() ?? nat.Config
             ?? throw new AdapterException(AdapterErrorKind.Malformed, $"{inDir}: no config.json");
         string family = options.Family != null ? ResolveFamily(options.Family, config, inDir)
-            : report?["family"]?.GetValue<string>() is string rf && Families.Normalize(rf) is string nf ? nf : ResolveFamily(null, config, inDir);
+            : report?.Family is string rf && Families.Normalize(rf) is string nf ? nf : ResolveFamily(null, config, inDir);
 
         // Hints: the HF dtype/shape of every tensor (reference header, else the recorded source header).
         var hints = new Dictionary<string, (DType DType, long[] Shape)>(StringComparer.Ordinal);
         if (reference != null) foreach (var t in reference.Tensors) hints[t.Name] = (t.Info.DType, t.Info.Shape);
-        else if (options.DType == null && report?["source_tensors"] is JsonArray st)
-            foreach (var n in st.OfType<JsonObject>())
-                if (DTypes.TryParse(n["dtype"]!.GetValue<string>(), out var dt))
-                    hints[n["name"]!.GetValue<string>()] = (dt, n["shape"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray());
+        else if (options.DType == null && report?.SourceTensors is { } st)
+            foreach (var t in st) hints[t.Name] = (t.DType, t.Shape);
         // The HF config: reference's, or ours with the quantization_config restored.
         if (reference == null)
         {
             config = (JsonObject)config.DeepClone();
-            var q = report?["source_quantization_config"];
+            var q = report?.SourceQuantizationConfig;
             if (options.DType == null && q != null && hints.Count > 0) config["quantization_config"] = q.DeepClone();
             SetDType(config, options.DType ?? DType.BF16);
         }
@@ -344,11 +342,4 @@ public static partial class Converter
         if (c["torch_dtype"] == null && c["dtype"] == null) c["torch_dtype"] = name;
     }
 
-    static JsonObject? ReadReport(string dir)
-    {
-        string p = Path.Combine(Directory.Exists(dir) ? dir : Path.GetDirectoryName(Path.GetFullPath(dir))!, ReportFileName);
-        if (!File.Exists(p)) return null;
-        try { return JsonNode.Parse(File.ReadAllText(p)) as JsonObject; }
-        catch (JsonException e) { throw new AdapterException(AdapterErrorKind.Malformed, $"{p}: not valid JSON: {e.Message.Replace('\n', ' ')}"); }
-    }
 }
