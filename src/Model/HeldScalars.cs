@@ -13,10 +13,10 @@ namespace Mtp.Model;
 /// read. A GC during the op (any thread may start one) then lets the finalizer thread free the c10::Scalar
 /// while libtorch is still reading it: "Unknown scalar type", or a wrong value, now and then. The model code
 /// therefore never lets TorchSharp make a Scalar: constants live in static fields (never collected), other
-/// numbers are created here and disposed after the op. ScalarLifetimeTests scans the assembly for any
-/// call that would still create one.
+/// numbers are created here and disposed after the op. ScalarLifetimeTests scans the model and its tests for
+/// any call that would still create one.
 /// </remarks>
-internal static class HeldScalars
+public static class HeldScalars
 {
     static readonly Scalar One = 1.ToScalar();
     static readonly Scalar Zero = 0.ToScalar();
@@ -34,8 +34,29 @@ internal static class HeldScalars
         return a.add(s, One);
     }
 
+    /// <summary>a + v (an integer: integer tensors stay integer).</summary>
+    public static Tensor Plus(this Tensor a, long v)
+    {
+        using var s = v.ToScalar();
+        return a.add(s, One);
+    }
+
+    /// <summary>a - v.</summary>
+    public static Tensor Minus(this Tensor a, double v)
+    {
+        using var s = v.ToScalar();
+        return a.sub(s);
+    }
+
     /// <summary>a * v.</summary>
     public static Tensor Times(this Tensor a, double v)
+    {
+        using var s = v.ToScalar();
+        return a.mul(s);
+    }
+
+    /// <summary>a * v (an integer: integer tensors stay integer).</summary>
+    public static Tensor Times(this Tensor a, long v)
     {
         using var s = v.ToScalar();
         return a.mul(s);
@@ -110,6 +131,13 @@ internal static class HeldScalars
     {
         using var s = v.ToScalar();
         return full_like(x, s);
+    }
+
+    /// <summary>An int64 tensor of <paramref name="shape"/> filled with <paramref name="v"/>.</summary>
+    public static Tensor Full(long[] shape, long v)
+    {
+        using var s = v.ToScalar();
+        return full(shape, s, ScalarType.Int64);
     }
 
     /// <summary>0, 1, ..., n-1 (int64).</summary>
