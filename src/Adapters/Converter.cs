@@ -124,14 +124,14 @@ public static partial class Converter
         var sw = Stopwatch.StartNew();
         CheckOutput(inDir, outDir, options);
         using Checkpoint nat = Checkpoint.Open(inDir);
-        JsonObject? report = ReadReport(inDir);
+        ConversionReport? report = ConversionReport.Read(inDir);
         using Checkpoint? reference = options.Reference != null ? Checkpoint.Open(options.Reference) : null;
         if (options.Reference != null && Same(options.Reference, outDir))
             throw new AdapterException(AdapterErrorKind.Usage, "the output directory must not be the reference checkpoint");
         JsonObject config = (JsonObject?)reference?.Config?.DeepClone() ?? nat.Config
             ?? throw new AdapterException(AdapterErrorKind.Malformed, $"{inDir}: no config.json");
         string family = options.Family != null ? ResolveFamily(options.Family, config, inDir)
-            : report?["family"]?.GetValue<string>() is string rf && Families.Normalize(rf) is string nf ? nf : ResolveFamily(null, config, inDir);
+            : report?.Family is string rf && Families.Normalize(rf) is string nf ? nf : ResolveFamily(null, config, inDir);
         var natNames = nat.Tensors.Select(t => t.Name).ToList();
         var layout = LayoutDetector.Detect(inDir, nat.Config, natNames);
         if (layout.Layout == CheckpointLayout.HuggingFace && LayoutDetector.RecordedDirection(inDir) != null) throw WrongDirection(inDir, layout, "hf");
@@ -140,10 +140,8 @@ public static partial class Converter
         // Hints: the HF dtype/shape of every tensor (reference header, else the recorded source header).
         var hints = new Dictionary<string, (DType DType, long[] Shape)>(StringComparer.Ordinal);
         if (reference != null) foreach (var t in reference.Tensors) hints[t.Name] = (t.Info.DType, t.Info.Shape);
-        else if (options.DType == null && report?["source_tensors"] is JsonArray st)
-            foreach (var n in st.OfType<JsonObject>())
-                if (DTypes.TryParse(n["dtype"]!.GetValue<string>(), out var dt))
-                    hints[n["name"]!.GetValue<string>()] = (dt, n["shape"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray());
+        else if (options.DType == null && report?.SourceTensors is { } st)
+            foreach (var t in st) hints[t.Name] = (t.DType, t.Shape);
         // Without a record of the source's tensors the quantization, the scales and the tied copies are unknown: an
         // unquantized guess would look like a faithful export, so it takes an explicit --dtype.
         // An HF checkpoint has no such record either: that it is HF is the one thing to say.
@@ -157,7 +155,7 @@ public static partial class Converter
         if (reference == null)
         {
             config = (JsonObject)config.DeepClone();
-            var q = report?["source_quantization_config"];
+            var q = report?.SourceQuantizationConfig;
             if (options.DType == null && q != null && hints.Count > 0) config["quantization_config"] = q.DeepClone();
             SetDType(config, options.DType ?? DType.BF16);
         }
@@ -344,10 +342,10 @@ public static partial class Converter
         : new AdapterException(AdapterErrorKind.Usage, $"{dir}: a Hugging Face checkpoint ({layout.Evidence}), not the training layout; --to native converts it") { File = dir };
 
     // A reference of another family cannot be the checkpoint the input came from; say so before any name is matched.
-    static void CheckReferenceFamily(string referenceDir, JsonObject? referenceConfig, string inDir, JsonObject? report, JsonObject? inputConfig)
+    static void CheckReferenceFamily(string referenceDir, JsonObject? referenceConfig, string inDir, ConversionReport? report, JsonObject? inputConfig)
     {
         string? refFamily = referenceConfig is null ? null : FamilyDetector.Detect(referenceConfig);
-        string? recorded = report?["family"] is JsonValue v && v.TryGetValue(out string? f) ? Families.Normalize(f) : null;
+        string? recorded = report?.Family is string f ? Families.Normalize(f) : null;
         string? inFamily = recorded ?? (inputConfig is null ? null : FamilyDetector.Detect(inputConfig));
         if (refFamily is null || inFamily is null || refFamily == inFamily) return;
         string refConfig = Path.Combine(Directory.Exists(referenceDir) ? referenceDir : Path.GetDirectoryName(Path.GetFullPath(referenceDir))!, "config.json");
@@ -415,11 +413,4 @@ public static partial class Converter
         if (c["torch_dtype"] == null && c["dtype"] == null) c["torch_dtype"] = name;
     }
 
-    static JsonObject? ReadReport(string dir)
-    {
-        string p = Path.Combine(Directory.Exists(dir) ? dir : Path.GetDirectoryName(Path.GetFullPath(dir))!, ReportFileName);
-        if (!File.Exists(p)) return null;
-        try { return JsonNode.Parse(File.ReadAllText(p)) as JsonObject; }
-        catch (JsonException e) { throw new AdapterException(AdapterErrorKind.Malformed, $"{p}: not valid JSON: {e.Message.Replace('\n', ' ')}"); }
-    }
 }

@@ -75,8 +75,25 @@ public static class Families
 
     static JsonObject TextConfig(JsonObject config) => config["text_config"] as JsonObject ?? config;
 
-    static int? Int(JsonObject o, string key) => o[key] is JsonValue v && v.TryGetValue(out int x) ? x
-        : o[key] is JsonValue v2 && v2.TryGetValue(out long y) ? (int)y : null;
+    // An absent or null key is null; any other value must be a 32-bit integer (a float, a string or an
+    // out-of-range number is malformed input, never a silently wrapped or ignored value).
+    static int? Int(JsonObject o, string key) => o[key] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue(out int x) => x,
+        var n => throw new AdapterException(AdapterErrorKind.Malformed, $"config.json: '{key}' must be an integer, not {Shown(n)}"),
+    };
+
+    /// <summary>A count (layers, depths, experts): absent is null, otherwise a non-negative integer.</summary>
+    static int? Count(JsonObject o, string key) => Int(o, key) is int n && n < 0
+        ? throw new AdapterException(AdapterErrorKind.Malformed, $"config.json: '{key}' must not be negative, not {n}")
+        : Int(o, key);
+
+    static string Shown(JsonNode n)
+    {
+        string t = n.ToJsonString();
+        return t.Length > 40 ? t[..40] + "..." : t;
+    }
 
     static int ReqInt(JsonObject o, string key, string family) => Int(o, key)
         ?? throw new AdapterException(AdapterErrorKind.Malformed, $"config.json: {family} needs an integer '{key}'");
@@ -95,37 +112,53 @@ public static class Families
         {
             case DeepSeekV3:
             {
-                int d = Int(tc, "num_nextn_predict_layers") ?? 0;
-                int e = Int(tc, "n_routed_experts") ?? 0;
-                int firstDense = Int(tc, "first_k_dense_replace") ?? 0;
-                int freq = Math.Max(1, Int(tc, "moe_layer_freq") ?? 1);
+                int d = Count(tc, "num_nextn_predict_layers") ?? 0;
+                int e = Count(tc, "n_routed_experts") ?? 0;
+                int firstDense = Count(tc, "first_k_dense_replace") ?? 0;
+                int freq = Math.Max(1, Count(tc, "moe_layer_freq") ?? 1);
                 var moe = Enumerable.Range(0, L + d).Select(i => e > 0 && (i >= L || (i >= firstDense && i % freq == 0))).ToList();
                 return new ModelFacts(family, modelType, L, d, e, moe, "per-expert mlp.experts.{e}.{gate,up,down}_proj (FP8 + weight_scale_inv)", false, tc);
             }
             case DeepSeekV4:
             {
-                int d = Int(tc, "num_nextn_predict_layers") ?? 0;
-                int e = Int(tc, "n_routed_experts") ?? 0;
+                int d = Count(tc, "num_nextn_predict_layers") ?? 0;
+                int e = Count(tc, "n_routed_experts") ?? 0;
                 var moe = Enumerable.Range(0, L + d).Select(_ => e > 0).ToList();
                 return new ModelFacts(family, modelType, L, d, e, moe, "per-expert ffn.experts.{e}.w1|w3|w2 (packed FP4 I8 + E8M0 per 32, or FP8)", false, tc);
             }
             case Qwen35:
             case Qwen3Next:
             {
-                int? d = family == Qwen35 ? Int(tc, "mtp_num_hidden_layers") : Int(tc, "num_nextn_predict_layers");
+                int? d = family == Qwen35 ? Count(tc, "mtp_num_hidden_layers") : Count(tc, "num_nextn_predict_layers");
                 if (d == null && tensorNames != null)
                 {
                     var rx = new Regex(@"^mtp\.layers\.(\d+)\.");
                     d = tensorNames.Select(n => rx.Match(n)).Where(m => m.Success).Select(m => int.Parse(m.Groups[1].Value) + 1).DefaultIfEmpty(0).Max();
                 }
-                int e = Int(tc, "num_experts") ?? 0;
-                int step = Math.Max(1, Int(tc, "decoder_sparse_step") ?? 1);
-                var mlpOnly = (tc["mlp_only_layers"] as JsonArray)?.Select(x => (int)x!).ToHashSet() ?? new HashSet<int>();
+                int e = Count(tc, "num_experts") ?? 0;
+                int step = Math.Max(1, Count(tc, "decoder_sparse_step") ?? 1);
+                var mlpOnly = MlpOnlyLayers(tc);
                 var moe = Enumerable.Range(0, L + (d ?? 0)).Select(i => e > 0 && (i >= L || (!mlpOnly.Contains(i) && (i + 1) % step == 0))).ToList();
                 return new ModelFacts(family, modelType, L, d ?? 0, e, moe, "fused mlp.experts.gate_up_proj/down_proj or per-expert mlp.experts.{e}.*_proj", true, tc);
             }
             default:
                 throw new AdapterException(AdapterErrorKind.Usage, $"unknown family '{family}' (known: {string.Join(", ", All)})");
+        }
+    }
+
+    /// <summary>Qwen's <c>mlp_only_layers</c>: absent, or an array of layer indices.</summary>
+    static HashSet<int> MlpOnlyLayers(JsonObject tc)
+    {
+        var set = new HashSet<int>();
+        switch (tc["mlp_only_layers"])
+        {
+            case null: return set;
+            case JsonArray a:
+                foreach (var x in a)
+                    set.Add(x is JsonValue v && v.TryGetValue(out int i) ? i
+                        : throw new AdapterException(AdapterErrorKind.Malformed, $"config.json: 'mlp_only_layers' must hold integers, not {(x is null ? "null" : Shown(x))}"));
+                return set;
+            case var n: throw new AdapterException(AdapterErrorKind.Malformed, $"config.json: 'mlp_only_layers' must be an array, not {Shown(n)}");
         }
     }
 
@@ -235,7 +268,7 @@ public static class Families
     {
         JsonObject c = f.TextConfig;
         int L = f.NumHiddenLayers;
-        int hashLayers = Int(c, "num_hash_layers") ?? 0;
+        int hashLayers = Count(c, "num_hash_layers") ?? 0;
         bool shared = (Int(c, "n_shared_experts") ?? 0) > 0;
         var ratios = (c["compress_ratios"] as JsonArray)?.Select(x => x is JsonValue v && v.TryGetValue(out int r) ? r : 0).ToList() ?? new List<int>();
         int Ratio(LayerContext x) => x.HfLayer < ratios.Count && !x.IsMtp ? ratios[x.HfLayer] : 0;

@@ -19,15 +19,13 @@ public static class Lineage
     /// The source part of <paramref name="dir"/>'s conversion.json (only the <see cref="SourceKeys"/> it has), or null
     /// when it has no conversion.json or none of those keys.
     /// </summary>
-    /// <exception cref="AdapterException">conversion.json is not a JSON object (malformed).</exception>
+    /// <exception cref="AdapterException">conversion.json is malformed (see <see cref="ConversionReport.Read"/>).</exception>
     public static JsonObject? Read(string dir)
     {
         string path = Path.Combine(dir, Converter.ReportFileName);
-        if (!File.Exists(path)) return null;
-        JsonNode? node;
-        try { node = JsonNode.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new AdapterException(AdapterErrorKind.Malformed, $"{path}: not valid JSON: {e.Message.Replace('\n', ' ')}") { File = path }; }
-        if (node is not JsonObject report) throw new AdapterException(AdapterErrorKind.Malformed, $"{path}: not a JSON object") { File = path };
+        // The fields export reads back are checked here already, so a trained checkpoint never carries a broken record.
+        if (ConversionReport.Read(dir) is null) return null;
+        var report = (JsonObject)JsonNode.Parse(File.ReadAllText(path))!;
         var lineage = new JsonObject();
         foreach (string key in SourceKeys)
             if (report.TryGetPropertyValue(key, out var v)) lineage[key] = v?.DeepClone();

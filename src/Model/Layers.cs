@@ -74,7 +74,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         var xf = x.to(ScalarType.Float32);
-        var normed = xf * (xf.pow(2).mean(new long[] { -1 }, keepdim: true) + _eps).rsqrt();
+        var normed = xf * xf.Squared().mean(new long[] { -1 }, keepdim: true).Plus(_eps).rsqrt();
         return weight * normed.to(x.dtype);
     }
 }
@@ -130,8 +130,8 @@ public sealed class MlaAttention : nn.Module<Tensor, AttentionContext, Tensor>
         var v = kv.narrow(-1, nope, vd);
         var k = cat(new[] { kNope, kPe.expand(b, nh, s, rope) }, -1);
         var qq = cat(new[] { qNope, qPe }, -1);
-        var scores = matmul(qq, k.transpose(-2, -1)).to(ScalarType.Float32) * _scale;
-        scores = scores.masked_fill(ctx.Mask.logical_not(), double.NegativeInfinity);
+        var scores = matmul(qq, k.transpose(-2, -1)).to(ScalarType.Float32).Times(_scale);
+        scores = scores.FillWhere(ctx.Mask.logical_not(), double.NegativeInfinity);
         var probs = scores.softmax(-1).to(x.dtype);
         var o = matmul(probs, v).transpose(1, 2).reshape(b, s, nh * vd);
         return o_proj.forward(o);
@@ -197,7 +197,7 @@ public sealed class MoeGate : nn.Module<Tensor, (Tensor Indices, Tensor Weights)
     {
         long n = scores.shape[0];
         int e = c.NRoutedExperts, g = c.NGroup;
-        var choice = scores + bias.to(scores.dtype).unsqueeze(0);
+        var choice = scores.Plus(bias.to(scores.dtype).unsqueeze(0));
         if (g > 1)
         {
             var grouped = choice.view(n, g, e / g);
@@ -205,12 +205,12 @@ public sealed class MoeGate : nn.Module<Tensor, (Tensor Indices, Tensor Weights)
             var keep = groupScores.topk(c.TopkGroup, dim: -1).indexes;                 // [N,topk_group]
             var groupMask = zeros(n, g, dtype: ScalarType.Bool, device: scores.device).scatter(1, keep, ones_like(keep, dtype: ScalarType.Bool));
             var expertMask = groupMask.unsqueeze(-1).expand(n, g, e / g).reshape(n, e);
-            choice = choice.masked_fill(expertMask.logical_not(), double.NegativeInfinity);
+            choice = choice.FillWhere(expertMask.logical_not(), double.NegativeInfinity);
         }
         var idx = choice.topk(c.NumExpertsPerTok, dim: -1).indexes;
         var w = scores.gather(1, idx);
-        if (c.NormTopkProb) w = w / (w.sum(-1, keepdim: true) + 1e-20);
-        return (idx, w * c.RoutedScalingFactor);
+        if (c.NormTopkProb) w = w / w.sum(-1, keepdim: true).Plus(1e-20);
+        return (idx, w.Times(c.RoutedScalingFactor));
     }
 }
 
@@ -253,13 +253,13 @@ public sealed class Experts : nn.Module<Tensor, Tensor, Tensor, Tensor>
         {
             if (lists[ex] is not { } pos) continue;
             using var posT = tensor(pos.ToArray(), device: x.device);
-            var tok = posT.div(k, rounding_mode: RoundingMode.floor);
+            var tok = posT.FloorDividedBy(k);
             var xe = x.index_select(0, tok);
             var gu = nn.functional.linear(xe, gate_up_proj[ex]);
             var h = _act(gu.narrow(-1, 0, _inter), gu.narrow(-1, _inter, _inter));
             var y = nn.functional.linear(h, down_proj[ex]);
             var w = flatW.index_select(0, posT).unsqueeze(-1).to(y.dtype);
-            output = output.index_add(0, tok, y * w, 1);
+            output = output.IndexAdd(0, tok, y * w);
         }
         return output;
     }
@@ -291,7 +291,7 @@ public sealed class MoeBlock : nn.Module<Tensor, Tensor>
         var flat = x.reshape(-1, shape[^1]);
         var (idx, w) = gate.forward(flat);
         var y = experts.forward(flat, idx, w);
-        if (shared_experts is not null) y = y + shared_experts.forward(flat);
+        if (shared_experts is not null) y = y.Plus(shared_experts.forward(flat));
         return y.view(shape);
     }
 }
@@ -319,7 +319,7 @@ public sealed class DecoderLayer : nn.Module<Tensor, AttentionContext, Tensor>
 
     internal static Tensor Block(RmsNorm n1, MlaAttention attn, RmsNorm n2, nn.Module<Tensor, Tensor> mlp, Tensor x, AttentionContext ctx)
     {
-        var h = x + attn.forward(n1.forward(x), ctx);
-        return h + mlp.forward(n2.forward(h));
+        var h = x.Plus(attn.forward(n1.forward(x), ctx));
+        return h.Plus(mlp.forward(n2.forward(h)));
     }
 }

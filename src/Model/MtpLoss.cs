@@ -17,12 +17,12 @@ public static class MtpLoss
         long v = logits.shape[^1];
         var flatLogits = logits.reshape(-1, v).to(ScalarType.Float32);
         var flatLabels = labels.reshape(-1);
-        var valid = flatLabels.ne(Packing.IgnoreIndex);
+        var valid = flatLabels.NotEqual(Packing.IgnoreIndex);
         var count = valid.sum().to(ScalarType.Float32);
         var safe = where(valid, flatLabels, zeros_like(flatLabels));
         var nll = -flatLogits.log_softmax(-1).gather(1, safe.unsqueeze(1)).squeeze(1);
         var summed = where(valid, nll, zeros_like(nll)).sum();
-        return summed / count.clamp_min(1.0);
+        return summed / count.AtLeast(1.0);
     }
 
     /// <summary>total = CE(main) + (lambda / D) * Σ_k CE_k; D = number of depths (no MTP term when D = 0).</summary>
@@ -32,7 +32,7 @@ public static class MtpLoss
         var depth = new List<Tensor>();
         for (int k = 0; k < mtpLogits.Count; k++) depth.Add(CrossEntropy(mtpLogits[k], mtpLabels[k]));
         var total = main;
-        if (depth.Count > 0) total = main + stack(depth).sum() * (lambda / depth.Count);
+        if (depth.Count > 0) total = main.Plus(stack(depth).sum().Times(lambda / depth.Count));
         return new LossOutput(total, main, depth);
     }
 }

@@ -87,7 +87,7 @@ public static class Packing
         var srcT = tensor(src, device: x.device);
         var keepT = tensor(keep, device: x.device).view(x.shape);
         var gathered = x.flatten().index_select(0, srcT).view(x.shape);
-        var filled = full_like(x, fill);
+        var filled = HeldScalars.FullLike(x, fill);
         return where(keepT, gathered, filled).MoveToOuterDisposeScope();
     }
 

@@ -64,7 +64,8 @@ public static class RandomCheckpoint
             {
                 if (name.EndsWith("e_score_correction_bias", StringComparison.Ordinal)) continue;
                 if (name.EndsWith("norm.weight", StringComparison.Ordinal)) continue; // stays 1
-                using var r = randn(t.shape, generator: gen) * 0.02;
+                using var n = randn(t.shape, generator: gen);
+                using var r = n.Times(0.02);
                 t.copy_(r);
             }
         }

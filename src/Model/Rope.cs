@@ -59,8 +59,8 @@ public static class Rope
         var inv = tensor(InverseFrequencies(cfg), dtype: ScalarType.Float64, device: positions.device);
         var angles = positions.to(ScalarType.Float64).unsqueeze(-1) * inv; // [B,S,d/2], in f64 for large positions
         double f = CosSinFactor(cfg);
-        var cos = (angles.cos() * f).to(ScalarType.Float32).unsqueeze(1);
-        var sin = (angles.sin() * f).to(ScalarType.Float32).unsqueeze(1);
+        var cos = angles.cos().Times(f).to(ScalarType.Float32).unsqueeze(1);
+        var sin = angles.sin().Times(f).to(ScalarType.Float32).unsqueeze(1);
         return (cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
     }
 
@@ -76,11 +76,11 @@ public static class Rope
             var pairs = xf.view(x.shape[..^1].Concat(new[] { d / 2, 2L }).ToArray());
             x0 = pairs.select(-1, 0);
             x1 = pairs.select(-1, 1);
-            var r = stack(new[] { x0 * cos - x1 * sin, x0 * sin + x1 * cos }, -1).flatten(-2);
+            var r = stack(new[] { x0 * cos - x1 * sin, (x0 * sin).Plus(x1 * cos) }, -1).flatten(-2);
             return r.to(dt);
         }
         x0 = xf.narrow(-1, 0, d / 2);
         x1 = xf.narrow(-1, d / 2, d / 2);
-        return cat(new[] { x0 * cos - x1 * sin, x0 * sin + x1 * cos }, -1).to(dt);
+        return cat(new[] { x0 * cos - x1 * sin, (x0 * sin).Plus(x1 * cos) }, -1).to(dt);
     }
 }

@@ -102,12 +102,12 @@ public sealed class AdamW : IDisposable
             long t = ++_steps[name];
             var gf = g.to(ScalarType.Float32);
             var w = p.dtype == ScalarType.Float32 ? p : p.to(ScalarType.Float32);
-            if (_o.WeightDecay > 0 && p.dim() >= 2) w.mul_(1 - lr * _o.WeightDecay);
-            m.mul_(_o.Beta1).add_(gf, alpha: 1 - _o.Beta1);
-            v.mul_(_o.Beta2).addcmul_(gf, gf, value: 1 - _o.Beta2);
+            if (_o.WeightDecay > 0 && p.dim() >= 2) w.TimesInPlace(1 - lr * _o.WeightDecay);
+            m.TimesInPlace(_o.Beta1).PlusInPlace(gf, 1 - _o.Beta1);
+            v.TimesInPlace(_o.Beta2).AddProductInPlace(gf, gf, 1 - _o.Beta2);
             double bc1 = 1 - Math.Pow(_o.Beta1, t), bc2 = 1 - Math.Pow(_o.Beta2, t);
-            var denom = (v.sqrt() / Math.Sqrt(bc2)).add_(_o.Eps);
-            w.addcdiv_(m, denom, value: -lr / bc1);
+            var denom = v.sqrt().DividedBy(Math.Sqrt(bc2)).PlusInPlace(_o.Eps);
+            w.AddQuotientInPlace(m, denom, -lr / bc1);
             if (!ReferenceEquals(w, p)) p.copy_(w);
         }
     }
@@ -209,7 +209,7 @@ public sealed class Trainer : IDisposable
             double coef = Options.ClipNorm / (gradNorm + 1e-6);
             if (coef < 1)
                 using (no_grad())
-                    foreach (var g in grads) g.mul_(coef);
+                    foreach (var g in grads) g.TimesInPlace(coef);
         }
         double lr = Options.LrAt(StepsDone);
         Optimizer.Step(lr);

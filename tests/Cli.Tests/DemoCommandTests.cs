@@ -21,6 +21,28 @@ public class DemoCommandTests
         Directory.Delete(dir, true);
     }
 
+    [Test]
+    public void TheDefaultWorkDirIsRemovedUnlessKept()
+    {
+        // The default work dir lies under the temp dir: point TMPDIR at a folder of this test to see what is left.
+        string tmp = RepoPaths.NewTempDir("demo-tmp");
+        string? old = Environment.GetEnvironmentVariable("TMPDIR");
+        Environment.SetEnvironmentVariable("TMPDIR", tmp);
+        try
+        {
+            var removed = CliRunner.Run("demo", "--steps", "0");
+            Assert.That(removed.Code, Is.EqualTo(0), removed.Out + removed.Err);
+            Assert.That(Directory.GetFileSystemEntries(tmp), Is.Empty, "the demo removes its default work dir");
+
+            var kept = CliRunner.Run("demo", "--steps", "0", "--keep");
+            Assert.That(kept.Code, Is.EqualTo(0), kept.Out + kept.Err);
+            var left = Directory.GetDirectories(tmp);
+            Assert.That(left.Select(Path.GetFileName), Has.Exactly(1).StartsWith("mtp-demo-"));
+            Assert.That(Directory.EnumerateFileSystemEntries(left[0]).Any(), "--keep keeps the checkpoints");
+        }
+        finally { Environment.SetEnvironmentVariable("TMPDIR", old); }
+    }
+
     [TestCaseSource(typeof(SynthModel), nameof(SynthModel.Families))]
     public void EveryFamilyRunsOrSaysWhichStageIsMissing(string family)
     {

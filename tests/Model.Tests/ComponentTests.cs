@@ -71,7 +71,7 @@ public class ComponentTests
         var g = new Generator((ulong)seed);
         using (no_grad())
             foreach (var (name, p) in attn.named_parameters())
-                if (!name.Contains("layernorm")) p.copy_(randn(p.shape, generator: g) * 0.2);
+                if (!name.Contains("layernorm")) p.copy_(randn(p.shape, generator: g).Times(0.2));
         return attn;
     }
 
@@ -86,7 +86,7 @@ public class ComponentTests
         var mask = Packing.AttentionMask(cu, 1, 6, CPU);
         AttentionContext Ctx(long offset)
         {
-            var (c, s) = Rope.CosSin(cfg, (arange(6L) + offset).view(1, 6));
+            var (c, s) = Rope.CosSin(cfg, HeldScalars.Arange(6, CPU).Plus(offset).view(1, 6));
             return new AttentionContext(mask, c, s);
         }
         var y0 = TestUtil.F(attn.forward(x, Ctx(0)));
@@ -189,7 +189,7 @@ public class ComponentTests
         var ps = moe.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         using (no_grad())
         {
-            foreach (var p in ps.Values) p.copy_(randn(p.shape, generator: g) * 0.3);
+            foreach (var p in ps.Values) p.copy_(randn(p.shape, generator: g).Times(0.3));
             moe.Gate.Bias.copy_(tensor(new float[] { 0.3f, -0.2f, 0.1f, 0f }));
         }
         var x = randn(new long[] { 1, 5, 64 }, generator: g);
@@ -207,7 +207,7 @@ public class ComponentTests
                 long e = idx[t, j].item<long>();
                 var gate = gu[e].narrow(0, 0, 32).matmul(xt);
                 var up = gu[e].narrow(0, 32, 32).matmul(xt);
-                expected = expected + down[e].matmul(nn.functional.silu(gate) * up) * w[t, j].item<float>();
+                expected = expected.Plus(down[e].matmul(nn.functional.silu(gate) * up).Times(w[t, j].item<float>()));
             }
             var ex = TestUtil.F(expected);
             for (int h = 0; h < 64; h++) Assert.That(y[t * 64 + h], Is.EqualTo(ex[h]).Within(1e-4));

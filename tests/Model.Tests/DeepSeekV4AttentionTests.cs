@@ -15,7 +15,7 @@ public class DeepSeekV4AttentionTests
         var c = DeepSeekV4Config.FromJson(j);                                // 2 heads, 2 groups
         var attn = new V4Attention(c, 0, ScalarType.Float32, CPU);
         var g = new Generator(41);
-        using (no_grad()) foreach (var (_, p) in attn.named_parameters()) p.copy_(randn(p.shape, generator: g) * 0.5);
+        using (no_grad()) foreach (var (_, p) in attn.named_parameters()) p.copy_(randn(p.shape, generator: g).Times(0.5));
         long[] cu = { 0, 7, 10 };
         var x = randn(new long[] { 1, 10, 8 }, generator: g);
         using var ctx = new V4Context(c, cu, 1, 10, tensor(Packing.Positions(cu)).view(1, 10), CPU);

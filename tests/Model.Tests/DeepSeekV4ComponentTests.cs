@@ -21,7 +21,7 @@ public class DeepSeekV4ComponentTests
     {
         var g = new Generator((ulong)seed);
         using var _ = no_grad();
-        foreach (var (_, p) in m.named_parameters()) p.copy_(randn(p.shape, generator: g) * 0.5);
+        foreach (var (_, p) in m.named_parameters()) p.copy_(randn(p.shape, generator: g).Times(0.5));
     }
 
     static float[,] M(Tensor t) { var f = TestUtil.F(t); long r = t.shape[0], c = t.shape[1]; var m = new float[r, c]; for (int i = 0; i < r; i++) for (int k = 0; k < c; k++) m[i, k] = f[i * c + k]; return m; }
@@ -32,12 +32,12 @@ public class DeepSeekV4ComponentTests
         const int hc = 4, iters = 20;
         const double eps = 1e-6;
         var g = new Generator(3);
-        var mixes = randn(new long[] { 6, (2 + hc) * hc }, generator: g) * 0.5;
+        var mixes = randn(new long[] { 6, (2 + hc) * hc }, generator: g).Times(0.5);
         var scale = tensor(new float[] { 0.7f, 1.3f, 1.0f });
         var bas = randn(new long[] { (2 + hc) * hc }, generator: g);
         var (pre, post, comb) = HyperConnection.Split(mixes, scale, bas, hc, iters, eps);
-        Assert.That((comb.sum(-2) - 1).abs().max().item<float>(), Is.LessThan(1e-5f), "columns");
-        Assert.That((comb.sum(-1) - 1).abs().max().item<float>(), Is.LessThan(1e-4f), "rows");
+        Assert.That(comb.sum(-2).Minus(1).abs().max().item<float>(), Is.LessThan(1e-5f), "columns");
+        Assert.That(comb.sum(-1).Minus(1).abs().max().item<float>(), Is.LessThan(1e-4f), "rows");
         Assert.That(comb.min().item<float>(), Is.GreaterThan(0f));
         Assert.That(post.min().item<float>() > 0 && post.max().item<float>() < 2 && pre.min().item<float>() > eps);
         // Direct computation of token 2.

@@ -72,7 +72,7 @@ public class LossTests
         Assert.That(r.Mtp[1].item<float>(), Is.EqualTo(d2).Within(1e-5));
         Assert.That(r.Total.item<float>(), Is.EqualTo(dm + 0.3 / 2 * (d1 + d2)).Within(1e-5));
         // All labels ignored: zero, not NaN.
-        Assert.That(MtpLoss.CrossEntropy(main, full(new long[] { 1, S }, -100L)).item<float>(), Is.EqualTo(0f));
+        Assert.That(MtpLoss.CrossEntropy(main, HeldScalars.Full(new long[] { 1, S }, -100L)).item<float>(), Is.EqualTo(0f));
     }
 
     [TestCase(1)]

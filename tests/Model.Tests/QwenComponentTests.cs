@@ -25,7 +25,7 @@ public class QwenComponentTests
     {
         using var scope = NewDisposeScope();
         const int heads = 3, hd = 4;
-        var qg = arange(heads * 2 * hd, dtype: ScalarType.Float32).view(1, 1, heads * 2 * hd);
+        var qg = HeldScalars.Arange(heads * 2 * hd, CPU).to(ScalarType.Float32).view(1, 1, heads * 2 * hd);
         var (q, gate) = QwenAttention.SplitQueryGate(qg, heads, hd);
         Assert.That(q.shape, Is.EqualTo(new long[] { 1, 1, heads, hd }));
         Assert.That(gate.shape, Is.EqualTo(new long[] { 1, 1, heads * hd }));
@@ -94,7 +94,7 @@ public class QwenComponentTests
         using (no_grad())
             foreach (var (name, param) in net.named_parameters())
             {
-                var r = name is "A_log" or "dt_bias" ? rand(param.shape) * 2 - 1 : randn(param.shape) * 0.4;
+                var r = name is "A_log" or "dt_bias" ? rand(param.shape).Times(2L).Minus(1) : randn(param.shape).Times(0.4);
                 param.copy_(r);
                 p[name] = D(param);
             }
@@ -170,7 +170,7 @@ public class QwenComponentTests
         var q = Leaf(randn(2, 11, 3, 5));
         var k = Leaf(randn(2, 11, 3, 5));
         var v = Leaf(randn(2, 11, 3, 6));
-        var g = Leaf(-rand(2, 11, 3) * 2);
+        var g = Leaf((-rand(2, 11, 3)).Times(2L));
         var beta = Leaf(rand(2, 11, 3));
         var w = randn(2, 11, 3, 6);
         var inputs = new[] { q, k, v, g, beta };

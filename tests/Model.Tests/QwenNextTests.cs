@@ -55,7 +55,7 @@ public class QwenNextTests
         var fp = fused.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         using (no_grad())
         {
-            foreach (var (n, p) in sp) p.copy_(n is "A_log" or "dt_bias" ? rand(p.shape) - 0.5 : randn(p.shape) * 0.4);
+            foreach (var (n, p) in sp) p.copy_(n is "A_log" or "dt_bias" ? rand(p.shape).Minus(0.5) : randn(p.shape).Times(0.4));
             foreach (var n in new[] { "conv1d.weight", "A_log", "dt_bias", "norm.weight", "out_proj.weight" }) fp[n].copy_(sp[n]);
             var qkv = sp["in_proj_qkv.weight"];
             var q = qkv.narrow(0, 0, nk * dk).view(nk, dk, h);

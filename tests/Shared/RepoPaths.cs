@@ -9,13 +9,8 @@ public static class RepoPaths
     /// <summary>The committed fixtures directory.</summary>
     public static string Fixtures => Path.Combine(Root, "fixtures");
 
-    /// <summary>A fresh empty temporary directory, removed by the caller (or left in /tmp).</summary>
-    public static string NewTempDir(string tag)
-    {
-        string dir = Path.Combine(Path.GetTempPath(), "mtp-tests", tag + "-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(dir);
-        return dir;
-    }
+    /// <summary>A fresh empty temporary directory inside this run's folder, which is removed when the tests end (see <see cref="TempDirs"/>).</summary>
+    public static string NewTempDir(string tag) => TempDirs.Default.New(tag);
 
     static string FindRoot()
     {

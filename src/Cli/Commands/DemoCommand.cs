@@ -15,10 +15,12 @@ public static class DemoCommand
         var family = new Option<string>("--family") { Description = "deepseek-v3, deepseek-v4 or qwen3.5", DefaultValueFactory = _ => "deepseek-v3" }.OneOf(SynthModel.Families);
         var work = new Option<string?>("--work") { Description = "Working directory (default: a new folder under the system temp dir)" };
         var steps = new Option<int>("--steps") { Description = "Training steps", DefaultValueFactory = _ => 30 }.AtLeast(0);
+        var keep = new Option<bool>("--keep") { Description = "Keep the default working directory (it is removed at the end unless --keep or --work is given)" };
         var cmd = new Command("demo", "Synthesize a small checkpoint, inspect it, convert HF -> training layout, train with the MTP loss, export back to HF, and verify the round trips");
         cmd.Options.Add(family);
         cmd.Options.Add(work);
         cmd.Options.Add(steps);
+        cmd.Options.Add(keep);
         cmd.SetAction(r => CommandRunner.Run(() =>
         {
             string f = r.GetValue(family)!;
@@ -26,12 +28,17 @@ public static class DemoCommand
                 throw new CliException(ExitCodes.Usage, $"--family must be one of {string.Join(", ", SynthModel.Families)}, not '{f}'");
             int n = r.GetValue(steps);
             if (n < 0) throw new CliException(ExitCodes.Usage, "--steps must be >= 0");
-            string dir = r.GetValue(work) ?? Path.Combine(Path.GetTempPath(), "mtp-demo-" + DateTime.UtcNow.ToString("yyyyMMdd-HHmmss"));
+            string? given = r.GetValue(work);
+            string dir = given ?? Path.Combine(Path.GetTempPath(), "mtp-demo-" + DateTime.UtcNow.ToString("yyyyMMdd-HHmmss"));
+            bool remove = given is null && !r.GetValue(keep);
             TorchSharp.torch.set_num_threads(1); // tiny model: one thread is faster and reproducible
             var sw = Stopwatch.StartNew();
             var pipeline = new DemoPipeline(f, dir, n, line => AnsiConsole.MarkupLine("[grey]{0}[/]", Markup.Escape(line)));
-            bool ok = pipeline.Run();
-            var table = new Table().Border(TableBorder.Rounded).Title($"mtp demo: {f} ({sw.Elapsed.TotalSeconds:F1} s, work dir {dir})")
+            bool ok;
+            try { ok = pipeline.Run(); }
+            finally { if (remove) DemoWorkDir.Remove(dir); }
+            string where = remove ? $"work dir {dir} removed; --keep keeps it" : $"work dir {dir}";
+            var table = new Table().Border(TableBorder.Rounded).Title($"mtp demo: {f} ({sw.Elapsed.TotalSeconds:F1} s, {where})")
                 .AddColumns("stage", "status", "seconds", "result");
             foreach (var s in pipeline.Stages)
             {

@@ -108,8 +108,8 @@ public sealed class V4MtpDepth : nn.Module
         var e = enorm.forward((embed_tokens ?? sharedEmbedding).forward(rolledIds));          // [B, S, H]
         var hn = hnorm.forward(hPrev);                                                        // [B, S, hc, H]
         Tensor x = eh_proj is not null
-            ? nn.functional.linear(e, eh_proj.Weight.narrow(1, 0, h)).unsqueeze(2) + nn.functional.linear(hn, eh_proj.Weight.narrow(1, h, h))
-            : e_proj!.forward(e).unsqueeze(2) + h_proj!.forward(hn);
+            ? nn.functional.linear(e, eh_proj.Weight.narrow(1, 0, h)).unsqueeze(2).Plus(nn.functional.linear(hn, eh_proj.Weight.narrow(1, h, h)))
+            : e_proj!.forward(e).unsqueeze(2).Plus(h_proj!.forward(hn));
         var parts = new V4BlockParts(attn_norm, attn, ffn_norm, mlp, hc_attn_fn, hc_attn_base, hc_attn_scale, hc_ffn_fn, hc_ffn_base, hc_ffn_scale);
         var streams = parts.Run(_c, x, rolledIds, ctx);
         var collapsed = (hc_head ?? sharedHcHead).forward(streams);

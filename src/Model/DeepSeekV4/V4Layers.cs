@@ -145,8 +145,8 @@ public sealed class V4Context : IDisposable
         using (var scope = NewDisposeScope())
         {
             var mask = Packing.AttentionMask(cu, rows, seqLen, device);
-            var idx = arange(seqLen, device: device);
-            var inWindow = (idx.unsqueeze(1) - idx.unsqueeze(0)).lt(c.SlidingWindow);     // i - j < window
+            var idx = HeldScalars.Arange(seqLen, device);
+            var inWindow = (idx.unsqueeze(1) - idx.unsqueeze(0)).LessThan(c.SlidingWindow);     // i - j < window
             WindowMask = mask.logical_and(inWindow).MoveToOuterDisposeScope();
         }
         var invBase = V4Rope.InverseFrequencies(c.QkRopeHeadDim, c.RopeTheta, null);
@@ -213,7 +213,7 @@ public static class HyperConnection
     public static Tensor Mixes(Tensor x, Tensor fn, double normEps)
     {
         var xf = x.flatten(2).to(ScalarType.Float32);
-        var rs = (xf.pow(2).mean(new long[] { -1 }, keepdim: true) + normEps).rsqrt();
+        var rs = xf.Squared().mean(new long[] { -1 }, keepdim: true).Plus(normEps).rsqrt();
         return nn.functional.linear(xf, fn.to(ScalarType.Float32)) * rs;
     }
 
@@ -225,16 +225,16 @@ public static class HyperConnection
     {
         var s = scale.to(ScalarType.Float32);
         var b = bas.to(ScalarType.Float32);
-        var pre = (mixes.narrow(-1, 0, hc) * s[0] + b.narrow(0, 0, hc)).sigmoid() + eps;
-        var post = (mixes.narrow(-1, hc, hc) * s[1] + b.narrow(0, hc, hc)).sigmoid() * 2.0;
+        var pre = (mixes.narrow(-1, 0, hc) * s[0]).Plus(b.narrow(0, 0, hc)).sigmoid().Plus(eps);
+        var post = (mixes.narrow(-1, hc, hc) * s[1]).Plus(b.narrow(0, hc, hc)).sigmoid().Times(2.0);
         var shape = mixes.shape[..^1].Concat(new long[] { hc, hc }).ToArray();
-        var comb = (mixes.narrow(-1, 2 * hc, hc * hc) * s[2] + b.narrow(0, 2 * hc, hc * hc)).view(shape);
-        comb = comb.softmax(-1) + eps;
-        comb = comb / (comb.sum(-2, keepdim: true) + eps);
+        var comb = (mixes.narrow(-1, 2 * hc, hc * hc) * s[2]).Plus(b.narrow(0, 2 * hc, hc * hc)).view(shape);
+        comb = comb.softmax(-1).Plus(eps);
+        comb = comb / comb.sum(-2, keepdim: true).Plus(eps);
         for (int i = 0; i < iters - 1; i++)
         {
-            comb = comb / (comb.sum(-1, keepdim: true) + eps);
-            comb = comb / (comb.sum(-2, keepdim: true) + eps);
+            comb = comb / comb.sum(-1, keepdim: true).Plus(eps);
+            comb = comb / comb.sum(-2, keepdim: true).Plus(eps);
         }
         return (pre, post, comb);
     }
@@ -246,7 +246,7 @@ public static class HyperConnection
     public static Tensor Expand(Tensor f, Tensor residual, Tensor post, Tensor comb)
     {
         var mixed = matmul(comb.transpose(-1, -2), residual.to(ScalarType.Float32));
-        return (post.unsqueeze(-1) * f.to(ScalarType.Float32).unsqueeze(-2) + mixed).to(f.dtype);
+        return (post.unsqueeze(-1) * f.to(ScalarType.Float32).unsqueeze(-2)).Plus(mixed).to(f.dtype);
     }
 }
 
@@ -272,7 +272,7 @@ public sealed class HcHead : nn.Module<Tensor, Tensor>
     /// <summary>[B, S, hc, H] → [B, S, H]: pre = sigmoid(mixes·scale + base) + eps, weighted sum of the streams.</summary>
     public override Tensor forward(Tensor x)
     {
-        var pre = (HyperConnection.Mixes(x, fn, _normEps) * scale + @base).sigmoid() + _hcEps;
+        var pre = (HyperConnection.Mixes(x, fn, _normEps) * scale).Plus(@base).sigmoid().Plus(_hcEps);
         return HyperConnection.Collapse(x, pre);
     }
 }
@@ -317,17 +317,17 @@ public sealed class Compressor : nn.Module
         if (_overlap)
         {
             var kCur = Gather(kv, plan.Current).narrow(-1, d, d);
-            var sCur = Gather(score, plan.Current).narrow(-1, d, d) + apeF.narrow(-1, d, d);
+            var sCur = Gather(score, plan.Current).narrow(-1, d, d).Plus(apeF.narrow(-1, d, d));
             var kPrev = Gather(kv, plan.Previous).narrow(-1, 0, d);
-            var sPrev = (Gather(score, plan.Previous).narrow(-1, 0, d) + apeF.narrow(-1, 0, d))
-                .masked_fill(plan.PreviousValid.logical_not().view(b, c, 1, 1), double.NegativeInfinity);
+            var sPrev = Gather(score, plan.Previous).narrow(-1, 0, d).Plus(apeF.narrow(-1, 0, d))
+                .FillWhere(plan.PreviousValid.logical_not().view(b, c, 1, 1), double.NegativeInfinity);
             kvAll = cat(new[] { kPrev, kCur }, 2);
             scAll = cat(new[] { sPrev, sCur }, 2);
         }
         else
         {
             kvAll = Gather(kv, plan.Current);
-            scAll = Gather(score, plan.Current) + apeF;
+            scAll = Gather(score, plan.Current).Plus(apeF);
         }
         var pooled = (kvAll * scAll.softmax(2)).sum(2);                               // [B, C, d]
         var normed = norm.forward(pooled.to(x.dtype));
@@ -365,10 +365,10 @@ public sealed class Indexer : nn.Module
         var q = wq_b.forward(qr).view(b, s, _nh, _hd);
         q = V4Rope.ApplyTail(q, cos.unsqueeze(2), sin.unsqueeze(2), _rd).to(ScalarType.Float32);
         var k = compressor.Forward(x, plan, cosC, sinC).to(ScalarType.Float32);      // [B, C, d]
-        var w = weights_proj.forward(x).to(ScalarType.Float32) * (Math.Pow(_hd, -0.5) * Math.Pow(_nh, -0.5));
+        var w = weights_proj.forward(x).to(ScalarType.Float32).Times(Math.Pow(_hd, -0.5) * Math.Pow(_nh, -0.5));
         var sc = einsum("bshd,bcd->bshc", q, k).relu();
         var score = (sc * w.unsqueeze(-1)).sum(2);                                    // [B, S, C]
-        return score.masked_fill(plan.Visible.squeeze(1).logical_not(), double.NegativeInfinity);
+        return score.FillWhere(plan.Visible.squeeze(1).logical_not(), double.NegativeInfinity);
     }
 
     /// <summary>[B, 1, S, C]: the visible entries among each query's top index_topk scores.</summary>
@@ -441,12 +441,12 @@ public sealed class V4Attention : nn.Module
         var qr = q_norm.forward(wq_a.forward(x));
         var q = wq_b.forward(qr).view(b, s, nh, hd);
         var qf = q.to(ScalarType.Float32);
-        q = (qf * (qf.pow(2).mean(new long[] { -1 }, keepdim: true) + _c.RmsNormEps).rsqrt()).to(x.dtype);
+        q = (qf * qf.Squared().mean(new long[] { -1 }, keepdim: true).Plus(_c.RmsNormEps).rsqrt()).to(x.dtype);
         q = V4Rope.ApplyTail(q, cos.unsqueeze(2), sin.unsqueeze(2), rd).transpose(1, 2);   // [B, nh, S, hd]
         var kv = V4Rope.ApplyTail(kv_norm.forward(wkv.forward(x)), cos, sin, rd);           // [B, S, hd]
         double scale = 1.0 / Math.Sqrt(hd);
-        var scores = matmul(q, kv.unsqueeze(1).transpose(-2, -1)).to(ScalarType.Float32) * scale;
-        scores = scores.masked_fill(ctx.WindowMask.logical_not(), double.NegativeInfinity);
+        var scores = matmul(q, kv.unsqueeze(1).transpose(-2, -1)).to(ScalarType.Float32).Times(scale);
+        scores = scores.FillWhere(ctx.WindowMask.logical_not(), double.NegativeInfinity);
         var values = kv;
         if (_ratio > 0)
         {
@@ -455,8 +455,8 @@ public sealed class V4Attention : nn.Module
             {
                 var ckv = compressor!.Forward(x, plan, cosC!, sinC!);                        // [B, C, hd]
                 var visible = indexer is null ? plan.Visible : indexer.Select(x, qr, cos, sin, plan, cosC!, sinC!);
-                var cs = matmul(q, ckv.unsqueeze(1).transpose(-2, -1)).to(ScalarType.Float32) * scale;
-                cs = cs.masked_fill(visible.logical_not(), double.NegativeInfinity);
+                var cs = matmul(q, ckv.unsqueeze(1).transpose(-2, -1)).to(ScalarType.Float32).Times(scale);
+                cs = cs.FillWhere(visible.logical_not(), double.NegativeInfinity);
                 scores = cat(new[] { scores, cs }, -1);
                 values = cat(new[] { kv, ckv.to(kv.dtype) }, 1);
             }
@@ -490,8 +490,8 @@ public static class V4Swiglu
         var u = up.to(ScalarType.Float32);
         if (limit > 0)
         {
-            g = g.clamp_max(limit);
-            u = u.clamp(-limit, limit);
+            g = g.AtMost(limit);
+            u = u.Clamped(-limit, limit);
         }
         return (nn.functional.silu(g) * u).to(gate.dtype);
     }
@@ -551,16 +551,16 @@ public sealed class V4Gate : nn.Module
         {
             "softmax" => logits.softmax(-1),
             "sigmoid" => logits.sigmoid(),
-            _ => nn.functional.softplus(logits).sqrt(),
+            _ => logits.Softplus().sqrt(),
         };
         Tensor idx;
         if (_hash) idx = get_buffer("tid2eid")!.index_select(0, ids.flatten()).to(ScalarType.Int64);
         else
             using (no_grad())
-                idx = (scores + get_buffer("bias")!.unsqueeze(0)).topk(_c.NumExpertsPerTok, dim: -1).indexes;
+                idx = scores.Plus(get_buffer("bias")!.unsqueeze(0)).topk(_c.NumExpertsPerTok, dim: -1).indexes;
         var w = scores.gather(1, idx);
         if (_c.NormTopkProb && _c.ScoringFunc != "softmax") w = w / w.sum(-1, keepdim: true);
-        return (idx, w * _c.RoutedScalingFactor);
+        return (idx, w.Times(_c.RoutedScalingFactor));
     }
 }
 
@@ -590,7 +590,7 @@ public sealed class V4Moe : nn.Module
         var flat = x.reshape(-1, shape[^1]);
         var (idx, w) = gate.Route(flat, ids.flatten());
         var y = experts.forward(flat, idx, w);
-        if (shared_experts is not null) y = y + shared_experts.forward(flat);
+        if (shared_experts is not null) y = y.Plus(shared_experts.forward(flat));
         return y.view(shape);
     }
 }

@@ -85,8 +85,8 @@ public sealed class ZeroCenteredRmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         var xf = x.to(ScalarType.Float32);
-        var normed = xf * (xf.pow(2).mean(new long[] { -1 }, keepdim: true) + _eps).rsqrt();
-        return (normed * (weight.to(ScalarType.Float32) + 1.0)).to(x.dtype);
+        var normed = xf * xf.Squared().mean(new long[] { -1 }, keepdim: true).Plus(_eps).rsqrt();
+        return (normed * weight.to(ScalarType.Float32).Plus(1.0)).to(x.dtype);
     }
 }
 
@@ -108,7 +108,7 @@ public sealed class GatedRmsNorm : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor x, Tensor z)
     {
         var xf = x.to(ScalarType.Float32);
-        var normed = (xf * (xf.pow(2).mean(new long[] { -1 }, keepdim: true) + _eps).rsqrt()).to(x.dtype);
+        var normed = (xf * xf.Squared().mean(new long[] { -1 }, keepdim: true).Plus(_eps).rsqrt()).to(x.dtype);
         var y = weight * normed;
         return (y.to(ScalarType.Float32) * nn.functional.silu(z.to(ScalarType.Float32))).to(x.dtype);
     }
@@ -223,8 +223,8 @@ public sealed class QwenAttention : nn.Module<Tensor, QwenContext, Tensor>
             k = k.repeat_interleave(nh / nkv, dim: 1);
             v = v.repeat_interleave(nh / nkv, dim: 1);
         }
-        var scores = matmul(q, k.transpose(-2, -1)).to(ScalarType.Float32) * (1.0 / Math.Sqrt(hd));
-        scores = scores.masked_fill(ctx.Mask.logical_not(), double.NegativeInfinity);
+        var scores = matmul(q, k.transpose(-2, -1)).to(ScalarType.Float32).Times(1.0 / Math.Sqrt(hd));
+        scores = scores.FillWhere(ctx.Mask.logical_not(), double.NegativeInfinity);
         var probs = scores.softmax(-1).to(x.dtype);
         var o = matmul(probs, v).transpose(1, 2).reshape(b, s, (long)nh * hd);
         if (_c.AttnOutputGate) o = o * gate.sigmoid();
@@ -236,7 +236,7 @@ public sealed class QwenAttention : nn.Module<Tensor, QwenContext, Tensor>
 public static class DeltaRule
 {
     /// <summary>x / sqrt(sum(x^2) + 1e-6) over the last dim (fla's l2norm).</summary>
-    public static Tensor L2Norm(Tensor x) => x * (x.pow(2).sum(-1, keepdim: true) + 1e-6).rsqrt();
+    public static Tensor L2Norm(Tensor x) => x * x.Squared().sum(-1, keepdim: true).Plus(1e-6).rsqrt();
 
     /// <summary>
     /// q, k [N, L, h, dk], v [N, L, h, dv], g (log decay, ≤ 0) and beta [N, L, h]; every row starts from zero state.
@@ -255,7 +255,7 @@ public static class DeltaRule
             state = state * gg.select(2, t).exp().unsqueeze(-1).unsqueeze(-1);
             var mem = matmul(kt.unsqueeze(-2), state).squeeze(-2);            // [N,h,dv]
             var delta = (vv.select(2, t) - mem) * bb.select(2, t).unsqueeze(-1);
-            state = state + kt.unsqueeze(-1) * delta.unsqueeze(-2);
+            state = state.Plus(kt.unsqueeze(-1) * delta.unsqueeze(-2));
             outs[t] = matmul(qq.select(2, t).unsqueeze(-2), state).squeeze(-2);
         }
         return stack(outs, 2).transpose(1, 2);
@@ -288,13 +288,13 @@ public static class DeltaRule
         var lower = ones(c, c, dtype: ScalarType.Bool, device: q.device).tril();
         var strict = ones(c, c, dtype: ScalarType.Bool, device: q.device).tril(-1);
         var diff = gc.unsqueeze(-1) - gc.unsqueeze(-2);                        // γ_t - γ_s
-        var decay = diff.masked_fill(lower.logical_not(), double.NegativeInfinity).exp();
+        var decay = diff.FillWhere(lower.logical_not(), double.NegativeInfinity).exp();
         var kb = kk * bt;
-        var a = (matmul(kb, kk.transpose(-1, -2)) * decay).masked_fill(strict.logical_not(), 0.0);
-        var m = a + eye(c, dtype: ScalarType.Float32, device: q.device);
+        var a = (matmul(kb, kk.transpose(-1, -2)) * decay).FillWhere(strict.logical_not(), 0.0);
+        var m = a.Plus(eye(c, dtype: ScalarType.Float32, device: q.device));
         var u0 = linalg.solve_triangular(m, vv * bt, upper: false, unitriangular: true);
         var kc = linalg.solve_triangular(m, kb * gc.exp().unsqueeze(-1), upper: false, unitriangular: true);
-        var qk = (matmul(qq, kk.transpose(-1, -2)) * decay).masked_fill(lower.logical_not(), 0.0);
+        var qk = (matmul(qq, kk.transpose(-1, -2)) * decay).FillWhere(lower.logical_not(), 0.0);
         var qDecay = qq * gc.exp().unsqueeze(-1);
         var kTail = kk * (gc.narrow(-1, c - 1, 1) - gc).exp().unsqueeze(-1);
         var lastDecay = gc.select(-1, c - 1).exp().unsqueeze(-1).unsqueeze(-1);  // [N,h,nc,1,1]
@@ -303,8 +303,8 @@ public static class DeltaRule
         for (long i = 0; i < nc; i++)
         {
             var u = u0.select(2, i) - matmul(kc.select(2, i), state);
-            outs[i] = matmul(qDecay.select(2, i), state) + matmul(qk.select(2, i), u);
-            state = state * lastDecay.select(2, i) + matmul(kTail.select(2, i).transpose(-1, -2), u);
+            outs[i] = matmul(qDecay.select(2, i), state).Plus(matmul(qk.select(2, i), u));
+            state = (state * lastDecay.select(2, i)).Plus(matmul(kTail.select(2, i).transpose(-1, -2), u));
         }
         var o = stack(outs, 2).view(n, h, lp, dv);
         if (pad > 0) o = o.narrow(2, 0, l);
@@ -313,7 +313,7 @@ public static class DeltaRule
 
     static (Tensor Q, Tensor K, Tensor V, Tensor G, Tensor B) Prepare(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta)
     {
-        var qf = L2Norm(q.to(ScalarType.Float32)) * (1.0 / Math.Sqrt(q.shape[^1]));
+        var qf = L2Norm(q.to(ScalarType.Float32)).Times(1.0 / Math.Sqrt(q.shape[^1]));
         var kf = L2Norm(k.to(ScalarType.Float32));
         return (qf.transpose(1, 2), kf.transpose(1, 2), v.to(ScalarType.Float32).transpose(1, 2),
             g.to(ScalarType.Float32).transpose(1, 2), beta.to(ScalarType.Float32).transpose(1, 2));
@@ -395,7 +395,7 @@ public sealed class GatedDeltaNet : nn.Module<Tensor, QwenContext, Tensor>
         var k = qkv.narrow(-1, _c.LinearKeyDim, _c.LinearKeyDim).view(n, l, nk, dk);
         var v = qkv.narrow(-1, 2L * _c.LinearKeyDim, _c.LinearValueDim).view(n, l, nv, dv);
         var beta = b.to(ScalarType.Float32).sigmoid();
-        var g = -A_log.to(ScalarType.Float32).exp() * nn.functional.softplus(a.to(ScalarType.Float32) + dt_bias.to(ScalarType.Float32));
+        var g = -A_log.to(ScalarType.Float32).exp() * a.to(ScalarType.Float32).Plus(dt_bias.to(ScalarType.Float32)).Softplus();
         if (nv != nk)
         {
             q = q.repeat_interleave(nv / nk, dim: 2);
@@ -457,7 +457,7 @@ public sealed class QwenMoe : nn.Module<Tensor, Tensor>
         var logits = nn.functional.linear(flat.to(ScalarType.Float32), gate.Weight.to(ScalarType.Float32));
         var (idx, w) = Route(logits, _c.NumExpertsPerTok, _c.NormTopkProb);
         var y = experts.forward(flat, idx, w);
-        if (shared_expert is not null) y = y + shared_expert.forward(flat) * shared_expert_gate!.forward(flat).sigmoid();
+        if (shared_expert is not null) y = y.Plus(shared_expert.forward(flat) * shared_expert_gate!.forward(flat).sigmoid());
         return y.view(shape);
     }
 }
@@ -492,7 +492,7 @@ public sealed class QwenDecoderLayer : nn.Module<Tensor, QwenContext, Tensor>
     public override Tensor forward(Tensor x, QwenContext ctx)
     {
         var n = input_layernorm.forward(x);
-        var h = x + (self_attn is not null ? self_attn.forward(n, ctx) : linear_attn!.forward(n, ctx));
-        return h + mlp.forward(post_attention_layernorm.forward(h));
+        var h = x.Plus(self_attn is not null ? self_attn.forward(n, ctx) : linear_attn!.forward(n, ctx));
+        return h.Plus(mlp.forward(post_attention_layernorm.forward(h)));
     }
 }

@@ -96,8 +96,8 @@ public sealed class QwenMtpLayer : nn.Module
     /// <summary>The decoder block of this layer.</summary>
     public Tensor Block(Tensor x, QwenContext ctx)
     {
-        var h = x + self_attn.forward(input_layernorm.forward(x), ctx);
-        return h + mlp.forward(post_attention_layernorm.forward(h));
+        var h = x.Plus(self_attn.forward(input_layernorm.forward(x), ctx));
+        return h.Plus(mlp.forward(post_attention_layernorm.forward(h)));
     }
 
     /// <summary>
