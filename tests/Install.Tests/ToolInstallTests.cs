@@ -16,6 +16,10 @@ public class ToolInstallTests
     const string PackageId = "Mtp.Cli";
     static readonly TimeSpan StepTimeout = TimeSpan.FromMinutes(5);
 
+    /// <summary>The configuration this test project (and so src/Cli and the sample, which it references) was built in.</summary>
+    internal static string Configuration { get; } = typeof(ToolInstallTests).Assembly
+        .GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "Configuration").Value!;
+
     string work = "";
     string mtp = "";
 
@@ -26,10 +30,8 @@ public class ToolInstallTests
         try
         {
             string packages = Path.Combine(work, "packages");
-            string configuration = typeof(ToolInstallTests).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
-                .Single(a => a.Key == "Configuration").Value!;
             // --no-build: the test run built src/Cli already; the publish copy goes to the temp dir, not bin/.
-            Dotnet("pack", Path.Combine(RepoPaths.Root, "src", "Cli", "Mtp.Cli.csproj"), "--no-build", "-c", configuration,
+            Dotnet("pack", Path.Combine(RepoPaths.Root, "src", "Cli", "Mtp.Cli.csproj"), "--no-build", "-c", Configuration,
                 "-o", packages, "-p:PublishDir=" + Path.Combine(work, "publish") + "/");
             string nupkg = Directory.GetFiles(packages, PackageId + ".*.nupkg").Single();
             string version = Path.GetFileNameWithoutExtension(nupkg)[(PackageId.Length + 1)..];
@@ -85,7 +87,7 @@ public class ToolInstallTests
         Assert.That(stdout + stderr, Does.Contain("loss"), "a training step ran");
     }
 
-    static string DotnetHost =>
+    internal static string DotnetHost =>
         Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } h && File.Exists(h) ? h : "dotnet";
 
     void Dotnet(params string[] args)
