@@ -282,14 +282,19 @@ public static class BenchConvertCommand
 
     readonly record struct ChildResult(double Seconds, long PeakRss, double CpuSeconds);
 
-    /// <summary>Runs <c>dotnet mtp.dll ARGS</c>, timing it and polling its VmHWM (peak resident set) from /proc.</summary>
+    /// <summary>Runs <c>dotnet mtp.dll ARGS</c> (a single-file build: the executable itself), timing it and polling
+    /// its VmHWM (peak resident set) from /proc.</summary>
     static ChildResult Child(string[] args)
     {
-        string dll = typeof(BenchConvertCommand).Assembly.Location;
-        string host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } h && File.Exists(h) ? h
+        // Assembly.Location is empty in a single-file build (IL3000); there mtp.dll does not exist and the
+        // running executable is the whole program.
+        string dll = Path.Combine(AppContext.BaseDirectory, "mtp.dll");
+        bool singleFile = !File.Exists(dll) && Environment.ProcessPath is { } self && File.Exists(self);
+        string host = singleFile ? Environment.ProcessPath!
+            : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } h && File.Exists(h) ? h
             : Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet" ? pp : "dotnet";
         var psi = new ProcessStartInfo(host) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(dll);
+        if (!singleFile) psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         var err = new System.Text.StringBuilder();
         double cpuBefore = ChildrenCpuSeconds();

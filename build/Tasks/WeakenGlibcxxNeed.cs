@@ -1,17 +1,23 @@
-// MSBuild inline task (compiled by RoslynCodeTaskFactory): marks one ELF version need as weak in every
-// libLibTorchSharp.so under a directory, when the host's libstdc++ does not define that version.
-// See TorchSharpGlibcxxFix.targets for why.
+// MSBuild task: marks one ELF version need as weak in every libLibTorchSharp.so under a directory, when
+// the host's libstdc++ does not define that version. See ../TorchSharpGlibcxxFix.targets for why.
 using System;
 using System.IO;
 using System.Text;
 using Microsoft.Build.Framework;
 using Microsoft.Build.Utilities;
 
-public class MtpWeakenGlibcxxNeed : Task
+namespace Mtp.BuildTasks;
+
+/// <summary>Sets VER_FLG_WEAK on a GLIBCXX version need of TorchSharp's native library in a directory.</summary>
+public sealed class MtpWeakenGlibcxxNeed : Task
 {
+    /// <summary>Output or publish directory, searched recursively for libLibTorchSharp.so.</summary>
     [Required] public string Directory { get; set; } = "";
+
+    /// <summary>The version need to weaken, e.g. GLIBCXX_3.4.32.</summary>
     [Required] public string VersionName { get; set; } = "";
 
+    const string LibraryName = "libLibTorchSharp.so";
     const uint ShtGnuVerneed = 0x6ffffffe;
     const ushort VerFlgWeak = 0x2;
 
@@ -21,12 +27,16 @@ public class MtpWeakenGlibcxxNeed : Task
         "/usr/lib64/libstdc++.so.6", "/usr/lib/libstdc++.so.6", "/lib/x86_64-linux-gnu/libstdc++.so.6",
     };
 
+    // The host does not change during a build, and MSBuild nodes live across builds: look once per process.
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> HostDefinesCache = new();
+
+    /// <inheritdoc />
     public override bool Execute()
     {
         if (!System.IO.Directory.Exists(Directory)) return true;
-        string[] libs = System.IO.Directory.GetFiles(Directory, "libLibTorchSharp.so", SearchOption.AllDirectories);
+        string[] libs = System.IO.Directory.GetFiles(Directory, LibraryName, SearchOption.AllDirectories);
         if (libs.Length == 0) return true;
-        if (HostDefines(VersionName))
+        if (HostDefinesCache.GetOrAdd(VersionName, HostDefines))
         {
             Log.LogMessage(MessageImportance.Low, "host libstdc++ defines " + VersionName + "; TorchSharp needs no fix");
             return true;
@@ -35,17 +45,22 @@ public class MtpWeakenGlibcxxNeed : Task
         {
             try
             {
+                // Checked on content at every build (a few milliseconds): a copy step that put the unpatched
+                // file back is always noticed, whatever its timestamp.
                 byte[] bytes = File.ReadAllBytes(lib);
-                int changed = Weaken(bytes, VersionName);
-                if (changed == 0) continue;
+                if (Weaken(bytes, VersionName) == 0) continue;
                 // Write a fresh file and move it over, so a hard link into the NuGet cache is never written through.
+                // The patch keeps the size; keeping the timestamp too makes MSBuild's copy steps (which skip a file
+                // of equal size and time) leave the patched file alone instead of re-copying the original each build.
+                DateTime mtime = File.GetLastWriteTimeUtc(lib);
                 string tmp = lib + ".mtp-tmp";
                 File.WriteAllBytes(tmp, bytes);
-                File.Delete(lib);
-                File.Move(tmp, lib);
+                File.SetLastWriteTimeUtc(tmp, mtime);
+                File.Move(tmp, lib, overwrite: true);
                 Log.LogMessage(MessageImportance.Normal, "marked " + VersionName + " weak in " + lib);
             }
-            catch (Exception e)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException
+                                          or IndexOutOfRangeException or ArgumentException or OverflowException)
             {
                 Log.LogError("could not patch " + lib + ": " + e.Message);
                 return false;
@@ -60,22 +75,9 @@ public class MtpWeakenGlibcxxNeed : Task
         foreach (string path in LibStdCxxCandidates)
         {
             if (!File.Exists(path)) continue;
-            byte[] data = File.ReadAllBytes(path);
-            if (IndexOf(data, needle) >= 0) return true;
-            return false;
+            return File.ReadAllBytes(path).AsSpan().IndexOf(needle) >= 0;
         }
         return false; // no libstdc++ found where expected: patching is harmless (the need only becomes weak).
-    }
-
-    static int IndexOf(byte[] hay, byte[] needle)
-    {
-        for (int i = 0; i + needle.Length <= hay.Length; i++)
-        {
-            int j = 0;
-            while (j < needle.Length && hay[i + j] == needle[j]) j++;
-            if (j == needle.Length) return i;
-        }
-        return -1;
     }
 
     /// <summary>Sets VER_FLG_WEAK on every Vernaux entry named <paramref name="version"/>; returns how many changed.</summary>
@@ -104,8 +106,7 @@ public class MtpWeakenGlibcxxNeed : Task
                 for (int a = 0; a < cnt; a++)
                 {
                     int nameOff = strOff + (int)BitConverter.ToUInt32(b, aux + 8);
-                    int end = nameOff;
-                    while (b[end] != 0) end++;
+                    int end = Array.IndexOf(b, (byte)0, nameOff);
                     string name = Encoding.ASCII.GetString(b, nameOff, end - nameOff);
                     ushort flags = BitConverter.ToUInt16(b, aux + 4);
                     if (name == version && (flags & VerFlgWeak) == 0)
