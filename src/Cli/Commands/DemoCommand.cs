@@ -23,11 +23,9 @@ public static class DemoCommand
         cmd.Options.Add(keep);
         cmd.SetAction(r => CommandRunner.Run(() =>
         {
+            // --family and --steps are checked while parsing (OneOf, AtLeast).
             string f = r.GetValue(family)!;
-            if (!SynthModel.Families.Contains(f))
-                throw new CliException(ExitCodes.Usage, $"--family must be one of {string.Join(", ", SynthModel.Families)}, not '{f}'");
             int n = r.GetValue(steps);
-            if (n < 0) throw new CliException(ExitCodes.Usage, "--steps must be >= 0");
             string? given = r.GetValue(work);
             string dir = given ?? Path.Combine(Path.GetTempPath(), "mtp-demo-" + DateTime.UtcNow.ToString("yyyyMMdd-HHmmss"));
             bool remove = given is null && !r.GetValue(keep);

@@ -72,8 +72,7 @@ public static class TrainCommand
     static int Run(string ckpt, int steps, string? outDir, string deviceName, string dtypeName, TrainerOptions options,
         string? dataPath, long seed, string? resumeDir, int threads, bool json, TrainFlags given, OutputRules outRules)
     {
-        if (steps < 0) throw new CliException(ExitCodes.Usage, "--steps must be ≥ 0");
-        if (options.Batch < 1 || options.SeqLen < 2) throw new CliException(ExitCodes.Usage, "--batch must be ≥ 1 and --seq-len ≥ 2");
+        // --steps, --batch and --seq-len ranges are checked while parsing (OptionChecks.AtLeast).
         if (!Directory.Exists(ckpt))
             throw new CliException(ExitCodes.Usage, File.Exists(ckpt) ? $"{ckpt}: is a file; train takes a training-layout checkpoint directory" : $"{ckpt}: no such directory", ckpt);
         if (dataPath is not null && !File.Exists(dataPath)) throw new CliException(ExitCodes.Usage, $"--data {dataPath}: no such file", dataPath);
