@@ -39,6 +39,30 @@ public sealed record VerifyReport(int Compared, IReadOnlyList<string> OnlyInA, I
             ["max_abs_diff"] = d.MaxAbsDiff is double m && double.IsFinite(m) ? m : null, ["within_tolerance"] = d.WithinTolerance,
         }).ToArray()),
     };
+
+    /// <summary>
+    /// The report <see cref="ToJson"/> wrote (a max abs difference that was not finite reads back as NaN), so that reports of
+    /// disjoint tensor sets made on several machines can be merged.
+    /// </summary>
+    /// <exception cref="FormatException">A field is missing or of the wrong kind (the message names it).</exception>
+    public static VerifyReport FromJson(JsonObject json)
+    {
+        static T Field<T>(JsonObject o, string key) =>
+            o[key] is JsonValue v && v.TryGetValue(out T? x) ? x : throw new FormatException($"'{key}' is missing or not a {typeof(T).Name}");
+        static List<string> Names(JsonObject o, string key) =>
+            (o[key] as JsonArray ?? throw new FormatException($"'{key}' is missing or not a list"))
+            .Select(n => n is JsonValue v && v.TryGetValue(out string? s) ? s : throw new FormatException($"'{key}' holds a value that is not a name")).ToList();
+        var diffs = (json["differences"] as JsonArray ?? throw new FormatException("'differences' is missing or not a list")).Select(n =>
+        {
+            var d = n as JsonObject ?? throw new FormatException("'differences' holds a value that is not an object");
+            return new TensorDifference(Field<string>(d, "name"), Field<string>(d, "kind"), Field<string>(d, "detail"),
+                d["first_index"] is null ? null : Field<long>(d, "first_index"),
+                d["max_abs_diff"] is null ? (d["kind"]?.GetValue<string>() == "bytes" ? double.NaN : null) : Field<double>(d, "max_abs_diff"),
+                Field<bool>(d, "within_tolerance"));
+        }).ToList();
+        return new VerifyReport(Field<int>(json, "compared"), Names(json, "only_in_a"), Names(json, "only_in_b"), diffs,
+            json["tolerance"] is null ? null : Field<double>(json, "tolerance"));
+    }
 }
 
 /// <summary>Compares two checkpoints tensor by tensor.</summary>
@@ -46,21 +70,31 @@ public static class Verifier
 {
     /// <summary>Compares names, dtypes, shapes and bytes; on a bytes difference reports the first differing element and the
     /// max abs difference after dequantization (FP8 / packed FP4 weights with their scales).</summary>
-    public static VerifyReport Compare(string a, string b, double? tolerance = null)
+    public static VerifyReport Compare(string a, string b, double? tolerance = null) => Compare(a, b, tolerance, null, CancellationToken.None);
+
+    /// <summary>
+    /// <see cref="Compare(string, string, double?)"/> restricted to the tensor names <paramref name="include"/> accepts (all when
+    /// null), so that one machine can check its share of a split conversion; <paramref name="cancel"/> is observed between
+    /// tensors and between 64 MB chunks of one.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was cancelled.</exception>
+    public static VerifyReport Compare(string a, string b, double? tolerance, Func<string, bool>? include, CancellationToken cancel)
     {
         using Checkpoint ca = Checkpoint.Open(a);
         using Checkpoint cb = Checkpoint.Open(b);
-        var onlyA = ca.Tensors.Where(t => !cb.Contains(t.Name)).Select(t => t.Name).ToList();
-        var onlyB = cb.Tensors.Where(t => !ca.Contains(t.Name)).Select(t => t.Name).ToList();
+        bool Wanted(string name) => include == null || include(name);
+        var onlyA = ca.Tensors.Where(t => Wanted(t.Name) && !cb.Contains(t.Name)).Select(t => t.Name).ToList();
+        var onlyB = cb.Tensors.Where(t => Wanted(t.Name) && !ca.Contains(t.Name)).Select(t => t.Name).ToList();
         var diffs = new List<TensorDifference>();
         int compared = 0;
         foreach (var ta in ca.Tensors)
         {
-            if (!cb.TryGet(ta.Name, out var tb)) continue;
+            if (!Wanted(ta.Name) || !cb.TryGet(ta.Name, out var tb)) continue;
+            cancel.ThrowIfCancellationRequested();
             compared++;
             if (ta.Info.DType != tb.Info.DType) { diffs.Add(new(ta.Name, "dtype", $"{ta.Info.DType} vs {tb.Info.DType}", null, null, false)); continue; }
             if (!ta.Info.Shape.SequenceEqual(tb.Info.Shape)) { diffs.Add(new(ta.Name, "shape", $"{ta.Info.ShapeText} vs {tb.Info.ShapeText}", null, null, false)); continue; }
-            if (BytesEqual(ta, tb)) continue;
+            if (BytesEqual(ta, tb, cancel)) continue;
             float[]? fa = ToFloats(ca, ta), fb = ToFloats(cb, tb);
             long first = -1;
             double max = double.NaN;
@@ -85,13 +119,14 @@ public static class Verifier
         return new VerifyReport(compared, onlyA, onlyB, diffs, tolerance);
     }
 
-    static bool BytesEqual(TensorLocation a, TensorLocation b)
+    static bool BytesEqual(TensorLocation a, TensorLocation b, CancellationToken cancel)
     {
         var da = a.File.GetData(a.Info); var db = b.File.GetData(b.Info);
         if (da.Length != db.Length) return false;
         const int chunk = 1 << 26;
         for (long off = 0; off < da.Length; off += chunk)
         {
+            cancel.ThrowIfCancellationRequested();
             int n = (int)Math.Min(chunk, da.Length - off);
             if (!da.Slice(off, n).SequenceEqual(db.Slice(off, n))) return false;
         }
