@@ -207,6 +207,37 @@ public class RoundtripCommandTests
     }
 
     [Test]
+    public void SigintMidConversionRemovesTheWorkFolderAndExits130()
+    {
+        // A checkpoint big enough that the child is still converting when the signal lands (~0.3 s of synth here).
+        string hf = Path.Combine(_dir, "hf"), work = Path.Combine(_dir, "work");
+        var synth = CliRunner.Run("synth", "--family", "deepseek-v4", "--size", "128MB", hf);
+        Assert.That(synth.Code, Is.EqualTo(ExitCodes.Ok), synth.Err);
+        var err = new System.Text.StringBuilder();
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (string a in new[] { Path.Combine(AppContext.BaseDirectory, "mtp.dll"), "roundtrip", hf, "--work", work }) psi.ArgumentList.Add(a);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        p.OutputDataReceived += (_, _) => { };
+        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (err) err.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        // Signal once the first conversion writes its shard into work/native.partial-PID.
+        string partial = Path.Combine(work, "native") + OutputFolder.PartialSuffix + p.Id;
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (!p.HasExited && sw.Elapsed < TimeSpan.FromSeconds(60) && !(Directory.Exists(partial) && Directory.EnumerateFiles(partial).Any())) Thread.Sleep(5);
+        Assert.That(p.HasExited, Is.False, $"the round trip ended before it could be signalled: {err}");
+        Assert.That(SendSignal(p.Id, 2), Is.EqualTo(0));
+        Assert.That(p.WaitForExit(60_000), Is.True, "the signalled round trip did not stop within 60 s");
+        p.WaitForExit();
+        Assert.That(p.ExitCode, Is.EqualTo(130), err.ToString());
+        Assert.That(err.ToString(), Does.Contain($"mtp: interrupted, removed {work}"));
+        Assert.That(Directory.GetFileSystemEntries(_dir).Select(Path.GetFileName), Is.EqualTo(new[] { "hf" }), "neither the work folder nor a temporary is left");
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    static extern int SendSignal(int pid, int signal);
+
+    [Test]
     public void MistakesAreUsageErrorsOnOneLine()
     {
         string hf = Path.Combine(RepoPaths.Fixtures, "deepseek-v3"), work = Path.Combine(_dir, "work");

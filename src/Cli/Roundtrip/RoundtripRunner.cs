@@ -86,9 +86,11 @@ public static class RoundtripRunner
         {
             ConversionResult r = Converter.ToNative(o.Input, work.Native, ConvertOptionsOf(o, part), ProgressOf(o));
             return new RoundtripStep("to-native", $"part {i}/{n}: to native: {r.Shards.Count} shard(s), {r.BytesWritten:N0} bytes in {r.Elapsed.TotalSeconds:F1} s; " +
-                $"once all {n} parts are done run {again}", r);
+                $"once all {n} part(s) are done run {again}", r);
         }
         CheckSameInput(o.Input, work);
+        if (RoundtripWork.IsComplete(work.Hf))
+            throw new CliException(ExitCodes.Usage, $"{work.Hf}: already merged; run {again} for the verdict (or start again with a new --work)", file: work.Hf);
         var sw = Stopwatch.StartNew();
         ConversionResult hf = Converter.ToHf(work.Native, work.Hf, ConvertOptionsOf(o, part) with { Reference = o.Input }, ProgressOf(o));
         double convertSeconds = sw.Elapsed.TotalSeconds;
@@ -119,7 +121,7 @@ public static class RoundtripRunner
             throw new CliException(ExitCodes.Io, $"{work.Verdicts}: cannot write the verdict of part {i}/{n}: {e.Message}", file: work.Verdicts);
         }
         string what = report.Identical ? $"{report.Compared} tensors byte-identical" : $"{report.Differences.Count} of {report.Compared} tensor(s) differ";
-        return new RoundtripStep("to-hf", $"part {i}/{n}: to hf and compared: {hf.Shards.Count} shard(s), {what}; once all {n} parts are done run {again}", hf);
+        return new RoundtripStep("to-hf", $"part {i}/{n}: to hf and compared: {hf.Shards.Count} shard(s), {what}; once all {n} part(s) are done run {again}", hf);
     }
 
     /// <summary>
