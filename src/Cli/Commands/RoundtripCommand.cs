@@ -51,7 +51,11 @@ public static class RoundtripCommand
                     if (split)
                     {
                         var (step, v, l) = RoundtripRunner.Merge(options);
-                        if (v == null) return Report(step, asJson);
+                        if (v == null)
+                        {
+                            if (junitPath != null) Console.Error.WriteLine($"mtp: roundtrip: no verdict yet, so {junitPath} is not written: the merge after the parts have converted back writes it");
+                            return Report(step, asJson);
+                        }
                         (verdict, left, shown) = (v, l, workDir);
                     }
                     else

@@ -46,14 +46,15 @@ public static class RoundtripRunner
         try
         {
             var t = Stopwatch.StartNew();
-            ConversionResult toNative = Converter.ToNative(o.Input, work.Native, ConvertOptionsOf(o, null), ProgressOf(o));
+            ConversionResult toNative = Converter.ToNative(o.Input, work.Native, ConvertOptionsOf(o, null), ProgressOf(o, "to native"));
             stages["to_native"] = t.Elapsed.TotalSeconds;
             o.Log?.Invoke($"to native: {toNative.TensorsWritten} tensors, {toNative.BytesWritten:N0} bytes in {t.Elapsed.TotalSeconds:F1} s");
             t.Restart();
-            ConversionResult toHf = Converter.ToHf(work.Native, work.Hf, ConvertOptionsOf(o, null) with { Reference = o.Input }, ProgressOf(o));
+            ConversionResult toHf = Converter.ToHf(work.Native, work.Hf, ConvertOptionsOf(o, null) with { Reference = o.Input }, ProgressOf(o, "to hf"));
             stages["to_hf"] = t.Elapsed.TotalSeconds;
             o.Log?.Invoke($"to hf: {toHf.TensorsWritten} tensors, {toHf.BytesWritten:N0} bytes in {t.Elapsed.TotalSeconds:F1} s");
             t.Restart();
+            o.Log?.Invoke($"comparing {work.Hf} with {o.Input}");
             VerifyReport report = Verifier.Compare(o.Input, work.Hf, null, null, o.Cancel);
             stages["verify"] = t.Elapsed.TotalSeconds;
             var verdict = RoundtripVerdict.Make(o.Input, toNative.Family, report, OriginalNames(o.Input), TensorGroups.FromNativeOutput(work.Native),
@@ -84,7 +85,7 @@ public static class RoundtripRunner
         string again = $"mtp roundtrip {o.Input} --work {o.Work} --merge";
         if (!RoundtripWork.IsComplete(work.Native))
         {
-            ConversionResult r = Converter.ToNative(o.Input, work.Native, ConvertOptionsOf(o, part), ProgressOf(o));
+            ConversionResult r = Converter.ToNative(o.Input, work.Native, ConvertOptionsOf(o, part), ProgressOf(o, $"part {i}/{n}: to native"));
             return new RoundtripStep("to-native", $"part {i}/{n}: to native: {r.Shards.Count} shard(s), {r.BytesWritten:N0} bytes in {r.Elapsed.TotalSeconds:F1} s; " +
                 $"once all {n} part(s) are done run {again}", r);
         }
@@ -92,7 +93,7 @@ public static class RoundtripRunner
         if (RoundtripWork.IsComplete(work.Hf))
             throw new CliException(ExitCodes.Usage, $"{work.Hf}: already merged; run {again} for the verdict (or start again with a new --work)", file: work.Hf);
         var sw = Stopwatch.StartNew();
-        ConversionResult hf = Converter.ToHf(work.Native, work.Hf, ConvertOptionsOf(o, part) with { Reference = o.Input }, ProgressOf(o));
+        ConversionResult hf = Converter.ToHf(work.Native, work.Hf, ConvertOptionsOf(o, part) with { Reference = o.Input }, ProgressOf(o, $"part {i}/{n}: to hf"));
         double convertSeconds = sw.Elapsed.TotalSeconds;
         string manifest = Path.Combine(work.Hf, Converter.PartsDirName, Converter.PartManifestName(i, n));
         string planHash = ReadJson(manifest)["plan_hash"]?.GetValue<string>() ?? throw new CliException(ExitCodes.Malformed, $"{manifest}: no plan_hash", file: manifest);
@@ -103,6 +104,7 @@ public static class RoundtripRunner
             foreach (var t in f.Tensors) mine.Add(t.Name);
         }
         sw.Restart();
+        o.Log?.Invoke($"part {i}/{n}: comparing the {mine.Count} tensors of its {hf.Shards.Count} shard(s) with {o.Input}");
         VerifyReport report = Verifier.Compare(o.Input, work.Hf, null, mine.Contains, o.Cancel);
         var verdict = new JsonObject
         {
@@ -201,7 +203,24 @@ public static class RoundtripRunner
 
     static ConvertOptions ConvertOptionsOf(RoundtripOptions o, (int, int)? part) => new() { Cancel = o.Cancel, Part = part };
 
-    static ConvertProgress? ProgressOf(RoundtripOptions o) => o.Log == null ? null : new ConvertProgress { Log = o.Log };
+    // The conversions' log lines, and every tenth of the bytes written: a long round trip in a CI log shows it is moving.
+    static ConvertProgress? ProgressOf(RoundtripOptions o, string stage)
+    {
+        if (o.Log is not { } log) return null;
+        long total = 0, done = 0, shown = 0;
+        return new ConvertProgress
+        {
+            Log = log,
+            Started = t => total = t,
+            Advanced = (n, _) =>
+            {
+                done += n;
+                long tenth = total > 0 ? done * 10 / total : 10;
+                if (tenth > shown && tenth < 10) log($"{stage}: {tenth * 10}% ({done:N0} of {total:N0} bytes)");
+                shown = Math.Max(shown, tenth);
+            },
+        };
+    }
 
     static List<string> OriginalNames(string input)
     {
