@@ -103,7 +103,7 @@ public class RoundtripCommandTests
         Assert.That(r.Code, Is.EqualTo(ExitCodes.Different), r.Out + r.Err);
         var lines = r.Out.Trim().Split('\n');
         Assert.That(lines[0], Does.StartWith("differs: mtp 0: mtp.layers.0.mlp.shared_expert.down_proj.weight: bytes: first difference at element "));
-        Assert.That(lines[^1], Does.StartWith("different: 1 tensor(s) differ"));
+        Assert.That(lines[^1], Does.StartWith("different: 1 tensor differs, 0 missing from the round trip"));
         Assert.That(Directory.Exists(Path.Combine(work, "hf")), Is.True, "--keep keeps the intermediates");
     }
 
@@ -134,6 +134,16 @@ public class RoundtripCommandTests
         var wrongInput = CliRunner.Run("roundtrip", Path.Combine(RepoPaths.Fixtures, "deepseek-v3"), "--work", work, "--merge");
         Assert.That(wrongInput.Code, Is.EqualTo(ExitCodes.Usage), "the work folder came from another checkpoint");
         Assert.That(wrongInput.Err, Does.Contain("another checkpoint"));
+
+        // A part that died after converting but before its verdict: the merge completes hf/ and names the part; the part,
+        // rerun, only compares again.
+        File.Delete(Path.Combine(work, "verdicts", "part-1-of-2.json"));
+        var noVerdict = CliRunner.Run(Args("--merge"));
+        Assert.That(noVerdict.Code, Is.EqualTo(ExitCodes.Inconsistent), noVerdict.Err);
+        Assert.That(noVerdict.Err, Does.Contain("1 of 2 part verdicts missing: 1/2"));
+        var again = CliRunner.Run(Args("--part", "1/2"));
+        Assert.That(again.Code, Is.EqualTo(ExitCodes.Ok), again.Err);
+        Assert.That(again.Err, Does.Contain("part 1/2: compared (hf/ already merged)"));
 
         var done = CliRunner.Run(Args("--merge", "--json"));
         Assert.That(done.Code, Is.EqualTo(ExitCodes.Ok), done.Out + done.Err);

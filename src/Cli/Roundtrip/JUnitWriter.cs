@@ -20,7 +20,7 @@ public static class JUnitWriter
             var c = new XElement("testcase", new XAttribute("classname", cls), new XAttribute("name", g.Group.Name));
             if (g.Failures.Count > 0)
                 c.Add(new XElement("failure",
-                    new XAttribute("message", $"{g.Failures.Count} of {g.Tensors} tensor(s) not byte-identical: {string.Join(", ", g.Failures.Take(3).Select(f => f.Name))}{(g.Failures.Count > 3 ? ", ..." : "")}"),
+                    new XAttribute("message", $"{g.Failures.Count} of {Units.Count(g.Tensors, "tensor")} not byte-identical: {string.Join(", ", g.Failures.Take(3).Select(f => f.Name))}{(g.Failures.Count > 3 ? ", ..." : "")}"),
                     new XAttribute("type", "different"),
                     string.Join("\n", g.Failures.Select(f => $"{f.Name}: {f.Detail}"))));
             return c;

@@ -86,30 +86,43 @@ public static class RoundtripRunner
         if (!RoundtripWork.IsComplete(work.Native))
         {
             ConversionResult r = Converter.ToNative(o.Input, work.Native, ConvertOptionsOf(o, part), ProgressOf(o, $"part {i}/{n}: to native"));
-            return new RoundtripStep("to-native", $"part {i}/{n}: to native: {r.Shards.Count} shard(s), {r.BytesWritten:N0} bytes in {r.Elapsed.TotalSeconds:F1} s; " +
-                $"once all {n} part(s) are done run {again}", r);
+            return new RoundtripStep("to-native", $"part {i}/{n}: to native: {Units.Count(r.Shards.Count, "shard")}, {r.BytesWritten:N0} bytes in {r.Elapsed.TotalSeconds:F1} s; " +
+                $"once {AllParts(n)} done run {again}", r);
         }
         CheckSameInput(o.Input, work);
-        if (RoundtripWork.IsComplete(work.Hf))
-            throw new CliException(ExitCodes.Usage, $"{work.Hf}: already merged; run {again} for the verdict (or start again with a new --work)", file: work.Hf);
         var sw = Stopwatch.StartNew();
-        ConversionResult hf = Converter.ToHf(work.Native, work.Hf, ConvertOptionsOf(o, part) with { Reference = o.Input }, ProgressOf(o, $"part {i}/{n}: to hf"));
+        IReadOnlyList<string> shards;
+        string planHash, did;
+        ConversionResult? hf = null;
+        if (RoundtripWork.IsComplete(work.Hf))
+        {
+            // A part that died between its conversion and its verdict, rerun after the merge: its shards are in place
+            // (the merge checked them), so only the comparison is redone.
+            (shards, planHash) = MergedShardsOf(work, i, n);
+            did = "compared (hf/ already merged)";
+        }
+        else
+        {
+            hf = Converter.ToHf(work.Native, work.Hf, ConvertOptionsOf(o, part) with { Reference = o.Input }, ProgressOf(o, $"part {i}/{n}: to hf"));
+            shards = hf.Shards;
+            string manifest = Path.Combine(work.Hf, Converter.PartsDirName, Converter.PartManifestName(i, n));
+            planHash = ReadJson(manifest)["plan_hash"]?.GetValue<string>() ?? throw new CliException(ExitCodes.Malformed, $"{manifest}: no plan_hash", file: manifest);
+            did = "to hf and compared";
+        }
         double convertSeconds = sw.Elapsed.TotalSeconds;
-        string manifest = Path.Combine(work.Hf, Converter.PartsDirName, Converter.PartManifestName(i, n));
-        string planHash = ReadJson(manifest)["plan_hash"]?.GetValue<string>() ?? throw new CliException(ExitCodes.Malformed, $"{manifest}: no plan_hash", file: manifest);
         var mine = new HashSet<string>(StringComparer.Ordinal);
-        foreach (string shard in hf.Shards)
+        foreach (string shard in shards)
         {
             using var f = SafeTensorsFile.Open(Path.Combine(work.Hf, shard));
             foreach (var t in f.Tensors) mine.Add(t.Name);
         }
         sw.Restart();
-        o.Log?.Invoke($"part {i}/{n}: comparing the {mine.Count} tensors of its {hf.Shards.Count} shard(s) with {o.Input}");
+        o.Log?.Invoke($"part {i}/{n}: comparing the {Units.Count(mine.Count, "tensor")} of its {Units.Count(shards.Count, "shard")} with {o.Input}");
         VerifyReport report = Verifier.Compare(o.Input, work.Hf, null, mine.Contains, o.Cancel);
         var verdict = new JsonObject
         {
             ["format"] = VerdictFormat, ["plan_hash"] = planHash, ["part"] = i, ["parts"] = n, ["host"] = Environment.MachineName,
-            ["shards"] = new JsonArray(hf.Shards.Select(s => (JsonNode)s).ToArray()),
+            ["shards"] = new JsonArray(shards.Select(s => (JsonNode)s).ToArray()),
             ["seconds"] = new JsonObject { ["to_hf"] = Math.Round(convertSeconds, 3), ["verify"] = Math.Round(sw.Elapsed.TotalSeconds, 3) },
             ["verify"] = report.ToJson(),
         };
@@ -122,8 +135,8 @@ public static class RoundtripRunner
         {
             throw new CliException(ExitCodes.Io, $"{work.Verdicts}: cannot write the verdict of part {i}/{n}: {e.Message}", file: work.Verdicts);
         }
-        string what = report.Identical ? $"{report.Compared} tensors byte-identical" : $"{report.Differences.Count} of {report.Compared} tensor(s) differ";
-        return new RoundtripStep("to-hf", $"part {i}/{n}: to hf and compared: {hf.Shards.Count} shard(s), {what}; once all {n} part(s) are done run {again}", hf);
+        string what = report.Identical ? $"{Units.Count(report.Compared, "tensor")} byte-identical" : $"{report.Differences.Count} of {Units.Count(report.Compared, "tensor")} differ";
+        return new RoundtripStep("to-hf", $"part {i}/{n}: {did}: {Units.Count(shards.Count, "shard")}, {what}; once {AllParts(n)} done run {again}", hf);
     }
 
     /// <summary>
@@ -140,7 +153,7 @@ public static class RoundtripRunner
             if (!Directory.Exists(Path.Combine(work.Native, Converter.PartsDirName)))
                 throw new CliException(ExitCodes.Usage, $"{o.Work}: no round trip parts to merge (run {parts} on every machine first)", file: o.Work);
             ConversionResult m = Converter.MergeParts(work.Native);
-            return (new RoundtripStep("merge-native", $"merged the training layout: {m.Shards.Count} shard(s), {m.BytesWritten:N0} bytes; now run {parts} again " +
+            return (new RoundtripStep("merge-native", $"merged the training layout: {Units.Count(m.Shards.Count, "shard")}, {m.BytesWritten:N0} bytes; now run {parts} again " +
                 "on every machine (back to HF and compare), then this merge once more", m), null, null);
         }
         if (!Directory.Exists(work.Hf))
@@ -154,7 +167,7 @@ public static class RoundtripRunner
 
         var missing = Enumerable.Range(1, n).Where(i => !File.Exists(VerdictPath(work, i, n))).ToList();
         if (missing.Count > 0)
-            throw new CliException(ExitCodes.Inconsistent, $"{work.Verdicts}: {missing.Count} of {n} part verdict(s) missing: {string.Join(", ", missing.Select(i => $"{i}/{n}"))} " +
+            throw new CliException(ExitCodes.Inconsistent, $"{work.Verdicts}: {missing.Count} of {n} part verdicts missing: {string.Join(", ", missing.Select(i => $"{i}/{n}"))} " +
                 $"(rerun mtp roundtrip {o.Input} --work {o.Work} --part {missing[0]}/{n})", file: VerdictPath(work, missing[0], n));
         var reports = new List<VerifyReport>();
         var verified = new HashSet<string>(StringComparer.Ordinal);
@@ -180,7 +193,7 @@ public static class RoundtripRunner
         var shards = hfReport["target"]?["shards"]?.AsArray().Select(s => s!.GetValue<string>()).ToList() ?? new List<string>();
         var unverified = shards.Where(s => !verified.Contains(s)).ToList();
         if (unverified.Count > 0)
-            throw new CliException(ExitCodes.Inconsistent, $"{work.Verdicts}: {unverified.Count} shard(s) of {work.Hf} compared by no part: {NameList.Cut(unverified)}", file: work.Verdicts);
+            throw new CliException(ExitCodes.Inconsistent, $"{work.Verdicts}: {Units.Count(unverified.Count, "shard")} of {work.Hf} compared by no part: {NameList.Cut(unverified)}", file: work.Verdicts);
 
         // The parts compared the tensors of their own shards; the names on either side only are a check of the whole.
         List<string> original = OriginalNames(o.Input);
@@ -195,9 +208,30 @@ public static class RoundtripRunner
         var stages = new Dictionary<string, double> { ["to_native"] = toNative, ["to_hf"] = toHf, ["verify"] = verify };
         var verdict = RoundtripVerdict.Make(o.Input, hfReport["family"]?.GetValue<string>() ?? "unknown", merged, original, TensorGroups.FromNativeOutput(work.Native),
             stages.Values.Sum(), stages);
-        var step = new RoundtripStep("merge", $"merged {n} part verdict(s)", null);
+        var step = new RoundtripStep("merge", $"merged {Units.Count(n, "part verdict")}", null);
         return (step, verdict, o.Keep ? null : work.RemoveIntermediates());
     }
+
+    // Part i's shards of a merged hf/ (the partition --part uses) and the plan hash the merge recorded.
+    static (IReadOnlyList<string> Shards, string PlanHash) MergedShardsOf(RoundtripWork work, int i, int n)
+    {
+        string path = Path.Combine(work.Hf, Converter.ReportFileName);
+        JsonObject report = ReadJson(path);
+        try
+        {
+            int count = report["parts"]!["count"]!.GetValue<int>();
+            if (count != n)
+                throw new CliException(ExitCodes.Usage, $"{work.Hf}: converted back in {count} parts, so its parts are i/{count}, not {i}/{n}", file: work.Hf);
+            var all = report["target"]!["shards"]!.AsArray().Select(x => x!.GetValue<string>()).ToList();
+            return (all.Where((_, k) => Converter.PartOfShard(k, all.Count, n) == i).ToList(), report["parts"]!["plan_hash"]!.GetValue<string>());
+        }
+        catch (Exception e) when (e is NullReferenceException or InvalidOperationException or FormatException)
+        {
+            throw new CliException(ExitCodes.Malformed, $"{path}: no parts record or shard list ({e.Message})", file: path);
+        }
+    }
+
+    static string AllParts(int n) => n == 1 ? "the one part is" : $"all {n} parts are";
 
     static string VerdictPath(RoundtripWork work, int i, int n) => Path.Combine(work.Verdicts, $"part-{i}-of-{n}.json");
 

@@ -45,8 +45,8 @@ public sealed record RoundtripVerdict(string Input, string Family, VerifyReport 
 
     /// <summary>The last line of the text report.</summary>
     public string Summary => Identical
-        ? $"identical: {Report.Compared} tensors in {Groups.Count} group(s) came back byte for byte ({Family}, {Seconds:F1} s)"
-        : $"different: {Report.Differences.Count} tensor(s) differ, {Report.OnlyInA.Count} missing from the round trip, {Report.OnlyInB.Count} only in it " +
+        ? $"identical: {Units.Count(Report.Compared, "tensor")} in {Units.Count(Groups.Count, "group")} came back byte for byte ({Family}, {Seconds:F1} s)"
+        : $"different: {Units.Count(Report.Differences.Count, "tensor")} {(Report.Differences.Count == 1 ? "differs" : "differ")}, {Report.OnlyInA.Count} missing from the round trip, {Report.OnlyInB.Count} only in it " +
           $"({Report.Compared} compared; failing groups: {string.Join(", ", Groups.Where(g => g.Failures.Count > 0).Select(g => g.Group.Name))})";
 
     /// <summary>The text report: one line per tensor that is not byte-identical, then <see cref="Summary"/>.</summary>
