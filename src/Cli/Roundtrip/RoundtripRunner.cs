@@ -48,11 +48,11 @@ public static class RoundtripRunner
             var t = Stopwatch.StartNew();
             ConversionResult toNative = Converter.ToNative(o.Input, work.Native, ConvertOptionsOf(o, null), ProgressOf(o, "to native"));
             stages["to_native"] = t.Elapsed.TotalSeconds;
-            o.Log?.Invoke($"to native: {toNative.TensorsWritten} tensors, {toNative.BytesWritten:N0} bytes in {t.Elapsed.TotalSeconds:F1} s");
+            o.Log?.Invoke($"to native: {Units.Count(toNative.TensorsWritten, "tensor")}, {toNative.BytesWritten:N0} bytes in {t.Elapsed.TotalSeconds:F1} s");
             t.Restart();
             ConversionResult toHf = Converter.ToHf(work.Native, work.Hf, ConvertOptionsOf(o, null) with { Reference = o.Input }, ProgressOf(o, "to hf"));
             stages["to_hf"] = t.Elapsed.TotalSeconds;
-            o.Log?.Invoke($"to hf: {toHf.TensorsWritten} tensors, {toHf.BytesWritten:N0} bytes in {t.Elapsed.TotalSeconds:F1} s");
+            o.Log?.Invoke($"to hf: {Units.Count(toHf.TensorsWritten, "tensor")}, {toHf.BytesWritten:N0} bytes in {t.Elapsed.TotalSeconds:F1} s");
             t.Restart();
             o.Log?.Invoke($"comparing {work.Hf} with {o.Input}");
             VerifyReport report = Verifier.Compare(o.Input, work.Hf, null, null, o.Cancel);
