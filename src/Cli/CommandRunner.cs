@@ -24,6 +24,7 @@ public static class CommandRunner
     /// <summary>Runs <paramref name="body"/>, mapping exceptions to exit codes.</summary>
     public static int Run(Func<int> body, bool verbose, bool json)
     {
+        CliOutput.Current.Json = json;
         try
         {
             return body();
@@ -119,12 +120,19 @@ public static class CommandRunner
             if (names is { Count: > 0 }) err["names"] = new JsonArray(names.Select(n => (JsonNode)JsonValue.Create(n)!).ToArray());
             Console.Out.WriteLine(new JsonObject { ["error"] = err }.ToJsonString());
         }
-        Console.Error.WriteLine("mtp: " + message);
-        if (verbose)
+        var output = CliOutput.Current;
+        if (!verbose)
         {
-            if (names is { Count: > 0 }) Console.Error.WriteLine($"mtp: all {names.Count}: " + string.Join(", ", names));
-            Console.Error.WriteLine(e.ToString());
+            output.Error(message);
+            return;
         }
+        // --verbose: the full list of names, then the stack trace.
+        if (names is { Count: > 0 })
+        {
+            output.Error(message);
+            output.Error($"all {names.Count}: " + string.Join(", ", names), e);
+        }
+        else output.Error(message, e);
     }
 
     /// <summary>Indented JSON for command output.</summary>

@@ -47,8 +47,9 @@ public static class Interrupt
     public static int Report(OperationCanceledException e)
     {
         var i = e as OutputInterruptedException ?? e.InnerException as OutputInterruptedException;
-        Console.Error.WriteLine(i?.Removed != null ? $"mtp: interrupted, removed {i.Removed}"
-            : i?.Left != null ? $"mtp: interrupted; could not remove {i.Left}" : "mtp: interrupted");
+        // Through the log, so that it follows the run's last log lines (the console logger writes from its own thread).
+        CliOutput.Current.Error(i?.Removed != null ? $"interrupted, removed {i.Removed}"
+            : i?.Left != null ? $"interrupted; could not remove {i.Left}" : "interrupted");
         return _exitCode != 0 ? _exitCode : 130;
     }
 

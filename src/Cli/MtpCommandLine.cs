@@ -11,6 +11,8 @@ public static class MtpCommandLine
     {
         var root = new RootCommand("mtp: convert and train Multi-Token-Prediction checkpoints (DeepSeek-V3/V4, Qwen3.5)");
         root.Options.Add(GlobalOptions.Verbose);
+        root.Options.Add(GlobalOptions.Quiet);
+        HelpText.ListSubcommandsWhenNoneGiven(root);
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
@@ -35,6 +37,11 @@ public static class MtpCommandLine
             }
             return ExitCodes.Usage;
         }
-        return parsed.Invoke();
+        using var output = CliOutput.Begin(parsed.GetValue(GlobalOptions.Quiet), parsed.GetValue(GlobalOptions.Verbose));
+        // Help is written to a buffer first so that the usage lines the parser gets wrong can be corrected.
+        var help = new StringWriter();
+        int code = parsed.Invoke(new InvocationConfiguration { Output = help });
+        if (help.GetStringBuilder().Length > 0) Console.Out.Write(HelpText.Polish(help.ToString()));
+        return code;
     }
 }

@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Mtp.Adapters;
+using Mtp.Adapters.Synthetic;
 
 namespace Mtp.Cli;
 
@@ -80,6 +82,7 @@ public static partial class OptionChecks
     {
         var accepted = allowed.SelectMany(a => a.Split('|')).ToHashSet(comparer);
         var shown = allowed.Select(a => a.Split('|')[0]).ToList();
+        option.HelpName ??= string.Join('|', shown); // help shows "--dtype <bf16|f32>", not "--dtype <dtype>"
         option.Validators.Add(r =>
         {
             if (r.Tokens.Count == 0) return;
@@ -107,11 +110,50 @@ public static partial class OptionChecks
     /// <summary>A torch device spelling: <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>.</summary>
     public static Option<string> Device(this Option<string> option)
     {
+        option.HelpName ??= "cpu|cuda|cuda:N";
         option.Validators.Add(r =>
         {
             if (r.Tokens.Count == 0) return;
             string v = r.Tokens[^1].Value;
             if (!DeviceSpelling().IsMatch(v)) r.AddError($"{option.Name} must be cpu, cuda or cuda:N, not '{v}'");
+        });
+        return option;
+    }
+
+    /// <summary>
+    /// A family id convert reads (<see cref="Families.All"/>, or a model_type spelling <see cref="Families.Normalize"/> knows),
+    /// with the ids shown in help.
+    /// </summary>
+    public static Option<string?> Family(this Option<string?> option)
+    {
+        option.HelpName ??= string.Join('|', Families.All);
+        option.Validators.Add(r =>
+        {
+            if (r.Tokens.Count == 0) return;
+            string v = r.Tokens[^1].Value;
+            if (Families.Normalize(v) is null) r.AddError($"{option.Name} must be {Alternatives(Families.All)}, not '{v}'");
+        });
+        return option;
+    }
+
+    /// <summary>
+    /// A family id for a command that synthesizes its checkpoint (synth, demo, bench convert): every id convert reads is
+    /// known, and one without a synthetic layout is refused with the reason rather than as an unknown name.
+    /// </summary>
+    /// <remarks>The command reads the value through <see cref="Families.Normalize"/>, as convert does.</remarks>
+    public static Option<string> SynthFamily(this Option<string> option, string command)
+    {
+        option.HelpName ??= string.Join('|', SynthModel.Families);
+        option.Validators.Add(r =>
+        {
+            if (r.Tokens.Count == 0) return;
+            string v = r.Tokens[^1].Value;
+            string? known = Families.Normalize(v);
+            if (known is not null && SynthModel.Families.Contains(known)) return;
+            if (known is not null)
+                r.AddError($"{option.Name} {v}: {command} cannot synthesize {known} checkpoints (there is no synthetic {known} layout yet; " +
+                    $"it makes {Alternatives(SynthModel.Families)}); convert, inspect, verify and train read {known} checkpoints");
+            else r.AddError($"{option.Name} must be {Alternatives(SynthModel.Families)}, not '{v}'");
         });
         return option;
     }

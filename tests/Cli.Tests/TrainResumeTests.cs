@@ -90,7 +90,7 @@ public class TrainResumeTests
 
         var stretched = Resume("--steps", "2", "--total-steps", "3", "--json");
         Ok(stretched);
-        var lrs = stretched.Out.Trim().Split('\n').Select(l => JsonNode.Parse(l)!["lr"]!.GetValue<double>()).ToList();
+        var lrs = JsonNode.Parse(stretched.Out)!["steps"]!.AsArray().Select(l => l!["lr"]!.GetValue<double>()).ToList();
         // Cosine from 1e-3 to 1e-4 over 3 steps: steps 2 and 3 (0-based 1, 2) at progress 1/3 and 2/3.
         double Cos(double p) => 1e-4 + 0.9e-3 * 0.5 * (1 + Math.Cos(Math.PI * p));
         Assert.That(lrs, Is.EqualTo(new[] { Cos(1.0 / 3), Cos(2.0 / 3) }).Within(1e-12));

@@ -34,10 +34,11 @@ public class WordingTests
     [Test]
     public void TrainCountsInTheRightNumber()
     {
-        var (code, _, err) = CliRunner.Run("train", Native(), "--steps", "1");
+        var (code, stdout, err) = CliRunner.Run("train", Native(), "--steps", "1");
         Assert.That(code, Is.EqualTo(ExitCodes.Ok), err);
-        Assert.That(err, Does.Contain("+ 1 MTP depth,").And.Contain("1 step in"));
-        Assert.That(err, Does.Not.Contain("1 steps").And.Not.Contain("depth(s)").And.Not.Contain("first step excluded"));
+        Assert.That(err, Does.Contain("+ 1 MTP depth,"), "the log line on stderr");
+        Assert.That(stdout, Does.Contain("1 step in"), "the summary, a result, on stdout");
+        Assert.That(err + stdout, Does.Not.Contain("1 steps").And.Not.Contain("depth(s)").And.Not.Contain("first step excluded"));
     }
 
     [Test]

@@ -14,6 +14,7 @@ public static class BenchCommand
         var bench = new Command("bench", "Reproducible benchmarks (use a Release build: dotnet run -c Release --project src/Cli -- bench ...)");
         bench.Subcommands.Add(Kernels());
         bench.Subcommands.Add(BenchConvertCommand.Create());
+        HelpText.ListSubcommandsWhenNoneGiven(bench);
         return bench;
     }
 
@@ -51,7 +52,7 @@ public static class BenchCommand
                         ["rows"] = res.Rows,
                         ["cols"] = res.Cols,
                     };
-                    Console.Out.WriteLine(o.ToJsonString(CommandRunner.Indented));
+                    CliOutput.Document(o);
                     return ExitCodes.Ok;
                 }
                 var table = new Table().Border(TableBorder.Rounded).AddColumns("kernel", "GB/s", "vs memcpy");
@@ -63,8 +64,8 @@ public static class BenchCommand
                 Row("BF16 -> FP4 exact + check, 1 thread (input GB/s)", res.Fp4ExactGbps);
                 Row("BF16 -> FP8 exact + check, 1 thread (input GB/s)", res.Fp8ExactGbps);
                 Row("memcpy (output size)", res.MemcpyGbps);
-                AnsiConsole.Write(table);
-                Console.Out.WriteLine($"{res.Rows}x{res.Cols}, {res.Threads} threads; GB/s of output bytes (quantization: of input bytes)");
+                CliOutput.Current.Render(table);
+                CliOutput.Current.Result($"{res.Rows}x{res.Cols}, {res.Threads} threads; GB/s of output bytes (quantization: of input bytes)");
                 return ExitCodes.Ok;
             }, r.GetValue(GlobalOptions.Verbose), asJson);
         });

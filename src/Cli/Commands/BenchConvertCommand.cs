@@ -18,7 +18,7 @@ public static class BenchConvertCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
-        var family = new Option<string>("--family") { Description = "Synthetic family (deepseek-v4: H=4096, FP8 attention/shared experts with E8M0 scales, FP4 routed experts)", DefaultValueFactory = _ => "deepseek-v4" }.OneOf(SynthModel.Families);
+        var family = new Option<string>("--family") { Description = "Synthetic family (deepseek-v4: H=4096, FP8 attention/shared experts with E8M0 scales, FP4 routed experts)", DefaultValueFactory = _ => "deepseek-v4" }.SynthFamily("bench convert");
         var size = new Option<string>("--size") { Description = "Checkpoint size, e.g. 64MB, 2GB, 8GB", DefaultValueFactory = _ => "8GB" }.Size();
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var work = new Option<string?>("--work") { Description = "Work directory for the checkpoints (default: a new directory under the system temp dir); put it on the disk you want to measure" };
@@ -41,9 +41,9 @@ public static class BenchConvertCommand
                 if (r.GetValue(threads) < 0) throw new CliException(ExitCodes.Usage, "--threads must be >= 0");
                 if (r.GetValue(repeat) < 1) throw new CliException(ExitCodes.Usage, "--repeat must be >= 1");
                 long maxMemory = Units.ParseSize(r.GetValue(memory)!), maxShard = Units.ParseSize(r.GetValue(shard)!);
-                var res = Run(r.GetValue(family)!, target, r.GetValue(work), r.GetValue(keep), r.GetValue(threads), r.GetValue(memory)!, maxMemory,
-                    r.GetValue(shard)!, maxShard, r.GetValue(cache)!, r.GetValue(pageCache) == "drop", r.GetValue(repeat), asJson ? null : Console.Error);
-                if (asJson) { Console.Out.WriteLine(res.ToJsonString(CommandRunner.Indented)); return ExitCodes.Ok; }
+                var res = Run(Mtp.Adapters.Families.Normalize(r.GetValue(family)!)!, target, r.GetValue(work), r.GetValue(keep), r.GetValue(threads), r.GetValue(memory)!, maxMemory,
+                    r.GetValue(shard)!, maxShard, r.GetValue(cache)!, r.GetValue(pageCache) == "drop", r.GetValue(repeat), CliOutput.Current.Info);
+                if (asJson) { CliOutput.Document(res); return ExitCodes.Ok; }
                 Print(res);
                 return ExitCodes.Ok;
             }, r.GetValue(GlobalOptions.Verbose), asJson);
@@ -52,7 +52,7 @@ public static class BenchConvertCommand
     }
 
     static JsonObject Run(string family, long target, string? workArg, bool keep, int threads, string memoryText, long maxMemory, string shardText, long maxShard,
-        string cacheMode, bool dropBehind, int repeat, TextWriter? log)
+        string cacheMode, bool dropBehind, int repeat, Action<string> log)
     {
         string work = Path.GetFullPath(workArg ?? Path.Combine(Path.GetTempPath(), "mtp-bench-" + Guid.NewGuid().ToString("N")[..8]));
         bool created = !Directory.Exists(work);
@@ -71,7 +71,7 @@ public static class BenchConvertCommand
             try { model = SynthSizing.Resolve(family, false, target, new SynthOverrides()); }
             catch (ArgumentException e) { throw new CliException(ExitCodes.Usage, e.Message); }
             SynthPlan plan = model.Build();
-            log?.WriteLine($"bench: synthesizing {family} {Units.Bytes(plan.TotalBytes)} (hidden {model.Hidden}, layers {model.Layers}, experts {model.Experts}) in {hf}");
+            log($"bench: synthesizing {family} {Units.Bytes(plan.TotalBytes)} (hidden {model.Hidden}, layers {model.Layers}, experts {model.Experts}) in {hf}");
             var synth = SynthWriter.WriteCheckpoint(plan, hf, 0, maxShard);
             long inBytes = DirBytes(hf);
 
@@ -90,24 +90,24 @@ public static class BenchConvertCommand
                 string of = repeat > 1 ? $" [{rep}/{repeat}]" : "";
                 // The previous repetition's outputs go first: --force would hold old and new side by side until the rename.
                 foreach (var d in new[] { nat, back }) if (Directory.Exists(d)) Directory.Delete(d, true);
-                log?.WriteLine($"bench{of}: convert --to native ({how})");
+                log($"bench{of}: convert --to native ({how})");
                 PrepareCache(drop, hf);
                 var toNative = Child(new[] { "convert", hf, nat, "--to", "native" }.Concat(common).ToArray());
                 natBytes = DirBytes(nat);
 
-                log?.WriteLine($"bench{of}: I/O floor for --to native (sequential read of the input, sequential fsynced write of the output size)");
+                log($"bench{of}: I/O floor for --to native (sequential read of the input, sequential fsynced write of the output size)");
                 PrepareCache(drop, hf);
                 var floorNative = Floor(hf, natBytes, floorFile, dropBehind);
 
-                log?.WriteLine($"bench{of}: convert --to hf --reference");
+                log($"bench{of}: convert --to hf --reference");
                 PrepareCache(drop, nat);
                 var toHf = Child(new[] { "convert", nat, back, "--to", "hf", "--reference", hf }.Concat(common).ToArray());
                 backBytes = DirBytes(back);
 
-                log?.WriteLine($"bench{of}: I/O floor for --to hf");
+                log($"bench{of}: I/O floor for --to hf");
                 PrepareCache(drop, nat);
                 var floorHf = Floor(nat, backBytes, floorFile, dropBehind);
-                log?.WriteLine($"bench{of}: I/O floor for --to hf --reference, counting the reference read too");
+                log($"bench{of}: I/O floor for --to hf --reference, counting the reference read too");
                 PrepareCache(drop, nat);
                 var floorHfRef = Floor(nat, backBytes, floorFile, dropBehind, hf);
 
@@ -192,8 +192,8 @@ public static class BenchConvertCommand
         t.AddRow("convert --to hf --reference", F(h), F(r["to_hf_cpu_s"]!.GetValue<double>()), G(natB, h), G(backB, h), Units.Bytes(r["to_hf_peak_rss_bytes"]!.GetValue<long>()), r["to_hf_ratio"]!.ToString());
         double f3 = r["io_floor_to_hf_with_reference_s"]!.GetValue<double>();
         t.AddRow("I/O floor (read native + all of the reference, write HF size)", F(f3), "-", "-", G(backB, f3), "-", r["to_hf_ratio_with_reference_read"]!.ToString() + " (to hf)");
-        AnsiConsole.Write(t);
-        Console.Out.WriteLine($"{r["family"]}: {Units.Bytes(inB)} HF <-> {Units.Bytes(natB)} native; {r["cache"]}; page cache: {r["page_cache"]}; " +
+        CliOutput.Current.Render(t);
+        CliOutput.Current.Result($"{r["family"]}: {Units.Bytes(inB)} HF <-> {Units.Bytes(natB)} native; {r["cache"]}; page cache: {r["page_cache"]}; " +
             $"{r["threads"]} threads; median of {r["repeat"]} run(s); load {r["loadavg"]}");
     }
 

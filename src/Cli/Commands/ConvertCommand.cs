@@ -17,7 +17,7 @@ public static class ConvertCommand
         var to = new Option<string?>("--to") { Description = "Target layout: native (training) or hf (required unless --merge-index)" }.OneOfIgnoringCase("native", "hf");
         var part = new Option<string?>("--part") { Description = "i/n: convert only the i-th of n disjoint sets of output shards into OUT (shared by all parts); then run --merge-index OUT" };
         var merge = new Option<string?>("--merge-index") { Description = "OUT: once all --part i/n runs are done, check them and write the index, config.json and conversion.json" };
-        var family = new Option<string?>("--family") { Description = "Family: deepseek-v3, deepseek-v4, qwen3.5, qwen3-next (default: detect from config.json)" };
+        var family = new Option<string?>("--family") { Description = "Family: deepseek-v3, deepseek-v4, qwen3.5, qwen3-next (default: detect from config.json)" }.Family();
         var dtype = new Option<string?>("--dtype") { Description = "bf16 (default) or f32 for quantized/BF16 tensors; with --to hf: write an unquantized HF checkpoint in this dtype (needed when neither --reference nor IN's conversion.json says the source format)" }.OneOfIgnoringCase("bf16|bfloat16", "f32|float32");
         var reference = new Option<string?>("--reference") { Description = "With --to hf: the original HF checkpoint (reuses its scales, shard names, weight_map and config.json)" };
         var layout = new Option<string>("--expert-layout") { Description = "Routed experts: stacked ([E,2I,H] gate_up_proj + [E,H,I] down_proj) or per-expert", DefaultValueFactory = _ => "stacked" }.OneOfIgnoringCase("stacked", "per-expert");
@@ -29,7 +29,7 @@ public static class ConvertCommand
         var forceAny = new Option<bool>("--force-any") { Description = OutputFlags.ForceAnyHelp };
         var noSpaceCheck = new Option<bool>("--no-space-check") { Description = OutputFlags.NoSpaceCheckHelp };
         var allowUnknown = new Option<bool>("--allow-unknown") { Description = "Carry tensors no rule claims through unchanged (reported) instead of failing" };
-        var json = new Option<bool>("--json") { Description = "Print a JSON summary on stdout (or {\"error\": {...}} on failure)" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON summary on stdout, --merge-index too (or {\"error\": {...}} on failure)" };
         var cmd = new Command("convert", "Convert an MTP checkpoint between the Hugging Face layout and the training layout, losslessly")
         {
             input, output, to, family, dtype, reference, layout, threads, shard, memory, force, allowUnknown, json, part, merge, keepCache, forceAny, noSpaceCheck,
@@ -41,7 +41,8 @@ public static class ConvertCommand
                     if (pr.GetValue(input) != null || pr.GetValue(to) != null || pr.GetValue(part) != null)
                         throw new AdapterException(AdapterErrorKind.Usage, "--merge-index OUT takes no other arguments (no IN, OUT, --to or --part)");
                     ConversionResult m = Converter.MergeParts(mergeDir);
-                    Console.Error.WriteLine($"mtp: merged {m.Shards.Count} shard(s) of {m.Family}: {m.TensorsWritten} tensors, {m.BytesWritten:N0} bytes -> {m.OutputDirectory}");
+                    if (pr.GetValue(json)) CliOutput.Document(SummaryJson(m, "merge-index"));
+                    else CliOutput.Current.Result($"merged {m.Shards.Count} shard(s) of {m.Family}: {m.TensorsWritten} tensors, {m.BytesWritten:N0} bytes -> {m.OutputDirectory}");
                     return ExitCodes.Ok;
                 }
                 if (pr.GetValue(input) == null || pr.GetValue(output) == null)
@@ -86,13 +87,14 @@ public static class ConvertCommand
                 string inDir = pr.GetValue(input)!, outDir = pr.GetValue(output)!;
                 bool asJson = pr.GetValue(json);
                 ConversionResult r = RunWithProgress(p => dir == "native" ? Converter.ToNative(inDir, outDir, options, p) : Converter.ToHf(inDir, outDir, options, p), asJson);
-                if (asJson) Console.Out.WriteLine(SummaryJson(r, dir).ToJsonString(CommandRunner.Indented));
-                if (partOf is { } po)
-                    Console.Error.WriteLine($"mtp: part {po.Item1}/{po.Item2}: wrote {r.Shards.Count} shard(s), {r.BytesWritten:N0} bytes in {r.Elapsed.TotalSeconds:F1}s; " +
+                var cli = CliOutput.Current;
+                foreach (var u in r.CarriedUnknown) cli.Warn($"unknown tensor carried through: {u}");
+                if (asJson) CliOutput.Document(SummaryJson(r, dir));
+                else if (partOf is { } po)
+                    cli.Result($"part {po.Item1}/{po.Item2}: wrote {r.Shards.Count} shard(s), {r.BytesWritten:N0} bytes in {r.Elapsed.TotalSeconds:F1}s; " +
                         $"run mtp convert --merge-index {outDir} once all {po.Item2} parts are done");
-                else Console.Error.WriteLine($"mtp: {r.Family} -> {dir}: {r.TensorsWritten} tensors, {r.BytesWritten:N0} bytes in {r.Shards.Count} shard(s), {r.Dropped.Count} dropped, " +
+                else cli.Result($"{r.Family} -> {dir}: {r.TensorsWritten} tensors, {r.BytesWritten:N0} bytes in {r.Shards.Count} shard(s), {r.Dropped.Count} dropped, " +
                     $"{r.CarriedUnknown.Count} unknown carried, {r.Requantized.Count} re-quantized with new scales, {r.Elapsed.TotalSeconds:F1}s -> {r.OutputDirectory}");
-                foreach (var u in r.CarriedUnknown) Console.Error.WriteLine($"mtp: warning: unknown tensor carried through: {u}");
                 return ExitCodes.Ok;
             }, pr.GetValue(GlobalOptions.Verbose), pr.GetValue(json)));
         return cmd;
@@ -116,30 +118,15 @@ public static class ConvertCommand
 
     static ConversionResult RunWithProgress(Func<ConvertProgress, ConversionResult> run, bool json)
     {
-        if (json) return run(new ConvertProgress()); // scripts: stdout carries the JSON, stderr only an error line
-        if (Console.IsErrorRedirected || Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+        var cli = CliOutput.Current;
+        if (json || cli.Quiet || !cli.InteractiveProgress)
         {
-            long total = 0, done = 0, lastPct = -1;
-            var start = DateTime.UtcNow;
-            return run(new ConvertProgress
-            {
-                Started = t => total = t,
-                Advanced = (n, _) =>
-                {
-                    done += n;
-                    long pct = total > 0 ? done * 100 / total : 100;
-                    if (pct / 10 != lastPct / 10)
-                    {
-                        lastPct = pct;
-                        double s = (DateTime.UtcNow - start).TotalSeconds;
-                        Console.Error.WriteLine($"mtp: {pct}% ({done:N0}/{total:N0} bytes, {(s > 0 ? done / s / 1e6 : 0):F0} MB/s)");
-                    }
-                },
-                Log = l => Console.Error.WriteLine("mtp: " + l),
-            });
+            // Not a terminal (or nothing to show): timed lines on stderr, which --json and --quiet filter out.
+            var progress = new TimedProgress("converting", cli.Info);
+            return run(new ConvertProgress { Started = progress.Start, Advanced = (n, _) => progress.Advance(n), Log = cli.Info });
         }
         ConversionResult? result = null;
-        AnsiConsole.Progress()
+        cli.Stdout.Progress()
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
             .Start(ctx =>
             {
@@ -148,7 +135,7 @@ public static class ConvertCommand
                 {
                     Started = t => task = ctx.AddTask("converting", maxValue: Math.Max(1, t)),
                     Advanced = (n, _) => task?.Increment(n),
-                    Log = l => AnsiConsole.MarkupLine("[grey]{0}[/]", Markup.Escape(l)),
+                    Log = l => cli.Stdout.MarkupLine("[grey]{0}[/]", Markup.Escape(l)),
                 });
             });
         return result!;

@@ -32,12 +32,12 @@ public static class InspectCommand
                             ["class"] = ExitCodes.ClassName(report.ProblemExitCode), ["message"] = report.Problems[0], ["file"] = file, ["tensor"] = tensor,
                         };
                     }
-                    Console.Out.WriteLine(j.ToJsonString(CommandRunner.Indented));
+                    CliOutput.Document(j);
                 }
                 else Render(report);
                 if (report.Problems.Count > 0)
                 {
-                    Console.Error.WriteLine("mtp: " + report.Problems[0] + (report.Problems.Count > 1 ? $" (and {Units.Count(report.Problems.Count - 1, "more problem")})" : ""));
+                    CliOutput.Current.Error(report.Problems[0] + (report.Problems.Count > 1 ? $" (and {Units.Count(report.Problems.Count - 1, "more problem")})" : ""));
                     return report.ProblemExitCode;
                 }
                 return ExitCodes.Ok;
@@ -62,6 +62,6 @@ public static class InspectCommand
         Row("experts", r.ExpertLayout);
         Row("problems", r.Problems.Count == 0 ? "none" : string.Join("\n", r.Problems));
         if (r.Warnings.Count > 0) Row("warnings", string.Join("\n", r.Warnings));
-        AnsiConsole.Write(t);
+        CliOutput.Current.Render(t);
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
+using System.Text.Json.Nodes;
+using Mtp.Adapters;
 using Mtp.Adapters.Synthetic;
 using Mtp.SafeTensors;
 
@@ -17,7 +18,7 @@ public static class SynthCommand
     public static Command Create()
     {
         var output = new Argument<string>("out") { Description = "Output checkpoint directory (created; must be empty unless --force)" };
-        var family = new Option<string>("--family") { Description = "deepseek-v3 | deepseek-v4 | qwen3.5", Required = true }.OneOf(SynthModel.Families);
+        var family = new Option<string>("--family") { Description = "Family to write (qwen3-next has no synthetic layout yet)", Required = true }.SynthFamily("synth");
         var size = new Option<string?>("--size") { Description = "Target tensor bytes, e.g. 500MB, 4GB, 1.5GiB: scales the release shape (layers, then experts, then hidden) to land within 10%" }.Size();
         var layers = new Option<int?>("--layers") { Description = "Main decoder layers (default: 3 for DeepSeek, 4 for Qwen3.5; chosen by --size)" }.AtLeast(1);
         var hidden = new Option<int?>("--hidden") { Description = "Hidden size, a multiple of 32 (default 64; chosen by --size); other widths follow the release's proportions" }.AtLeast(1);
@@ -30,12 +31,13 @@ public static class SynthCommand
         var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp };
         var forceAny = new Option<bool>("--force-any") { Description = OutputFlags.ForceAnyHelp };
         var noSpaceCheck = new Option<bool>("--no-space-check") { Description = OutputFlags.NoSpaceCheckHelp };
+        var json = new Option<bool>("--json") { Description = "Print one JSON summary on stdout (or {\"error\": {...}} on failure)" };
         var cmd = new Command("synth", "Write a synthetic checkpoint in a family's real HF layout and quantization, of a given size");
         cmd.Arguments.Add(output);
-        foreach (Option o in new Option[] { family, size, layers, hidden, experts, vocab, depth, quant, seed, maxShard, force, forceAny, noSpaceCheck }) cmd.Options.Add(o);
+        foreach (Option o in new Option[] { family, size, layers, hidden, experts, vocab, depth, quant, seed, maxShard, force, forceAny, noSpaceCheck, json }) cmd.Options.Add(o);
         cmd.SetAction(r => CommandRunner.Run(() =>
         {
-            string fam = r.GetValue(family)!;
+            string fam = Families.Normalize(r.GetValue(family)!)!; // a known id: checked while parsing (SynthFamily)
             string? q = r.GetValue(quant);
             if (q is not null && fam != "qwen3.5") throw new CliException(ExitCodes.Usage, "--quant applies to --family qwen3.5 only (DeepSeek families are written as their release is quantized)");
             long? target = r.GetValue(size) is string s ? Units.ParseSize(s) : null;
@@ -57,26 +59,26 @@ public static class SynthCommand
             catch (ArgumentException e) { throw new CliException(ExitCodes.Usage, e.Message); }
             SynthPlan plan = model.Build();
             long total = plan.TotalBytes;
-            Console.Error.WriteLine($"synth: {fam}{(q == "fp8" ? " (fp8)" : "")}: hidden {model.Hidden}, layers {model.Layers}, experts {model.Experts}, vocab {model.Vocab}, MTP depth {model.MtpDepth}: {plan.Tensors.Count:N0} tensors, {Units.Bytes(total)}");
+            var cli = CliOutput.Current;
+            cli.Info($"synth: {fam}{(q == "fp8" ? " (fp8)" : "")}: hidden {model.Hidden}, layers {model.Layers}, experts {model.Experts}, vocab {model.Vocab}, MTP depth {model.MtpDepth}: {plan.Tensors.Count:N0} tensors, {Units.Bytes(total)}");
             if (target is long t && Math.Abs(total - t) > SynthSizing.Tolerance * t)
-                Console.Error.WriteLine($"synth: warning: {Units.Bytes(total)} is more than 10% from the requested {Units.Bytes(t)} (closest shape found)");
+                cli.Warn($"{Units.Bytes(total)} is more than 10% from the requested {Units.Bytes(t)} (closest shape found)");
 
-            var clock = Stopwatch.StartNew();
-            double lastReport = 0;
-            void Progress(long done, long all)
-            {
-                double sec = clock.Elapsed.TotalSeconds;
-                if (sec - lastReport < 1 && done < all) return;
-                lastReport = sec;
-                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"synth: {Units.Bytes(done)} / {Units.Bytes(all)} ({100.0 * done / Math.Max(1, all):0}%), {done / 1e6 / Math.Max(sec, 1e-9):0} MB/s"));
-            }
-            SynthResult res = SynthWriter.WriteCheckpoint(plan, outDir, r.GetValue(seed), shardBytes, rules, Progress);
+            // A line a second on a terminal (as before); timed lines, every 10 s by default, in a log.
+            var progress = new TimedProgress("synth", cli.Info, cli.InteractiveProgress ? TimeSpan.FromSeconds(1) : null);
+            SynthResult res = SynthWriter.WriteCheckpoint(plan, outDir, r.GetValue(seed), shardBytes, rules, progress.Report);
             double secs = res.Elapsed.TotalSeconds;
-            Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            if (r.GetValue(json))
+                CliOutput.Document(new JsonObject
+                {
+                    ["ok"] = true, ["family"] = fam, ["quant"] = q, ["output"] = outDir,
+                    ["tensors"] = res.Tensors, ["bytes"] = res.Bytes, ["shards"] = res.Shards, ["seconds"] = Math.Round(secs, 3),
+                    ["hidden"] = model.Hidden, ["layers"] = model.Layers, ["experts"] = model.Experts, ["vocab"] = model.Vocab, ["mtp_depth"] = model.MtpDepth,
+                });
+            else cli.Result(string.Create(CultureInfo.InvariantCulture,
                 $"synth: wrote {outDir}: {res.Tensors} tensors, {res.Bytes} bytes ({Units.Bytes(res.Bytes)}), {Units.Count(res.Shards, "shard")}, {secs:0.00} s, {res.Bytes / 1e6 / Math.Max(secs, 1e-9):0} MB/s"));
             return ExitCodes.Ok;
-        }, r.GetValue(GlobalOptions.Verbose), json: false));
+        }, r.GetValue(GlobalOptions.Verbose), r.GetValue(json)));
         return cmd;
     }
 }

@@ -34,7 +34,7 @@ public static class TrainCommand
         var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp + " (not needed when --out is the --resume directory)" };
         var forceAny = new Option<bool>("--force-any") { Description = OutputFlags.ForceAnyHelp };
         var noSpaceCheck = new Option<bool>("--no-space-check") { Description = OutputFlags.NoSpaceCheckHelp };
-        var json = new Option<bool>("--json") { Description = "Write one JSON object per step (step, loss, mtp_losses, grad_norm, tokens_per_s, total_loss, lr) to stdout." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout at the end: every step (step, loss, mtp_losses, grad_norm, tokens_per_s, total_loss, lr), the summary and the saved folder." };
         var cmd = new Command("train", "Train a training-layout checkpoint of any family (DeepSeek-V3/V4, Qwen3.5/Qwen3-Next) with its MTP depths (main + MTP loss) and optionally save it; proves a conversion by training.")
         {
             ckpt, steps, outDir, device, dtype, lr, batch, seqLen, data, seed, mtpScale, warmup, total, resume, rollPositions, threads, json, force, forceAny, noSpaceCheck,
@@ -83,7 +83,7 @@ public static class TrainCommand
         if (resumeDir is not null)
         {
             trainer = TrainResume.Resume(ckpt, resumeDir, device, given, steps);
-            Console.Error.WriteLine($"resumed {resumeDir} at step {trainer.StepsDone} (options from the saved state)");
+            CliOutput.Current.Info($"resumed {resumeDir} at step {trainer.StepsDone} (options from the saved state)");
         }
         else
         {
@@ -102,11 +102,12 @@ public static class TrainCommand
         if (outDir is not null) outRules = outRules with { Force = outRules.Force || ownResume, CarriedNames = TopLevelFiles(resumeDir ?? ckpt) };
         using OutputTransaction? txn = outDir is null ? null : TrainingCheckpoint.Begin(trainer, outDir, outRules);
         var o = trainer.Options;
-        if (!json)
-            Console.Error.WriteLine($"training {trainer.Model.Family}: {Units.Count(trainer.Model.NumHiddenLayers, "layer")} + {Units.Count(trainer.Model.MtpDepthCount, "MTP depth")}, " +
+        var output = CliOutput.Current;
+        output.Info($"training {trainer.Model.Family}: {Units.Count(trainer.Model.NumHiddenLayers, "layer")} + {Units.Count(trainer.Model.MtpDepthCount, "MTP depth")}, " +
                 $"{trainer.Model.TrainableParameters().Sum(p => p.Param.numel()):N0} parameters, {trainer.Model.DType} on {device}, batch {o.Batch}x{o.SeqLen}");
         var inv = CultureInfo.InvariantCulture;
         var times = new List<double>();
+        var stepsJson = new JsonArray();
         var wall = Stopwatch.StartNew();
         long end = trainer.StepsDone + steps;
         void Loop()
@@ -128,25 +129,36 @@ public static class TrainCommand
                         ["total_loss"] = r.TotalLoss,
                         ["lr"] = r.Lr,
                     };
-                    Console.Out.WriteLine(line.ToJsonString());
+                    stepsJson.Add(line);
                 }
                 else
                 {
-                    Console.Out.WriteLine(string.Format(inv, "step {0}/{1}  loss {2:F4}  mtp [{3}]  grad_norm {4:F3}  lr {5:G3}  {6:F0} tok/s",
+                    output.Result(string.Format(inv, "step {0}/{1}  loss {2:F4}  mtp [{3}]  grad_norm {4:F3}  lr {5:G3}  {6:F0} tok/s",
                         r.Step, end, r.Loss, string.Join(", ", r.MtpLosses.Select(x => x.ToString("F4", inv))), r.GradNorm, r.Lr, r.TokensPerSecond));
                 }
             }
         }
         if (txn is null) Loop();
         else txn.Run(tmp => { Loop(); TrainingCheckpoint.WriteInto(trainer, tmp, txn.Target); return 0; });
+        var summary = new JsonObject { ["steps"] = times.Count, ["seconds"] = Math.Round(wall.Elapsed.TotalSeconds, 3) };
         if (times.Count > 0)
         {
             var steady = times.Count > 1 ? times.Skip(1).ToList() : times;
             double mean = steady.Average();
-            Console.Error.WriteLine(string.Format(inv, "{0} in {1:F2} s; mean step {2:F1} ms{4}, {3:F0} tokens/s",
-                Units.Count(times.Count, "step"), wall.Elapsed.TotalSeconds, mean * 1000, o.Batch * o.SeqLen / mean, times.Count > 1 ? " (first step excluded)" : ""));
+            summary["mean_step_ms"] = Math.Round(mean * 1000, 3);
+            summary["tokens_per_s"] = Math.Round(o.Batch * o.SeqLen / mean, 1);
+            summary["first_step_excluded"] = times.Count > 1;
+            if (!json)
+                output.Result(string.Format(inv, "{0} in {1:F2} s; mean step {2:F1} ms{4}, {3:F0} tokens/s",
+                    Units.Count(times.Count, "step"), wall.Elapsed.TotalSeconds, mean * 1000, o.Batch * o.SeqLen / mean, times.Count > 1 ? " (first step excluded)" : ""));
         }
-        if (outDir is not null) Console.Error.WriteLine($"saved {outDir} (step {trainer.StepsDone})");
+        if (json)
+            CliOutput.Document(new JsonObject
+            {
+                ["ok"] = true, ["family"] = trainer.Model.Family, ["device"] = device.ToString(), ["dtype"] = trainer.Model.DType.ToString(),
+                ["step"] = trainer.StepsDone, ["steps"] = stepsJson, ["summary"] = summary, ["saved"] = outDir,
+            });
+        else if (outDir is not null) output.Result($"saved {outDir} (step {trainer.StepsDone})");
         return 0;
     }
 

@@ -45,7 +45,7 @@ public static class TrainResume
         CheckHorizon(saved.StepsDone, steps, horizon, given.TotalSteps is not null);
         var trainer = TrainingCheckpoint.Resume(dir, device, o => o with { TotalSteps = horizon });
         if (horizon != saved.Options.TotalSteps)
-            Console.Error.WriteLine(string.Format(Inv, "schedule horizon {0} -> {1} (--total-steps): lr at step {2} {3:G4} -> {4:G4}",
+            CliOutput.Current.Warn(string.Format(Inv, "schedule horizon {0} -> {1} (--total-steps): lr at step {2} {3:G4} -> {4:G4}",
                 saved.Options.TotalSteps, horizon, saved.StepsDone + 1, saved.Options.LrAt(saved.StepsDone), trainer.Options.LrAt(saved.StepsDone)));
         return trainer;
     }

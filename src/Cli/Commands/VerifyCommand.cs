@@ -22,13 +22,14 @@ public static class VerifyCommand
                 double? tol = pr.GetValue(tolerance);
                 if (tol is double t && (t < 0 || double.IsNaN(t))) throw new AdapterException(AdapterErrorKind.Usage, "--tolerance must be a non-negative number");
                 VerifyReport r = Verifier.Compare(pr.GetValue(a)!, pr.GetValue(b)!, tol);
-                if (pr.GetValue(json)) Console.Out.WriteLine(r.ToJson().ToJsonString(CommandRunner.Indented));
+                if (pr.GetValue(json)) CliOutput.Document(r.ToJson());
                 else
                 {
-                    foreach (string n in r.OnlyInA) Console.Out.WriteLine($"only in A: {n}");
-                    foreach (string n in r.OnlyInB) Console.Out.WriteLine($"only in B: {n}");
-                    foreach (var d in r.Differences) Console.Out.WriteLine($"{(d.WithinTolerance ? "within tolerance" : "differs")}: {d.Name}: {d.Kind}: {d.Detail}");
-                    Console.Out.WriteLine(r.Identical ? $"identical: {r.Compared} tensors" : r.Passed ? $"within tolerance: {r.Compared} tensors compared" :
+                    var output = CliOutput.Current;
+                    foreach (string n in r.OnlyInA) output.Result($"only in A: {n}");
+                    foreach (string n in r.OnlyInB) output.Result($"only in B: {n}");
+                    foreach (var d in r.Differences) output.Result($"{(d.WithinTolerance ? "within tolerance" : "differs")}: {d.Name}: {d.Kind}: {d.Detail}");
+                    output.Result(r.Identical ? $"identical: {r.Compared} tensors" : r.Passed ? $"within tolerance: {r.Compared} tensors compared" :
                         $"different: {r.Differences.Count(d => !d.WithinTolerance)} tensor(s) differ, {r.OnlyInA.Count} only in A, {r.OnlyInB.Count} only in B ({r.Compared} compared)");
                 }
                 return r.Passed ? ExitCodes.Ok : ExitCodes.Different;
