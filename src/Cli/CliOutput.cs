@@ -20,7 +20,8 @@ public sealed class CliOutput : IDisposable
     static CliOutput? _current;
     static readonly Lazy<CliOutput> Fallback = new(() => new CliOutput(quiet: false, verbose: false, previous: null));
 
-    readonly ILoggerFactory _factory;
+    readonly Lazy<ILoggerFactory> _factory;
+    readonly Lazy<ILogger> _log;
     readonly CliOutput? _previous;
     readonly Lazy<IAnsiConsole> _stdout;
 
@@ -29,12 +30,14 @@ public sealed class CliOutput : IDisposable
         Quiet = quiet;
         Verbose = verbose;
         _previous = previous;
-        _factory = LoggerFactory.Create(b => b
+        // Made at the first line: the console logger costs a few ms to start and stop (its writer thread), which a
+        // run that logs nothing (a successful --json run, a test making thousands of them) should not pay.
+        _factory = new Lazy<ILoggerFactory>(() => LoggerFactory.Create(b => b
             .SetMinimumLevel(LogLevel.Trace)
             .AddFilter((_, _, level) => level >= Threshold)
             .AddConsole(o => { o.FormatterName = CliLogFormatter.FormatterName; o.LogToStandardErrorThreshold = LogLevel.Trace; })
-            .AddConsoleFormatter<CliLogFormatter, ConsoleFormatterOptions>());
-        Log = _factory.CreateLogger("mtp");
+            .AddConsoleFormatter<CliLogFormatter, ConsoleFormatterOptions>()));
+        _log = new Lazy<ILogger>(() => _factory.Value.CreateLogger("mtp"));
         // Made when first used, so it writes to the Console.Out of that moment (the caller's, in tests too).
         _stdout = new Lazy<IAnsiConsole>(CreateStdout);
     }
@@ -58,7 +61,7 @@ public sealed class CliOutput : IDisposable
     public LogLevel Threshold => Quiet ? LogLevel.Error : Json ? LogLevel.Warning : Verbose ? LogLevel.Debug : LogLevel.Information;
 
     /// <summary>The log (stderr; lines read "mtp: ...").</summary>
-    public ILogger Log { get; }
+    public ILogger Log => _log.Value;
 
     /// <summary>Spectre console on stdout (for tables and the terminal progress bar); unlimited width when stdout is not a terminal.</summary>
     public IAnsiConsole Stdout => _stdout.Value;
@@ -67,13 +70,22 @@ public sealed class CliOutput : IDisposable
     public bool InteractiveProgress => !Console.IsOutputRedirected && !Console.IsErrorRedirected && Stdout.Profile.Capabilities.Interactive;
 
     /// <summary>A log line of what is going on (not shown with --quiet or --json).</summary>
-    public void Info(string line) => Log.LogInformation("{Line}", line);
+    public void Info(string line)
+    {
+        if (Threshold <= LogLevel.Information) Log.LogInformation("{Line}", line);
+    }
 
     /// <summary>A warning (shown unless --quiet).</summary>
-    public void Warn(string line) => Log.LogWarning("{Line}", line);
+    public void Warn(string line)
+    {
+        if (Threshold <= LogLevel.Warning) Log.LogWarning("{Line}", line);
+    }
 
     /// <summary>A debug line (only with --verbose).</summary>
-    public void Debug(string line) => Log.LogDebug("{Line}", line);
+    public void Debug(string line)
+    {
+        if (Threshold <= LogLevel.Debug) Log.LogDebug("{Line}", line);
+    }
 
     /// <summary>An error line ("mtp: MESSAGE", always shown), followed by <paramref name="detail"/> in full when given.</summary>
     public void Error(string message, Exception? detail = null) => Log.LogError(detail, "{Line}", message);
@@ -104,7 +116,7 @@ public sealed class CliOutput : IDisposable
     /// <summary>Writes out every pending log line and makes the previous output current again.</summary>
     public void Dispose()
     {
-        _factory.Dispose();
+        if (_factory.IsValueCreated) _factory.Value.Dispose();
         if (ReferenceEquals(_current, this)) _current = _previous;
     }
 }

@@ -24,7 +24,9 @@ public static class CommandRunner
     /// <summary>Runs <paramref name="body"/>, mapping exceptions to exit codes.</summary>
     public static int Run(Func<int> body, bool verbose, bool json)
     {
-        CliOutput.Current.Json = json;
+        var output = CliOutput.Current;
+        bool wasJson = output.Json;
+        output.Json = json;
         try
         {
             return body();
@@ -40,6 +42,7 @@ public static class CommandRunner
             Report(e, code, file, tensor, verbose, json);
             return code;
         }
+        finally { output.Json = wasJson; }
     }
 
     /// <summary>Exit code, file and tensor for an exception, walking known exception types.</summary>
