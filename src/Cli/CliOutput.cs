@@ -10,7 +10,7 @@ namespace Mtp.Cli;
 /// Where a command's output goes, one instance per run (<see cref="Begin"/>): results (text, tables, the --json
 /// document) on stdout, log lines and errors on stderr through the Microsoft.Extensions.Logging console logger.
 /// --quiet keeps only errors (and a --json document); --json keeps only warnings and errors on stderr, so stdout is
-/// one JSON document; --verbose adds debug lines and stack traces. When stdout is not a terminal nothing is wrapped.
+/// one JSON document; --verbose adds stack traces (and lets debug lines through). When stdout is not a terminal nothing is wrapped.
 /// </summary>
 public sealed class CliOutput : IDisposable
 {
@@ -51,7 +51,7 @@ public sealed class CliOutput : IDisposable
     /// <summary>--quiet: only errors (and a --json document).</summary>
     public bool Quiet { get; }
 
-    /// <summary>--verbose: debug lines and full error detail.</summary>
+    /// <summary>--verbose: full error detail.</summary>
     public bool Verbose { get; }
 
     /// <summary>--json: stdout is one JSON document, stderr only warnings and errors. Set by <see cref="CommandRunner"/>.</summary>
@@ -79,12 +79,6 @@ public sealed class CliOutput : IDisposable
     public void Warn(string line)
     {
         if (Threshold <= LogLevel.Warning) Log.LogWarning("{Line}", line);
-    }
-
-    /// <summary>A debug line (only with --verbose).</summary>
-    public void Debug(string line)
-    {
-        if (Threshold <= LogLevel.Debug) Log.LogDebug("{Line}", line);
     }
 
     /// <summary>An error line ("mtp: MESSAGE", always shown), followed by <paramref name="detail"/> in full when given.</summary>

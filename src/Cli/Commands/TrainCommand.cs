@@ -104,7 +104,7 @@ public static class TrainCommand
         var o = trainer.Options;
         var output = CliOutput.Current;
         output.Info($"training {trainer.Model.Family}: {Units.Count(trainer.Model.NumHiddenLayers, "layer")} + {Units.Count(trainer.Model.MtpDepthCount, "MTP depth")}, " +
-                $"{trainer.Model.TrainableParameters().Sum(p => p.Param.numel()):N0} parameters, {trainer.Model.DType} on {device}, batch {o.Batch}x{o.SeqLen}");
+            $"{trainer.Model.TrainableParameters().Sum(p => p.Param.numel()):N0} parameters, {trainer.Model.DType} on {device}, batch {o.Batch}x{o.SeqLen}");
         var inv = CultureInfo.InvariantCulture;
         var times = new List<double>();
         var stepsJson = new JsonArray();
