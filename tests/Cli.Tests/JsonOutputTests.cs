@@ -95,6 +95,22 @@ public class JsonOutputTests
         Assert.That(stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
     }
 
+    [Test]
+    public void AFailedDemoIsOneDocumentWithItsStagesAndTheError()
+    {
+        // A file where the demo writes its first checkpoint: the synthesize stage fails and the rest are skipped.
+        string work = RepoPaths.NewTempDir("json-demo-fails");
+        File.WriteAllText(Path.Combine(work, "hf"), "");
+        var (code, stdout, stderr) = CliRunner.Run("demo", "--work", work, "--steps", "0", "--json");
+        Assert.That(code, Is.EqualTo(ExitCodes.Inconsistent), stderr);
+        var root = OneDocument(stdout, "failed demo");
+        Assert.That(root.GetProperty("ok").GetBoolean(), Is.False);
+        Assert.That(root.GetProperty("stages").EnumerateArray().Select(x => x.GetProperty("status").GetString()),
+            Is.EqualTo(new[] { "failed", "skipped", "skipped", "skipped", "skipped", "skipped", "skipped" }));
+        Assert.That(root.GetProperty("error").GetProperty("message").GetString(), Does.Contain("is a file"));
+        Assert.That(stderr.Trim().Split('\n'), Has.Length.EqualTo(1), "--json: the error line only");
+    }
+
     /// <summary>The hook for new commands (mtp roundtrip, ...): a command with --json needs a case in <see cref="CommandCases.All"/>.</summary>
     [Test]
     public void EveryCommandWithJsonHasACase()

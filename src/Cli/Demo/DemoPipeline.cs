@@ -65,14 +65,20 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
             return $"HF -> native -> HF byte-identical ({v.Compared} tensors, scales included)";
         });
 
+        string[] trainingStages = { "train", "export trained", "re-import trained" };
+        if (_stages.Any(s => s.Status == "failed"))
+        {
+            // There may be no checkpoint to ask for a model: the later stages are listed as skipped (see Stage).
+            foreach (string s in trainingStages) Stage(s, () => "");
+            return false;
+        }
         bool hasModel = HasModel();
         double trainedLoss = double.NaN;
         string exportScheme = "unquantized";
         if (!hasModel)
         {
             string reason = $"no TorchSharp model for {family} yet (models: {string.Join(", ", ModelRegistry.ModelTypes)})";
-            foreach (string s in new[] { "train", "export trained", "re-import trained" })
-                _stages.Add(new DemoStage(s, "missing", reason, 0));
+            foreach (string s in trainingStages) _stages.Add(new DemoStage(s, "missing", reason, 0));
             log($"train: missing: {reason}");
             return _stages.All(s => s.Status != "failed");
         }
