@@ -5,7 +5,7 @@ namespace Mtp.Cli;
 
 /// <summary>
 /// Progress for a log that is not a terminal (CI, a pipe, a file): one line every <see cref="Interval"/> with bytes done,
-/// percent, rate, elapsed time and ETA, e.g. "converting: 1.20 GB / 5.00 GB (24%), 310 MB/s, elapsed 0:00:04, ETA 0:00:12".
+/// percent, rate, elapsed time and ETA, e.g. "converting: 1.20 GB / 5.00 GB (24%), 300 MB/s, elapsed 0:00:04, ETA 0:00:12".
 /// A run shorter than the interval prints none; the command's summary line follows either way.
 /// </summary>
 public sealed class TimedProgress
