@@ -74,6 +74,27 @@ public class ProgressLinesTests
         }
     }
 
+    [Test]
+    public void RoundtripPrintsTheSameTimedLines()
+    {
+        string hf = Path.Combine(RepoPaths.Fixtures, "deepseek-v3");
+        string? old = Environment.GetEnvironmentVariable("MTP_PROGRESS_SECONDS");
+        try
+        {
+            Environment.SetEnvironmentVariable("MTP_PROGRESS_SECONDS", null);
+            var quick = CliRunner.Run("roundtrip", hf, "--work", Path.Combine(RepoPaths.NewTempDir("progress-rt"), "w"));
+            Assert.That(quick.Code, Is.EqualTo(ExitCodes.Ok), quick.Err);
+            Assert.That(quick.Err, Does.Not.Match(@"\d+%"), "no line per tenth of the bytes");
+
+            Environment.SetEnvironmentVariable("MTP_PROGRESS_SECONDS", "0");
+            var timed = CliRunner.Run("roundtrip", hf, "--work", Path.Combine(RepoPaths.NewTempDir("progress-rt"), "w"));
+            Assert.That(timed.Code, Is.EqualTo(ExitCodes.Ok), timed.Err);
+            foreach (string stage in new[] { "to native", "to hf" })
+                Assert.That(timed.Err, Does.Match($@"(?m)^mtp: roundtrip: {stage}: .* \(\d+%\), \d+ MB/s, elapsed \d+:\d\d:\d\d, ETA "), stage);
+        }
+        finally { Environment.SetEnvironmentVariable("MTP_PROGRESS_SECONDS", old); }
+    }
+
     [TestCase("2.5", 2.5)]
     [TestCase("0", 0.0)]
     [TestCase("-1", 10.0)]

@@ -37,7 +37,7 @@ public static class RoundtripCommand
                     Input = pr.GetValue(input)!, Work = workDir, Keep = pr.GetValue(keep),
                     // A merge reads manifests and writes small files atomically; a signal may end it the default way.
                     Cancel = pr.GetValue(merge) ? CancellationToken.None : Interrupt.Token,
-                    Log = asJson ? null : line => Console.Error.WriteLine("mtp: roundtrip: " + line),
+                    Log = asJson ? null : line => CliOutput.Current.Info("roundtrip: " + line),
                 };
                 if (partText != null)
                 {
@@ -53,7 +53,7 @@ public static class RoundtripCommand
                         var (step, v, l) = RoundtripRunner.Merge(options);
                         if (v == null)
                         {
-                            if (junitPath != null) Console.Error.WriteLine($"mtp: roundtrip: no verdict yet, so {junitPath} is not written: the merge after the parts have converted back writes it");
+                            if (junitPath != null) CliOutput.Current.Info($"roundtrip: no verdict yet, so {junitPath} is not written: the merge after the parts have converted back writes it");
                             return Report(step, asJson);
                         }
                         (verdict, left, shown) = (v, l, workDir);
@@ -64,10 +64,11 @@ public static class RoundtripCommand
                         (verdict, left, shown) = (v, l, w.Root);
                     }
                     if (junitPath != null) JUnitWriter.Save(JUnitWriter.Build(verdict), junitPath);
-                    if (asJson) Console.Out.WriteLine(verdict.ToJson(shown, options.Keep).ToJsonString(CommandRunner.Indented));
-                    else foreach (string line in verdict.Lines()) Console.Out.WriteLine(line);
-                    if (left != null) Console.Error.WriteLine($"mtp: warning: could not remove the work folder {left}");
-                    else if (!asJson) Console.Error.WriteLine(options.Keep ? $"mtp: roundtrip: intermediates kept in {shown}" : "mtp: roundtrip: intermediates removed (--keep keeps them)");
+                    var cli = CliOutput.Current;
+                    if (asJson) CliOutput.Document(verdict.ToJson(shown, options.Keep));
+                    else foreach (string line in verdict.Lines()) cli.Result(line);
+                    if (left != null) cli.Warn($"could not remove the work folder {left}");
+                    else cli.Info(options.Keep ? $"roundtrip: intermediates kept in {shown}" : "roundtrip: intermediates removed (--keep keeps them)");
                     return verdict.Identical ? ExitCodes.Ok : ExitCodes.Different;
                 }
                 catch (Exception e) when (junitPath != null && !(e is CliException c && c.File == junitPath))
@@ -87,9 +88,9 @@ public static class RoundtripCommand
         {
             var o = new System.Text.Json.Nodes.JsonObject { ["ok"] = true, ["stage"] = step.Stage, ["message"] = step.Message };
             if (step.Conversion is { } c) o["conversion"] = ConvertCommand.SummaryJson(c, step.Stage == "to-native" ? "native" : "hf");
-            Console.Out.WriteLine(o.ToJsonString(CommandRunner.Indented));
+            CliOutput.Document(o);
         }
-        else Console.Error.WriteLine("mtp: roundtrip: " + step.Message);
+        else CliOutput.Current.Info("roundtrip: " + step.Message);
         return ExitCodes.Ok;
     }
 }

@@ -237,23 +237,13 @@ public static class RoundtripRunner
 
     static ConvertOptions ConvertOptionsOf(RoundtripOptions o, (int, int)? part) => new() { Cancel = o.Cancel, Part = part };
 
-    // The conversions' log lines, and every tenth of the bytes written: a long round trip in a CI log shows it is moving.
+    // The conversions' log lines, and a timed progress line (every 10 s; see TimedProgress): a long round trip in a CI
+    // log shows it is moving, with its rate and ETA.
     static ConvertProgress? ProgressOf(RoundtripOptions o, string stage)
     {
         if (o.Log is not { } log) return null;
-        long total = 0, done = 0, shown = 0;
-        return new ConvertProgress
-        {
-            Log = log,
-            Started = t => total = t,
-            Advanced = (n, _) =>
-            {
-                done += n;
-                long tenth = total > 0 ? done * 10 / total : 10;
-                if (tenth > shown && tenth < 10) log($"{stage}: {tenth * 10}% ({done:N0} of {total:N0} bytes)");
-                shown = Math.Max(shown, tenth);
-            },
-        };
+        var progress = new TimedProgress(stage, log);
+        return new ConvertProgress { Log = log, Started = progress.Start, Advanced = (n, _) => progress.Advance(n) };
     }
 
     static List<string> OriginalNames(string input)
