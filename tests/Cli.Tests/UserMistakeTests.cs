@@ -76,6 +76,10 @@ public class UserMistakeTests
         M("demo: --family llama", Usage, "--family", "demo", "--family", "llama", "--work", "{out}"),
         M("demo: --steps -1", Usage, "--steps", "demo", "--steps", "-1", "--work", "{out}"),
         M("demo: --steps abc", Usage, "--steps", "demo", "--steps", "abc", "--work", "{out}"),
+        // roundtrip
+        M("roundtrip: missing checkpoint", Usage, "{nope}", "roundtrip", "{nope}", "--json"),
+        M("roundtrip: --part 3/2", Usage, "--part", "roundtrip", "{hf}", "--part", "3/2", "--work", "{out}", "--json"),
+        M("roundtrip: --merge without --work", Usage, "--merge", "roundtrip", "{hf}", "--merge", "--json"),
         // bench
         M("bench kernels: --rows 0", Usage, "--rows", "bench", "kernels", "--rows", "0", "--json"),
         M("bench kernels: --threads -1", Usage, "--threads", "bench", "kernels", "--threads", "-1", "--json"),
@@ -164,7 +168,7 @@ public class UserMistakeTests
     {
         var list = Mistakes().ToList();
         Assert.That(list, Has.Count.GreaterThanOrEqualTo(30));
-        foreach (string command in new[] { "inspect", "convert", "verify", "train", "synth", "demo", "bench" })
+        foreach (string command in new[] { "inspect", "convert", "verify", "train", "synth", "demo", "bench", "roundtrip" })
             Assert.That(list.Count(m => m.Args[0] == command), Is.GreaterThanOrEqualTo(2), command);
     }
 }
