@@ -11,7 +11,7 @@ namespace Mtp.Adapters.Synthetic;
 /// </summary>
 public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vocab, int MtpDepth,
     int Heads, int HeadDim, int Rope, int QLora, int OGroups, int OLora, int MoeInter, int TopK, int Hc,
-    int IndexHeads, int IndexHeadDim, int Window)
+    int IndexHeads, int IndexHeadDim, int Window, int[]? Ratios = null, int? HashLayerCount = null, bool Tid2EidI64 = false)
     : SynthModel(Hidden, Layers, Experts, Vocab, MtpDepth)
 {
     /// <summary>A few-MB model.</summary>
@@ -23,8 +23,11 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
     public override string Family => "deepseek-v4";
     /// <inheritdoc/>
     public override int MinLayers => 3;
-    /// <summary>Hash-routed layers (3 in the release; 1 below 8 layers).</summary>
-    public int HashLayers => Layers >= 8 ? 3 : 1;
+    /// <summary>Hash-routed layers: <see cref="HashLayerCount"/> when given (a released config's num_hash_layers), else 3 in the release shape and 1 below 8 layers.</summary>
+    public int HashLayers => HashLayerCount ?? (Layers >= 8 ? 3 : 1);
+
+    /// <summary>compress_ratios entry of block <paramref name="i"/> (MTP blocks: 0): <see cref="Ratios"/> when given (a released config's list), else <see cref="CompressRatio"/>.</summary>
+    public int RatioOf(int i) => Ratios is null ? (i < Layers ? CompressRatio(i) : 0) : i < Ratios.Length ? Ratios[i] : 0;
     /// <summary>compress_ratios for main layer <paramref name="i"/>.</summary>
     public static int CompressRatio(int i) => i == 0 ? 0 : i % 2 == 1 ? 4 : 128;
 
@@ -97,7 +100,7 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
             }
             string f = p + "ffn.";
             b.Bf16(f + "gate.weight", 0.02, E, H);
-            if (layerId < HashLayers) b.Ids(f + "gate.tid2eid", E, Vocab, topk);
+            if (layerId < HashLayers) b.Ids(f + "gate.tid2eid", E, Tid2EidI64 ? DType.I64 : DType.I32, Vocab, topk);
             else b.F32(f + "gate.bias", 0.05, E);
             for (int e = 0; e < E; e++)
             {
@@ -111,7 +114,7 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
         }
 
         b.Bf16("embed.weight", 0.02, Vocab, H);
-        for (int i = 0; i < L; i++) Block($"layers.{i}.", i, CompressRatio(i));
+        for (int i = 0; i < L; i++) Block($"layers.{i}.", i, RatioOf(i));
         b.Norm("norm.weight", H);
         b.Bf16("head.weight", 0.02, Vocab, H);
         b.F32("hc_head_fn", 0.02, hc, hc * H);
@@ -139,7 +142,7 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
             ["attention_dropout"] = 0.0,
             ["bos_token_id"] = 0,
             ["eos_token_id"] = 1,
-            ["compress_ratios"] = Ints(Enumerable.Range(0, L).Select(CompressRatio).Concat(Enumerable.Repeat(0, MtpDepth))),
+            ["compress_ratios"] = Ints(Enumerable.Range(0, L + MtpDepth).Select(RatioOf)),
             ["compress_rope_theta"] = 160000,
             ["expert_dtype"] = "fp4",
             ["hc_eps"] = 1e-06,

@@ -153,6 +153,12 @@ public static class SynthData
                 }
                 break;
             }
+            case SynthFill.ExpertIds64:
+            {
+                ulong e = (ulong)t.Max;
+                for (int w = 0; w <= words; w++) Put(dest, w, words, ((rng.Next() & 0xFFFFFFFF) * e) >> 32, tail);
+                break;
+            }
             default:
                 throw new ArgumentOutOfRangeException(nameof(t), t.Fill, "unknown fill");
         }

@@ -62,7 +62,7 @@ public abstract record SynthModel(int Hidden, int Layers, int Experts, int Vocab
 
 /// <summary>DeepSeek-V3 (also V3.1/R1): model.* names, MLA attention, FP8 with F32 weight_scale_inv, MTP at model.layers.{L+k}.</summary>
 public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vocab, int MtpDepth,
-    int Heads, int QLora, int KvLora, int Nope, int Rope, int VHead, int Inter, int MoeInter, int Shared, int TopK)
+    int Heads, int QLora, int KvLora, int Nope, int Rope, int VHead, int Inter, int MoeInter, int Shared, int TopK, int? DenseLayers = null)
     : SynthModel(Hidden, Layers, Experts, Vocab, MtpDepth)
 {
     /// <summary>A few-MB model.</summary>
@@ -75,7 +75,7 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
     /// <inheritdoc/>
     public override int MinLayers => 2;
     /// <summary>Dense layers before the MoE ones (3 in the release; 1 below 8 layers).</summary>
-    public int FirstDense => Layers >= 8 ? 3 : 1;
+    public int FirstDense => DenseLayers ?? (Layers >= 8 ? 3 : 1);
     /// <inheritdoc/>
     public override long BytesPerVocabRow => 4L * Hidden * (1 + MtpDepth);
 

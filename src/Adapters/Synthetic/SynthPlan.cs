@@ -22,6 +22,8 @@ public enum SynthFill
     F32,
     /// <summary>I32 ids uniform in [0, <see cref="SynthTensor.Max"/>).</summary>
     ExpertIds,
+    /// <summary>I64 ids uniform in [0, <see cref="SynthTensor.Max"/>) (DeepSeek-V4's released tid2eid dtype).</summary>
+    ExpertIds64,
 }
 
 /// <summary>One tensor of a synthetic checkpoint: its header entry and how to fill it.</summary>
@@ -70,7 +72,9 @@ sealed class PlanBuilder
     public void CopyOf(string name, string of) => Tensors.Add(Tensors.Single(t => t.Name == of) with { Name = name, SameDataAs = of });
     public void Norm(string name, long n) => Tensors.Add(new(name, DType.BF16, new[] { n }, SynthFill.Bf16, 1.0, 0.1));
     public void F32(string name, double std, params long[] shape) => Tensors.Add(new(name, DType.F32, shape, SynthFill.F32, 0, std));
-    public void Ids(string name, int max, params long[] shape) => Tensors.Add(new(name, DType.I32, shape, SynthFill.ExpertIds, Max: max));
+    public void Ids(string name, int max, params long[] shape) => Ids(name, max, DType.I32, shape);
+    /// <summary>Expert ids stored as <paramref name="type"/> (I32, or I64 as DeepSeek-V4's released tid2eid).</summary>
+    public void Ids(string name, int max, DType type, params long[] shape) => Tensors.Add(new(name, type, shape, type == DType.I64 ? SynthFill.ExpertIds64 : SynthFill.ExpertIds, Max: max));
 
     /// <summary>FP8 E4M3 block-quantized weight <c>stem.weight</c> [rows, cols] and its scale <c>stem{scaleSuffix}</c>.</summary>
     public void Fp8(string stem, long rows, long cols, DType scaleType, string scaleSuffix)
