@@ -10,7 +10,7 @@ namespace Mtp.SafeTensors;
 /// </summary>
 public static class PageCache
 {
-    const int FadvWillNeed = 3, FadvDontNeed = 4;
+    const int FadvRandom = 1, FadvSequential = 2, FadvWillNeed = 3, FadvDontNeed = 4;
     const uint SyncWaitBefore = 1, SyncWrite = 2, SyncWaitAfter = 4;
     static readonly bool Linux = OperatingSystem.IsLinux();
     static volatile bool _unavailable;
@@ -54,6 +54,12 @@ public static class PageCache
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or IOException or UnauthorizedAccessException) { return false; }
         finally { if (added) file.DangerousRelease(); }
     }
+
+    /// <summary>Tells the kernel that the file will be read at scattered places (no read-ahead): small reads then cost a page, not a read-ahead window.</summary>
+    public static void Random(SafeFileHandle file) => Fadv(file, 0, long.MaxValue, FadvRandom);
+
+    /// <summary>Tells the kernel that the file will be read front to back (a larger read-ahead window).</summary>
+    public static void Sequential(SafeFileHandle file) => Fadv(file, 0, long.MaxValue, FadvSequential);
 
     /// <summary>Asks the kernel to read [offset, offset+length) of the file into the page cache, without copying it to us.</summary>
     public static void WillNeed(SafeFileHandle file, long offset, long length) => Fadv(file, offset, length, FadvWillNeed);

@@ -12,15 +12,17 @@ public static class InspectCommand
     {
         var path = new Argument<string>("path") { Description = "Checkpoint directory or .safetensors file" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
+        var fullScales = new Option<bool>("--full-scales") { Description = "Check every FP4 group scale for NaN (streamed, bounded memory; 8.9 GB on DeepSeek-V4-Flash) instead of one 4 KiB window of each" };
         var cmd = new Command("inspect", "Summarise a checkpoint: family, dtypes, quantization, MTP depth and placement, expert layout, problems");
         cmd.Arguments.Add(path);
         cmd.Options.Add(json);
+        cmd.Options.Add(fullScales);
         cmd.SetAction(r =>
         {
             bool asJson = r.GetValue(json);
             return CommandRunner.Run(() =>
             {
-                CheckpointReport report = CheckpointInspector.Inspect(r.GetValue(path)!);
+                CheckpointReport report = CheckpointInspector.Inspect(r.GetValue(path)!, r.GetValue(fullScales));
                 if (asJson)
                 {
                     var j = report.ToJson();
@@ -62,6 +64,8 @@ public static class InspectCommand
         Row("experts", r.ExpertLayout);
         Row("problems", r.Problems.Count == 0 ? "none" : string.Join("\n", r.Problems));
         if (r.Warnings.Count > 0) Row("warnings", string.Join("\n", r.Warnings));
+        if (r.ScaleCheck is { } sc && sc.TensorsRead + sc.TensorsSampled > 0)
+            Row("scale check", $"{sc.TensorsRead:N0} scale tensors read whole" + (sc.TensorsSampled > 0 ? $", {sc.TensorsSampled:N0} FP4 group scales sampled ({ScaleReader.SampleBytes / 1024} KiB each; --full-scales reads all)" : "") + $": {Units.Bytes(sc.BytesRead)} read");
         CliOutput.Current.Render(t);
     }
 }

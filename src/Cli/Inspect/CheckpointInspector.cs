@@ -26,8 +26,12 @@ public static partial class CheckpointInspector
         _ => "unknown",
     };
 
-    /// <summary>Inspects <paramref name="path"/> (directory or file), collecting problems instead of stopping at the first.</summary>
-    public static CheckpointReport Inspect(string path)
+    /// <summary>
+    /// Inspects <paramref name="path"/> (directory or file), collecting problems instead of stopping at the first. The only
+    /// data read are the scales (for NaN / infinite values), through <see cref="ScaleReader"/>: FP4 group scales are sampled
+    /// unless <paramref name="fullScales"/>.
+    /// </summary>
+    public static CheckpointReport Inspect(string path, bool fullScales = false)
     {
         using Checkpoint ck = Checkpoint.Open(path, collectProblems: true);
         var problems = ck.Problems.Select(p => p.Message).ToList();
@@ -74,7 +78,8 @@ public static partial class CheckpointInspector
         bool fused = ck.Tensors.Any(t => FusedExpert().IsMatch(t.Name));
         string experts = (perExpert, fused) switch { (true, true) => "mixed", (true, false) => "per-expert", (false, true) => "stacked", _ => "none" };
 
-        var quant = QuantScan.Scan(ck, cfg, text, problems, elsewhere);
+        var reader = new ScaleReader(fullScales);
+        var quant = QuantScan.Scan(ck, cfg, text, problems, reader, elsewhere);
         if (quant.Malformed > 0) exit = exit == 0 ? ExitCodes.Malformed : Math.Min(exit, ExitCodes.Malformed);
         else if (quant.Problems > 0 && exit == 0) exit = ExitCodes.Inconsistent;
 
@@ -99,6 +104,7 @@ public static partial class CheckpointInspector
             Problems = problems,
             Warnings = warnings,
             ProblemExitCode = exit,
+            ScaleCheck = new ScaleCheckSummary(reader.TensorsRead, reader.TensorsSampled, reader.BytesRead, reader.Full),
         };
     }
 

@@ -44,6 +44,9 @@ public sealed class CheckpointReport
     /// <summary>Exit code the problems imply (0 when none).</summary>
     public int ProblemExitCode { get; init; }
 
+    /// <summary>What the numeric scale check read (null when not run).</summary>
+    public ScaleCheckSummary? ScaleCheck { get; init; }
+
     /// <summary>The --json form (keys are part of the CLI's contract).</summary>
     public JsonObject ToJson()
     {
@@ -69,6 +72,17 @@ public sealed class CheckpointReport
             ["expert_layout"] = ExpertLayout,
             ["problems"] = new JsonArray(Problems.Select(q => (JsonNode?)q).ToArray()),
             ["warnings"] = new JsonArray(Warnings.Select(q => (JsonNode?)q).ToArray()),
+            ["scale_check"] = ScaleCheck is { } sc ? new JsonObject
+            {
+                ["tensors_read"] = sc.TensorsRead, ["tensors_sampled"] = sc.TensorsSampled, ["bytes_read"] = sc.BytesRead, ["full"] = sc.Full,
+            } : null,
         };
     }
 }
+
+/// <summary>What inspect's check of the scales for NaN / infinity read.</summary>
+/// <param name="TensorsRead">Scale tensors read whole.</param>
+/// <param name="TensorsSampled">FP4 group scales of which one window was read (none with --full-scales).</param>
+/// <param name="BytesRead">Scale bytes read.</param>
+/// <param name="Full">Whether --full-scales was given.</param>
+public sealed record ScaleCheckSummary(int TensorsRead, int TensorsSampled, long BytesRead, bool Full);

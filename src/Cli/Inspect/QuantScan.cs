@@ -23,7 +23,7 @@ static class QuantScan
         return names.Contains(stem + ".weight_scale_inv") || names.Contains(stem + ".scale") || names.Contains(weight + "_scale_inv");
     }
 
-    public static Result Scan(Checkpoint ck, JsonObject? cfg, JsonObject? text, List<string> problems, IReadOnlySet<string>? inOtherShards = null)
+    public static Result Scan(Checkpoint ck, JsonObject? cfg, JsonObject? text, List<string> problems, ScaleReader reader, IReadOnlySet<string>? inOtherShards = null)
     {
         JsonObject? qc = (cfg?["quantization_config"] ?? text?["quantization_config"]) as JsonObject;
         (int B0, int B1)? block = null;
@@ -42,7 +42,7 @@ static class QuantScan
         var fp8Scales = new SortedSet<string>(StringComparer.Ordinal);
         var fp4Scales = new SortedSet<string>(StringComparer.Ordinal);
         var fp8ScaleFiles = new SortedDictionary<string, string>(StringComparer.Ordinal);
-        var scaleTensors = new List<(TensorLocation Scale, string Weight)>();
+        var scaleTensors = new List<(TensorLocation Scale, string Weight, bool Fp4)>();
         foreach (var t in ck.Tensors)
         {
             TensorInfo w = t.Info;
@@ -73,7 +73,7 @@ static class QuantScan
                 fp8++;
                 fp8Scales.Add(sc.DType.Name());
                 fp8ScaleFiles.TryAdd(sc.DType.Name(), System.IO.Path.GetFileName(s.Value.File.Path));
-                scaleTensors.Add((s.Value, w.Name));
+                scaleTensors.Add((s.Value, w.Name, false));
                 var (b0, b1) = block ?? (128, 128);
                 long g0 = (rows + b0 - 1) / b0, g1 = (w.Shape[1] + b1 - 1) / b1;
                 if (sc.Shape[0] != g0 || sc.Shape[1] != g1)
@@ -92,7 +92,7 @@ static class QuantScan
                     continue;
                 }
                 fp4++;
-                scaleTensors.Add((s.Value, w.Name));
+                scaleTensors.Add((s.Value, w.Name, true));
                 fp4Scales.Add($"{sc.DType.Name()} per {cols / sc.Shape[1]} columns");
             }
         }
@@ -101,9 +101,11 @@ static class QuantScan
             problems.Add($"{ck.Directory}: FP8 scales are stored in two conventions ({string.Join("; ", fp8ScaleFiles.Select(kv => $"{kv.Key} in {kv.Value}"))})");
             bad++;
         }
-        foreach (var (loc, weight) in scaleTensors)
+        int[] nonFiniteCounts = reader.CountNonFinite(scaleTensors.Select(x => (x.Scale, x.Fp4)).ToList());
+        for (int k = 0; k < scaleTensors.Count; k++)
         {
-            int nonFinite = CountNonFiniteScales(loc);
+            var (loc, weight, _) = scaleTensors[k];
+            int nonFinite = nonFiniteCounts[k];
             if (nonFinite > 0)
             {
                 problems.Add($"{loc.File.Path}: tensor '{loc.Name}': {nonFinite} scale(s) are NaN or infinite (E8M0 0xFF), so '{weight}' cannot be dequantized");
@@ -119,26 +121,5 @@ static class QuantScan
         if (fp4 > 0) schemes.Add($"FP4 E2M1 packed, scale {string.Join("/", fp4Scales)} ({fp4} weights)");
         if (schemes.Count == 0) schemes.Add("none");
         return new Result(schemes, fp8, fp4, bad, malformed);
-    }
-
-    /// <summary>Non-finite scales (F32/BF16 NaN or infinity, E8M0 0xFF); scales are small, so reading them is cheap.</summary>
-    static int CountNonFiniteScales(TensorLocation s)
-    {
-        if (s.Info.ByteLength > 1L << 30) return 0;
-        ReadOnlySpan<byte> b = s.File.GetBytes(s.Info);
-        int n = 0;
-        switch (s.Info.DType)
-        {
-            case DType.F32:
-                foreach (uint v in System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(b)) if ((v & 0x7F800000u) == 0x7F800000u) n++;
-                break;
-            case DType.BF16:
-                foreach (ushort v in System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(b)) if ((v & 0x7F80) == 0x7F80) n++;
-                break;
-            case DType.F8_E8M0:
-                foreach (byte v in b) if (v == 0xFF) n++;
-                break;
-        }
-        return n;
     }
 }
