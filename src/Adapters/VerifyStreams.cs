@@ -215,16 +215,21 @@ static class ChunkCompare
         var bufB = new byte[bufA.Length];
         var fa = new float[bufA.Length / size];
         var fb = new float[fa.Length];
-        for (long off = 0; off < len; off += chunk)
+        for (long off = 0; off < len;)
         {
             cancel.ThrowIfCancellationRequested();
-            int n = (int)Math.Min(chunk, len - off);
+            long skip = Math.Min(ra.NextData(a, off), rb.NextData(b, off)) / size * size;
+            if (skip > off) { off = skip; continue; } // zeros on both sides: equal, no difference to add
+            long dataEnd = Math.Max(ra.NextHole(a, off), rb.NextHole(b, off));
+            int n = (int)Math.Min(chunk, Math.Max(size, (dataEnd - off + size - 1) / size * size));
+            n = (int)Math.Min(n, len - off);
             ra.Read(a, off, bufA.AsSpan(0, n));
             rb.Read(b, off, bufB.AsSpan(0, n));
             int count = n / size;
             ToFloats(t, bufA.AsSpan(0, n), fa);
             ToFloats(t, bufB.AsSpan(0, n), fb);
             st.Add(fa.AsSpan(0, count), fb.AsSpan(0, count), off / size);
+            off += n;
         }
         return true;
     }
