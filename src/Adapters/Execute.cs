@@ -100,6 +100,7 @@ public static partial class Converter
                         var slot = new Slot { T = pt, P = sub };
                         if (sub is QuantPiece q) { q.KeepScale = false; quantAt[q] = slots.Count; }
                         else if (sub is ScaleOfPiece so && quantAt.TryGetValue(so.Weight, out int wi)) { so.Weight.KeepScale = true; slot.WaitFor = wi; }
+                        else if (sub is ScaleOfPiece orphan) orphan.Recompute = true;
                         slots.Add(slot);
                         list.Add((slot, true));
                     }
