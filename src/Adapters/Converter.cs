@@ -42,7 +42,7 @@ public static partial class Converter
         var missing = new List<string>();
         var outputs = new List<PlannedTensor>();
         var dropped = new List<(string, string)>();
-        var ctx = new NativePlanContext(src, table, outType, block, claimed, missing);
+        var ctx = new NativePlanContext(src, table, outType, block, claimed, missing, ScalesArePowersOfTwo(config));
         // The MTP copies of the embedding/head: compared once per conversion (a --part takes an earlier part's result).
         var tied = new TiedCopies(options.Part != null ? Path.Combine(Path.GetFullPath(outDir), PartsDirName) : null, options.DropBehind);
 
@@ -171,7 +171,7 @@ public static partial class Converter
         var claimed = new HashSet<string>(StringComparer.Ordinal);
         var missing = new List<string>();
         var outputs = new List<PlannedTensor>();
-        var hp = new HfPlanContext(nat, reference, table, hints, options.DType, block, cache, claimed, missing);
+        var hp = new HfPlanContext(nat, reference, table, hints, options.DType, block, cache, claimed, missing, ScalesArePowersOfTwo(config));
 
         foreach (Binding b in table.Bindings)
         {

@@ -33,5 +33,5 @@ public static partial class Converter
     internal static string? ScaleFmtText(JsonObject? q) => q?["scale_fmt"] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
 
     /// <summary>Whether the config's quantization_config says <c>scale_fmt: ue8m0</c>: F32 block scales are then powers of two.</summary>
-    internal static bool PowerOfTwoScales(JsonObject? config) => string.Equals(ScaleFmtText(QuantConfigOf(config)), "ue8m0", StringComparison.OrdinalIgnoreCase);
+    internal static bool ScalesArePowersOfTwo(JsonObject? config) => string.Equals(ScaleFmtText(QuantConfigOf(config)), "ue8m0", StringComparison.OrdinalIgnoreCase);
 }
