@@ -117,6 +117,20 @@ public class ReplicaSynthTests
         }
     }
 
+    // A replica with the release's V4 header style converts to the training layout and back to the same bytes.
+    [Test]
+    public void V4ReplicaRoundTripsThroughTheTrainingLayout()
+    {
+        string hf = Replica("v4-roundtrip", Path.Combine(RepoPaths.Fixtures, "deepseek-v4-flash", "config.json"));
+        string work = Path.GetDirectoryName(hf)!, native = Path.Combine(work, "native"), back = Path.Combine(work, "back");
+        var (code, _, err) = CliRunner.Run("convert", hf, native, "--to", "native");
+        Assert.That(code, Is.EqualTo(0), err);
+        (code, _, err) = CliRunner.Run("convert", native, back, "--to", "hf", "--reference", hf);
+        Assert.That(code, Is.EqualTo(0), err);
+        (code, var stdout, err) = CliRunner.Run("verify", hf, back);
+        Assert.That(code, Is.EqualTo(0), stdout + err);
+    }
+
     [Test]
     public void WeightMapFixesTheShardFiles()
     {
