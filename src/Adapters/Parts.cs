@@ -37,7 +37,7 @@ public static partial class Converter
     {
         var (i, n) = part;
         // A part without a shard would exit having done nothing, and the merge would wait for parts that never come.
-        if (n > shards.Count)
+        if (n > shards.Count && !options.AllowEmptyParts)
             throw new AdapterException(AdapterErrorKind.Usage,
                 $"--part {i}/{n}: the plan has {shards.Count} shard(s), so at most {shards.Count} part(s); use --part I/{shards.Count} (or a smaller --max-shard-size)");
         long total = shards.Sum(s => s.Bytes);
