@@ -27,14 +27,23 @@ public sealed record ConversionReport(string? Family, IReadOnlyList<ReportedSour
     {
         string path = Path.Combine(Directory.Exists(dir) ? dir : Path.GetDirectoryName(Path.GetFullPath(dir))!, Converter.ReportFileName);
         if (!File.Exists(path)) return null;
-        // A read-only document, not a tree of nodes: the report of a 188,000-tensor conversion is 44 MB (a JsonNode tree
-        // of it took 5.7 s and ~400 MB; this reads it in well under a second).
+        // A read-only document, not a tree of nodes: the report of a 188,000-tensor conversion is 44 MB, and a JsonNode
+        // tree of it took 5.7 s of a 15.7 s plan (the plan took 12.2 s with this; BENCHMARKS.md, "Real-scale parts").
         JsonDocument doc;
         try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
         catch (JsonException e) { throw Bad(path, $"not valid JSON: {e.Message.Replace('\n', ' ')}"); }
         using (doc)
         {
-            JsonElement o = doc.RootElement;
+            try { return Fields(path, doc.RootElement); }
+            // A string with invalid UTF-8 (a bit flip) passes the tokenizer and fails when it is read.
+            catch (InvalidOperationException e) { throw Bad(path, $"not valid JSON: {e.Message.Replace('\n', ' ')}"); }
+        }
+    }
+
+    static ConversionReport Fields(string path, JsonElement root)
+    {
+        {
+            JsonElement o = root;
             if (o.ValueKind != JsonValueKind.Object) throw Bad(path, "not a JSON object");
             string? family = Field(o, "family") is { } f ? String(path, f, "family") : null;
             List<ReportedSourceTensor>? tensors = null;

@@ -46,6 +46,11 @@ public sealed record ConvertOptions
     /// directly, with a manifest; <see cref="Converter.MergeParts"/> completes the checkpoint once all parts are done.
     /// </summary>
     public (int Index, int Count)? Part { get; init; }
+    /// <summary>
+    /// Accept a <see cref="Part"/> count above the plan's shard count (some parts then write nothing). Off: that is a usage
+    /// error, since such a part would exit having done nothing. The round trip sets it: one count serves both directions.
+    /// </summary>
+    public bool AllowEmptyParts { get; init; }
     /// <summary>Where warnings go (a shard over <see cref="MaxShardBytes"/>); silent by default.</summary>
     public Microsoft.Extensions.Logging.ILogger Logger { get; init; } = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
 }

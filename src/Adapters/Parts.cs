@@ -37,7 +37,7 @@ public static partial class Converter
     {
         var (i, n) = part;
         // A part without a shard would exit having done nothing, and the merge would wait for parts that never come.
-        if (n > shards.Count)
+        if (n > shards.Count && !options.AllowEmptyParts)
             throw new AdapterException(AdapterErrorKind.Usage,
                 $"--part {i}/{n}: the plan has {shards.Count} shard(s), so at most {shards.Count} part(s); use --part I/{shards.Count} (or a smaller --max-shard-size)");
         long total = shards.Sum(s => s.Bytes);
@@ -66,7 +66,14 @@ public static partial class Converter
             ["source_files"] = new JsonArray(src.Files.Select(f => (JsonNode)new JsonObject { ["file"] = Path.GetFileName(f.Path), ["size"] = f.FileLength }).ToArray()),
             ["shards"] = shardArr, ["index_metadata"] = extraMeta?.DeepClone(), ["write_index"] = writeIndex, ["config"] = config.DeepClone(),
         };
-        string hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(hashInput.ToJsonString()))).ToLowerInvariant();
+        // Hashed as it is serialized (188,000 tensors make a 30 MB document: no string or byte copy of it is kept).
+        string hash;
+        using (var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
+        {
+            using (var hw = new Utf8JsonWriter(new HashingStream(sha))) hashInput.WriteTo(hw);
+            hash = Convert.ToHexString(sha.GetHashAndReset()).ToLowerInvariant();
+        }
+        hashInput.Remove("shards"); // shardArr joins the plan below without a copy
 
         var mine = shards.Where((s, k) => PartOfShard(k, shards.Count, n) == i).ToList();
         string partsDir = Path.Combine(full, PartsDirName);
@@ -83,11 +90,11 @@ public static partial class Converter
             var plan = new JsonObject
             {
                 ["format"] = PartsFormat, ["plan_hash"] = hash, ["direction"] = direction, ["family"] = family, ["total_bytes"] = total,
-                ["tensors"] = outputs.Count, ["shards"] = shardArr.DeepClone(), ["write_index"] = writeIndex, ["index_metadata"] = extraMeta?.DeepClone(),
+                ["tensors"] = outputs.Count, ["shards"] = shardArr, ["write_index"] = writeIndex, ["index_metadata"] = extraMeta?.DeepClone(),
                 ["config"] = config.DeepClone(), ["report"] = report, ["requantize"] = quantPieces != null,
                 ["aux_sources"] = new JsonArray(new[] { src.Directory, options.Reference }.Where(x => x != null).Select(x => (JsonNode)Path.GetFullPath(x!)).ToArray()),
             };
-            WriteAtomic(Path.Combine(partsDir, $"plan-{hash}.json"), plan.ToJsonString());
+            WriteAtomic(Path.Combine(partsDir, $"plan-{hash}.json"), plan);
             sw.Stop();
             var manifest = new JsonObject
             {
@@ -106,6 +113,34 @@ public static partial class Converter
         }
         var requant = quantPieces?.Where(q => myNames.Contains(q.WeightName) && !q.Unchanged && q.ChangedBlocks > 0).Select(q => (q.WeightName, q.ChangedBlocks)).ToList() ?? new();
         return new ConversionResult(full, family, mine.Sum(s => s.Tensors.Count), dropped, carried, written, mine.Select(s => s.FileName).ToList(), requant, sw.Elapsed);
+    }
+
+    /// <summary>Writes <paramref name="doc"/> compact, streamed to the file (no string of the whole plan), atomically.</summary>
+    static void WriteAtomic(string path, JsonNode doc)
+    {
+        string tmp = $"{path}.tmp-{Guid.NewGuid():N}";
+        using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+        {
+            using (var w = new Utf8JsonWriter(fs)) doc.WriteTo(w);
+            fs.Flush(flushToDisk: true);
+        }
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>A write-only stream that feeds an incremental hash.</summary>
+    sealed class HashingStream(IncrementalHash hash) : Stream
+    {
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => hash.AppendData(buffer, offset, count);
+        public override void Write(ReadOnlySpan<byte> buffer) => hash.AppendData(buffer);
     }
 
     static void WriteAtomic(string path, string text)

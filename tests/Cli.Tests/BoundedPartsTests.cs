@@ -173,7 +173,8 @@ public class BoundedPartsTests
                 Assert.That(w["bytes"]!.GetValue<long>(), Is.GreaterThan(long.Parse(limit)));
             }
         Assert.That(warnings.Select(w => w!["message"]!.GetValue<string>()), Has.Some.Contains("--expert-layout per-expert"));
-        Assert.That(stderr, Does.Contain("over --max-shard-size").And.Contain("--expert-layout per-expert"));
+        Assert.That(stderr, Does.Contain("over --max-shard-size"));
+        if (warnings.Count > 3) Assert.That(stderr, Does.Contain($"all {warnings.Count} listed under 'warnings'"));
 
         // One tensor per expert fits the same limit: no warning.
         string perExpert = Path.Combine(root, "per-expert");

@@ -235,7 +235,8 @@ public static class RoundtripRunner
 
     static string VerdictPath(RoundtripWork work, int i, int n) => Path.Combine(work.Verdicts, $"part-{i}-of-{n}.json");
 
-    static ConvertOptions ConvertOptionsOf(RoundtripOptions o, (int, int)? part) => new() { Cancel = o.Cancel, Part = part };
+    // One part count serves both directions, whose shard counts differ: a part may have nothing to write in one of them.
+    static ConvertOptions ConvertOptionsOf(RoundtripOptions o, (int, int)? part) => new() { Cancel = o.Cancel, Part = part, AllowEmptyParts = true };
 
     // The conversions' log lines, and a timed progress line (every 10 s; see TimedProgress): a long round trip in a CI
     // log shows it is moving, with its rate and ETA.
