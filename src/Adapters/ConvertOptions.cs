@@ -46,6 +46,8 @@ public sealed record ConvertOptions
     /// directly, with a manifest; <see cref="Converter.MergeParts"/> completes the checkpoint once all parts are done.
     /// </summary>
     public (int Index, int Count)? Part { get; init; }
+    /// <summary>Where warnings go (a shard over <see cref="MaxShardBytes"/>); silent by default.</summary>
+    public Microsoft.Extensions.Logging.ILogger Logger { get; init; } = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
 }
 
 /// <summary>Progress callbacks (all optional; called from the writing thread).</summary>

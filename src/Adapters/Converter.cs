@@ -42,7 +42,9 @@ public static partial class Converter
         var missing = new List<string>();
         var outputs = new List<PlannedTensor>();
         var dropped = new List<(string, string)>();
-        var ctx = new NativePlanContext(src, table, outType, block, claimed, missing);
+        var ctx = new NativePlanContext(src, table, outType, block, claimed, missing, ScalesArePowersOfTwo(config));
+        // The MTP copies of the embedding/head: compared once per conversion (a --part takes an earlier part's result).
+        var tied = new TiedCopies(options.Part != null ? Path.Combine(Path.GetFullPath(outDir), PartsDirName) : null, options.DropBehind);
 
         foreach (Binding b in table.Bindings)
         {
@@ -61,7 +63,7 @@ public static partial class Converter
                     if (!src.TryGet(b.Hf, out var copy)) { if (!b.Rule.Optional) missing.Add(b.Hf); continue; }
                     claimed.Add(b.Hf);
                     string mainName = b.Rule.TiedTo!.Hf.Text;
-                    if (src.TryGet(mainName, out var main) && SameContent(copy, main))
+                    if (src.TryGet(mainName, out var main) && tied.Same(copy, main))
                     {
                         dropped.Add((b.Hf, $"identical to '{mainName}' (shared with the main model); re-created from it on export"));
                         continue;
@@ -98,6 +100,8 @@ public static partial class Converter
         outputs.Sort((a, b) => a.Order.CompareTo(b.Order));
         CheckDuplicateOutputs(outputs);
         var shards = ShardPlanner.Plan(outputs.Select(o => o.Spec).ToList(), options.MaxShardBytes);
+        if (tied.Record.Count > 0)
+            progress?.Log?.Invoke($"tied copies: {tied.Record.Count} compared ({tied.Reused} taken from an earlier part's manifest, {tied.BytesRead:N0} bytes read)");
 
         JsonObject outConfig = NativeConfig(config, outType);
         var extra = new JsonObject
@@ -108,6 +112,8 @@ public static partial class Converter
                 ["name"] = t.Name, ["dtype"] = t.Info.DType.Name(), ["shape"] = new JsonArray(t.Info.Shape.Select(d => (JsonNode)d).ToArray()),
                 ["file"] = Path.GetFileName(t.File.Path),
             }).ToArray()),
+            [TiedCopies.ManifestKey] = tied.Record,
+            ["warnings"] = OversizedShards(shards, options, progress),
         };
         return Execute("to-native", inDir, outDir, family, options, progress, src, outputs, shards, outConfig, dropped, carried, null, sw, extra, null);
     }
@@ -165,7 +171,7 @@ public static partial class Converter
         var claimed = new HashSet<string>(StringComparer.Ordinal);
         var missing = new List<string>();
         var outputs = new List<PlannedTensor>();
-        var hp = new HfPlanContext(nat, reference, table, hints, options.DType, block, cache, claimed, missing);
+        var hp = new HfPlanContext(nat, reference, table, hints, options.DType, block, cache, claimed, missing, ScalesArePowersOfTwo(config));
 
         foreach (Binding b in table.Bindings)
         {
@@ -248,7 +254,12 @@ public static partial class Converter
             outputs.Sort((a, b) => a.Order.CompareTo(b.Order));
             shards = ShardPlanner.Plan(outputs.Select(o => o.Spec).ToList(), options.MaxShardBytes);
         }
-        var extra = new JsonObject { ["reference"] = options.Reference == null ? null : Path.GetFullPath(options.Reference) };
+        var extra = new JsonObject
+        {
+            ["reference"] = options.Reference == null ? null : Path.GetFullPath(options.Reference),
+            // With a reference the shards are the reference's; only our own split can make one too large.
+            ["warnings"] = reference == null ? OversizedShards(shards, options, progress) : new JsonArray(),
+        };
         return Execute("to-hf", inDir, outDir, family, options, progress, nat, outputs, shards, config, new List<(string, string)>(), carried, metadata, sw, extra,
             reference != null ? Path.Combine(reference.Directory, ShardIndex.FileName) : null, hp.QuantPieces);
     }
@@ -377,19 +388,6 @@ public static partial class Converter
         foreach (var o in outputs)
             if (!seen.TryAdd(o.Name, o))
                 throw new AdapterException(AdapterErrorKind.Inconsistent, $"two sources map to '{o.Name}': {string.Join(", ", seen[o.Name].Sources.Take(2))} and {string.Join(", ", o.Sources.Take(2))}");
-    }
-
-    static bool SameContent(TensorLocation a, TensorLocation b)
-    {
-        if (a.Info.DType != b.Info.DType || !a.Info.Shape.SequenceEqual(b.Info.Shape)) return false;
-        var da = a.File.GetData(a.Info); var db = b.File.GetData(b.Info);
-        const int chunk = 1 << 26;
-        for (long off = 0; off < da.Length; off += chunk)
-        {
-            int n = (int)Math.Min(chunk, da.Length - off);
-            if (!da.Slice(off, n).SequenceEqual(db.Slice(off, n))) return false;
-        }
-        return true;
     }
 
     static JsonObject NativeConfig(JsonObject config, DType outType)

@@ -100,6 +100,7 @@ public static partial class Converter
                         var slot = new Slot { T = pt, P = sub };
                         if (sub is QuantPiece q) { q.KeepScale = false; quantAt[q] = slots.Count; }
                         else if (sub is ScaleOfPiece so && quantAt.TryGetValue(so.Weight, out int wi)) { so.Weight.KeepScale = true; slot.WaitFor = wi; }
+                        else if (sub is ScaleOfPiece orphan) orphan.Recompute = true;
                         slots.Add(slot);
                         list.Add((slot, true));
                     }
@@ -195,15 +196,19 @@ public static partial class Converter
             while (!Volatile.Read(ref stop) && !cancel.IsCancellationRequested)
             {
                 bool have = false;
+                int from = 0, to = 0;
                 lock (planLock)
                 {
                     int cur = Volatile.Read(ref position);
                     if (planned < cur) planned = cur;
                     if (planned >= flat.Count) return;
-                    if (prefix[planned] - prefix[cur] < PrefetchBytes) { planned = SourceStream.PlanBatch(inputs, planned, runs); have = true; }
+                    if (prefix[planned] - prefix[cur] < PrefetchBytes) { from = planned; planned = to = SourceStream.PlanBatch(inputs, planned, runs); have = true; }
                 }
-                if (have) source.Load(runs, () => Volatile.Read(ref stop) || cancel.IsCancellationRequested);
-                else Thread.Sleep(2);
+                if (!have) { Thread.Sleep(2); continue; }
+                source.Load(runs, () => Volatile.Read(ref stop) || cancel.IsCancellationRequested);
+                // Pieces the workers finished while this batch was loading were dropped before the load put them back.
+                for (int f = from; f < to; f++)
+                    if (Volatile.Read(ref flat[f].Done)) foreach (Src s in flat[f].P.Consumed) source.Evict(s);
             }
         }) { IsBackground = true, Name = "mtp-readahead" }).ToList();
         // A cancellation wakes the writer (and the workers) waiting on the gate; they then stop as on a failure.

@@ -70,8 +70,19 @@ public static class LayoutDetector
         try
         {
             if (!File.Exists(p) || new FileInfo(p).Length > 256L << 20) return null;
-            return JsonNode.Parse(File.ReadAllText(p)) is JsonObject o && o["direction"] is JsonValue v && v.TryGetValue(out string? d) ? d : null;
+            // A token scan for the one top-level field: the report of a 188,000-tensor conversion is 44 MB, too much to
+            // build a tree of for a string (the writer puts "direction" second, so the scan stops at once).
+            var r = new System.Text.Json.Utf8JsonReader(File.ReadAllBytes(p), new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
+            if (!r.Read() || r.TokenType != JsonTokenType.StartObject) return null;
+            while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
+            {
+                bool wanted = r.ValueTextEquals("direction");
+                if (!r.Read()) return null;
+                if (wanted) return r.TokenType == JsonTokenType.String ? r.GetString() : null;
+                r.Skip();
+            }
+            return null;
         }
-        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException) { return null; }
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or InvalidOperationException) { return null; }
     }
 }

@@ -36,6 +36,10 @@ public static partial class Converter
         List<QuantPiece>? quantPieces, TimeSpan planTime, Dictionary<string, PlannedTensor> byName, int threads)
     {
         var (i, n) = part;
+        // A part without a shard would exit having done nothing, and the merge would wait for parts that never come.
+        if (n > shards.Count)
+            throw new AdapterException(AdapterErrorKind.Usage,
+                $"--part {i}/{n}: the plan has {shards.Count} shard(s), so at most {shards.Count} part(s); use --part I/{shards.Count} (or a smaller --max-shard-size)");
         long total = shards.Sum(s => s.Bytes);
         var shardArr = new JsonArray();
         for (int k = 0; k < shards.Count; k++)
@@ -57,6 +61,8 @@ public static partial class Converter
         {
             ["format"] = PartsFormat, ["direction"] = direction, ["family"] = family,
             ["options"] = new JsonObject { ["dtype"] = options.DType?.Name(), ["per_expert"] = options.PerExpertLayout, ["allow_unknown"] = options.AllowUnknown, ["max_shard_bytes"] = options.MaxShardBytes },
+            // How scales are encoded decides their bytes (power-of-two F32 under ue8m0), on both sides of the conversion.
+            ["scale_fmt"] = ScaleFmtText(extra["source_quantization_config"] as JsonObject) ?? ScaleFmtText(QuantConfigOf(config)),
             ["source_files"] = new JsonArray(src.Files.Select(f => (JsonNode)new JsonObject { ["file"] = Path.GetFileName(f.Path), ["size"] = f.FileLength }).ToArray()),
             ["shards"] = shardArr, ["index_metadata"] = extraMeta?.DeepClone(), ["write_index"] = writeIndex, ["config"] = config.DeepClone(),
         };
@@ -87,6 +93,7 @@ public static partial class Converter
             {
                 ["format"] = PartsFormat, ["plan_hash"] = hash, ["part"] = i, ["parts"] = n,
                 ["shards"] = new JsonArray(mine.Select(s => (JsonNode)s.FileName).ToArray()),
+                [TiedCopies.ManifestKey] = report[TiedCopies.ManifestKey]?.DeepClone(),
                 ["bytes_written"] = written, ["seconds"] = Math.Round(sw.Elapsed.TotalSeconds, 3), ["host"] = Environment.MachineName,
                 ["requantized"] = new JsonArray((quantPieces ?? new()).Where(q => myNames.Contains(q.WeightName) && !q.Unchanged)
                     .Select(q => (JsonNode)new JsonObject { ["name"] = q.WeightName, ["new_scale_blocks"] = q.ChangedBlocks }).ToArray()),

@@ -73,7 +73,7 @@ internal sealed class CastPiece(Src src, DType from, DType to) : Piece
     }
 }
 
-internal sealed class DequantFp8Piece(Src codes, Src scale, int rows, int cols, ScaleFormat sf, BlockSize block, DType outType) : Piece
+internal sealed class DequantFp8Piece(Src codes, Src scale, int rows, int cols, ScaleFormat sf, BlockSize block, DType outType, bool pow2 = false) : Piece
 {
     public override long Bytes => (long)rows * cols * (outType == DType.F32 ? 4 : 2);
     public override IEnumerable<Src> Inputs => new[] { codes, scale };
@@ -89,11 +89,12 @@ internal sealed class DequantFp8Piece(Src codes, Src scale, int rows, int cols, 
             int rc = Math.Min(step, rows - r0);
             long sOff = (long)(r0 / block.Rows) * gc * se, sLen = (long)((rc + block.Rows - 1) / block.Rows) * gc * se;
             yield return new DequantFp8Piece(codes with { Offset = codes.Offset + (long)r0 * cols, Length = (long)rc * cols },
-                scale with { Offset = scale.Offset + sOff, Length = sLen }, rc, cols, sf, block, outType);
+                scale with { Offset = scale.Offset + sOff, Length = sLen }, rc, cols, sf, block, outType, pow2);
         }
     }
     public override void Produce(Span<byte> dest, KernelOptions k)
     {
+        if (pow2 && sf == ScaleFormat.F32) PowerOfTwoScales.Check(scale);
         try { BlockDequant.Fp8(codes.All, rows, cols, scale.All, sf, block, dest, outType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16, k); }
         catch (InvalidDataException e) { throw PieceErrors.Malformed(scale, e.Message, e); }
         catch (ArgumentException e) { throw PieceErrors.Malformed(codes, e.Message, e); }
@@ -199,6 +200,9 @@ internal sealed class QuantPiece : Piece
     readonly int _group;
     readonly Src? _refCodes, _refScale;
     readonly ConcurrentDictionary<string, byte[]> _cache;
+    // scale_fmt ue8m0 with F32 scales: quantized with E8M0 (power-of-two) scales, written as their F32 values.
+    readonly bool _pow2;
+    ScaleFormat Inner => _pow2 ? ScaleFormat.E8M0 : _sf;
     public string WeightName { get; }
     public string ScaleName { get; }
     public long ScaleBytes { get; }
@@ -206,8 +210,9 @@ internal sealed class QuantPiece : Piece
     public bool Unchanged;
 
     public QuantPiece(string weightName, string scaleName, Src input, DType inType, int rows, int cols, bool fp4, ScaleFormat sf, BlockSize block, int group,
-        long scaleBytes, Src? refCodes, Src? refScale, ConcurrentDictionary<string, byte[]> cache)
+        long scaleBytes, Src? refCodes, Src? refScale, ConcurrentDictionary<string, byte[]> cache, bool pow2 = false)
     {
+        _pow2 = pow2 && !fp4 && sf == ScaleFormat.F32;
         WeightName = weightName; ScaleName = scaleName;
         _input = input; _inFmt = inType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16;
         _rows = rows; _cols = cols; _fp4 = fp4; _sf = sf; _block = block; _group = group; ScaleBytes = scaleBytes;
@@ -221,7 +226,7 @@ internal sealed class QuantPiece : Piece
     /// <see cref="ExactEncode"/>), so that the reference codes are not read ahead; they are read only if that fails.
     /// </summary>
     bool EncodesExactly => _refScale != null && _inFmt == FloatFormat.BF16 && (_fp4 ? _group % 32 == 0 && _cols % _group == 0
-        : _sf == ScaleFormat.E8M0 && _block.Cols % 16 == 0 && _cols % 16 == 0);
+        : Inner == ScaleFormat.E8M0 && _block.Cols % 16 == 0 && _cols % 16 == 0);
     bool _readReferenceCodes;
     /// <summary>Re-encoded exactly from the reference scales alone (the reference codes were not read).</summary>
     public bool Exact { get; private set; }
@@ -245,7 +250,14 @@ internal sealed class QuantPiece : Piece
 
     public void Run(Span<byte> codes, Span<byte> scales, KernelOptions k)
     {
-        try { RunCore(codes, scales, k); }
+        try
+        {
+            if (!_pow2) { RunCore(codes, scales, _refScale is Src r ? r.All : default, k); return; }
+            var e8 = new byte[scales.Length / 4];
+            var refE8 = _refScale is Src rs ? PowerOfTwoScales.ToE8M0(rs) : null;
+            RunCore(codes, e8, refE8, k);
+            PowerOfTwoScales.ToF32(e8, scales);
+        }
         catch (Exception e) when (e is ArgumentException or InvalidDataException)
         {
             throw PieceErrors.Malformed(_input, $"quantizing to '{WeightName}': {e.Message}", e);
@@ -264,15 +276,16 @@ internal sealed class QuantPiece : Piece
         }
         int rb = Math.Min(_rows, _block.Rows);
         int gc = _block.GridFor(_rows, _cols).Cols;
-        return DequantEquality.Fp8(codes[..(rb * _cols)], rb, _cols, scales[..gc], _sf, _block, input[..(rb * _cols * inBytes)], _inFmt);
+        return DequantEquality.Fp8(codes[..(rb * _cols)], rb, _cols, scales[..gc], Inner, _block, input[..(rb * _cols * inBytes)], _inFmt);
     }
 
-    void RunCore(Span<byte> codes, Span<byte> scales, KernelOptions k)
+    // refScale: the reference's scales in the format quantized with (Inner).
+    void RunCore(Span<byte> codes, Span<byte> scales, ReadOnlySpan<byte> refScale, KernelOptions k)
     {
         ReadOnlySpan<byte> input = _input.All;
-        if (_refCodes is Src rc && _refScale is Src rs)
+        if (_refCodes is Src rc && _refScale is Src)
         {
-            rs.All.CopyTo(scales);
+            refScale.CopyTo(scales);
             // Unchanged weights (the common case) are re-encoded exactly from the scales, without reading the reference
             // codes: within ExactEncode's scale ranges the only codes that dequantize to the weight are the reference's.
             // The encoder checks every value's exactness itself (tests cover every code); the leading rows are also
@@ -285,8 +298,8 @@ internal sealed class QuantPiece : Piece
             }
             _readReferenceCodes = true;
             bool same = _fp4
-                ? DequantEquality.Fp4(rc.All, _rows, _cols, rs.All, _group, input, _inFmt)
-                : DequantEquality.Fp8(rc.All, _rows, _cols, rs.All, _sf, _block, input, _inFmt);
+                ? DequantEquality.Fp4(rc.All, _rows, _cols, refScale, _group, input, _inFmt)
+                : DequantEquality.Fp8(rc.All, _rows, _cols, refScale, Inner, _block, input, _inFmt);
             if (same)
             {
                 rc.All.CopyTo(codes);
@@ -295,12 +308,12 @@ internal sealed class QuantPiece : Piece
             }
             QuantizeReport r = _fp4
                 ? BlockQuant.Fp4(input, _inFmt, _rows, _cols, scales, _group, ScaleMode.Reuse, codes, k)
-                : BlockQuant.Fp8(input, _inFmt, _rows, _cols, scales, _sf, _block, ScaleMode.Reuse, codes, k);
+                : BlockQuant.Fp8(input, _inFmt, _rows, _cols, scales, Inner, _block, ScaleMode.Reuse, codes, k);
             ChangedBlocks = r.ChangedBlocks.Count;
             return;
         }
         if (_fp4) BlockQuant.Fp4(input, _inFmt, _rows, _cols, scales, _group, ScaleMode.Canonical, codes, k);
-        else BlockQuant.Fp8(input, _inFmt, _rows, _cols, scales, _sf, _block, ScaleMode.Canonical, codes, k);
+        else BlockQuant.Fp8(input, _inFmt, _rows, _cols, scales, Inner, _block, ScaleMode.Canonical, codes, k);
     }
 }
 
@@ -309,11 +322,20 @@ internal sealed class ScaleOfPiece(QuantPiece weight, ConcurrentDictionary<strin
 {
     public QuantPiece Weight => weight;
     public override long Bytes => weight.ScaleBytes;
+    /// <summary>
+    /// Set when the weight is not written in this run (its shard belongs to another --part): the scale is then recomputed
+    /// from the weight, whose ranges become this piece's inputs, so that they are read ahead and released from the map
+    /// afterwards (a part holding 31,488 such scales otherwise kept every expert weight it read mapped: 22.9 GB RSS).
+    /// </summary>
+    public bool Recompute;
+    public override IEnumerable<Src> Inputs => Recompute ? weight.Inputs : Array.Empty<Src>();
+    public override IEnumerable<Src> Consumed => Recompute ? weight.Consumed : Array.Empty<Src>();
     public override void Produce(Span<byte> dest, KernelOptions k)
     {
         if (cache.TryRemove(weight.ScaleName, out var s)) { s.CopyTo(dest); return; }
-        var codes = new byte[weight.Bytes];
-        weight.Run(codes, dest, k);
+        byte[] codes = System.Buffers.ArrayPool<byte>.Shared.Rent(checked((int)weight.Bytes));
+        try { weight.Run(codes.AsSpan(0, (int)weight.Bytes), dest, k); }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(codes); }
     }
 }
 

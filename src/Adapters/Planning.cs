@@ -5,7 +5,8 @@ using Mtp.SafeTensors;
 namespace Mtp.Adapters;
 
 /// <summary>Plans training-layout tensors from HF sources (headers only).</summary>
-internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType outType, BlockSize block, HashSet<string> claimed, List<string> missing)
+internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType outType, BlockSize block, HashSet<string> claimed, List<string> missing,
+    bool pow2 = false)
 {
     const long ChunkBytes = 256L << 20;
 
@@ -49,8 +50,9 @@ internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType o
                         $"{scale.File.Path}: tensor '{scaleName}': scale shape {scale.Info.ShapeText} does not fit weight {t.ShapeText} with block [{block.Rows}, {block.Cols}] (expected [{gr}, {gc}])")
                     { File = scale.File.Path, Tensor = scaleName };
                 ScaleFormat sf = ScaleFormatOf(scale);
-                p.Pieces.Add(new DequantFp8Piece(Src.Whole(loc), Src.Whole(scale), rows, cols, sf, block, outType));
+                p.Pieces.Add(new DequantFp8Piece(Src.Whole(loc), Src.Whole(scale), rows, cols, sf, block, outType, pow2));
                 Op(p, $"dequantize FP8 E4M3 with {scale.Info.DType} block scales [{block.Rows}x{block.Cols}] -> {outType}");
+                if (pow2 && sf == ScaleFormat.F32) Op(p, "scale_fmt ue8m0: F32 scales checked to be powers of two");
             }
             else
             {
@@ -168,7 +170,7 @@ internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType o
 
 /// <summary>Plans HF tensors from training-layout sources.</summary>
 internal sealed class HfPlanContext(Checkpoint nat, Checkpoint? reference, RuleTable table, Dictionary<string, (DType DType, long[] Shape)> hints,
-    DType? forceType, BlockSize block, ConcurrentDictionary<string, byte[]> cache, HashSet<string> claimed, List<string> missing)
+    DType? forceType, BlockSize block, ConcurrentDictionary<string, byte[]> cache, HashSet<string> claimed, List<string> missing, bool pow2 = false)
 {
     public List<QuantPiece> QuantPieces { get; } = new();
     int _order;
@@ -225,12 +227,13 @@ internal sealed class HfPlanContext(Checkpoint nat, Checkpoint? reference, RuleT
             Src? rc = RefSrc(hfName), rs = RefSrc(scaleName);
             if (rc != null && rs == null) rc = null;
             long scaleBytes = sType.ByteSize(Shapes.Product(sShape))!.Value;
-            var q = new QuantPiece(hfName, scaleName, input, nt, rows, cols, isFp4, sf, block, group, scaleBytes, rc, rs, cache);
+            var q = new QuantPiece(hfName, scaleName, input, nt, rows, cols, isFp4, sf, block, group, scaleBytes, rc, rs, cache, pow2);
             QuantPieces.Add(q);
             var w = new PlannedTensor { Name = hfName, DType = isFp4 ? DType.I8 : DType.F8_E4M3, Shape = wShape, Order = ord };
             w.Sources.Add(input.Name);
             w.Ops.Add(isFp4 ? $"quantize to packed FP4 E2M1 with E8M0 scales per {group} columns" : $"quantize to FP8 E4M3 with {sType} block scales [{block.Rows}x{block.Cols}]");
             w.Ops.Add(rc != null ? "reuse the reference scale (byte-identical when unchanged)" : "canonical scales");
+            if (pow2 && !isFp4 && sf == ScaleFormat.F32) w.Ops.Add("scale_fmt ue8m0: power-of-two F32 scales");
             w.Pieces.Add(q);
             var s = new PlannedTensor { Name = scaleName, DType = sType, Shape = sShape, Order = (0, (long)_order++) };
             s.Sources.Add(input.Name);

@@ -38,6 +38,12 @@ internal sealed class SourceStream : IDisposable
         if (_dropBehind && Handle(x.File.Path) is { } h) PageCache.Drop(h, Start(x) + off, n);
     }
 
+    /// <summary>Drop-behind only: evicts <paramref name="x"/> from the page cache (its mapping is left alone).</summary>
+    public void Evict(Src x)
+    {
+        if (_dropBehind && Handle(x.File.Path) is { } h) PageCache.Drop(h, Start(x), x.Length);
+    }
+
     /// <summary>
     /// Plans the read-ahead of the inputs of <paramref name="pieces"/>[from..] up to about <see cref="Batch"/> bytes: their
     /// ranges merged per file into contiguous runs. Returns the index after the last piece covered.

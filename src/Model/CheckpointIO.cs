@@ -105,6 +105,7 @@ public static class CheckpointIO
                 _ => tensor(ReadFloat(loc.File.GetBytes(loc.Info), loc.Info), loc.Info.Shape),
             };
             target.copy_(src.to(target.dtype, target.device));
+            loc.File.ReleasePages(loc.Info); // copied: its pages need not stay mapped while the rest loads
         }
         return ignored;
     }

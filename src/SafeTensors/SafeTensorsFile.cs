@@ -116,6 +116,27 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         return new TensorData(_base + Header.DataStart + tensor.Begin, tensor.ByteLength);
     }
 
+    /// <summary>
+    /// Done with <paramref name="tensor"/>: its whole pages leave this process's mapping (MADV_DONTNEED; they are clean and
+    /// file-backed, so a later read faults them in again) — a loader that walks a checkpoint then holds one tensor's
+    /// pages at a time instead of every shard it has read. Best effort, Linux only; a no-op elsewhere.
+    /// </summary>
+    public void ReleasePages(TensorInfo tensor)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (tensor.ByteLength == 0 || _base == null || !OperatingSystem.IsLinux()) return;
+        long page = Environment.SystemPageSize;
+        long a = (long)(_base + Header.DataStart + tensor.Begin), e = a + tensor.ByteLength;
+        a = (a + page - 1) / page * page;
+        e = e / page * page;
+        if (e <= a) return;
+        try { Madvise((nint)a, (nuint)(e - a), 4 /* MADV_DONTNEED */); }
+        catch (Exception x) when (x is DllNotFoundException or EntryPointNotFoundException) { }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise")]
+    static extern int Madvise(nint addr, nuint length, int advice);
+
     /// <summary>Absolute file offset of a tensor's first byte (for range copies).</summary>
     public long AbsoluteOffset(TensorInfo tensor) => Header.DataStart + tensor.Begin;
 

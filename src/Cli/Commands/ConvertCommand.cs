@@ -83,6 +83,7 @@ public static class ConvertCommand
                     MaxMemoryBytes = Units.ParseSize(pr.GetValue(memory)!), Force = pr.GetValue(force), AllowUnknown = pr.GetValue(allowUnknown),
                     Part = partOf, DropBehind = !pr.GetValue(keepCache),
                     ForceAny = pr.GetValue(forceAny), SkipSpaceCheck = pr.GetValue(noSpaceCheck), Cancel = Interrupt.Token,
+                    Logger = CliOutput.Current.Log,
                 };
                 string inDir = pr.GetValue(input)!, outDir = pr.GetValue(output)!;
                 bool asJson = pr.GetValue(json);

@@ -1,0 +1,131 @@
+using System.Buffers;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.Win32.SafeHandles;
+using Mtp.SafeTensors;
+
+namespace Mtp.Adapters;
+
+/// <summary>
+/// Whether an MTP layer's copy of the embedding or head holds the same bytes as the main one (DeepSeek-V3: 4 x 1.85 GB).
+/// The comparison streams both tensors with positioned reads in <see cref="Chunk"/> pieces, never through the map, and drops
+/// each chunk from the page cache once compared, so it costs neither resident memory nor cache. Its result is recorded
+/// (<see cref="Record"/>) in the part manifests, keyed by the two tensors' files, sizes, modification times and offsets:
+/// a later <c>--part</c> of the same conversion takes it from there instead of reading 7.4 GB again.
+/// </summary>
+internal sealed class TiedCopies
+{
+    /// <summary>Bytes compared at once (two buffers of this size).</summary>
+    public const int Chunk = 8 << 20;
+    /// <summary>The manifest key that holds the recorded comparisons.</summary>
+    public const string ManifestKey = "tied_checks";
+
+    readonly Dictionary<string, bool> _known = new(StringComparer.Ordinal);
+    readonly bool _dropBehind;
+    long _bytesRead;
+
+    /// <summary>Source bytes read by the comparisons (both tensors).</summary>
+    public long BytesRead => _bytesRead;
+    /// <summary>Comparisons made or taken from a manifest, in order (the record that travels with the parts).</summary>
+    public JsonArray Record { get; } = new();
+    /// <summary>How many results were taken from an earlier part's manifest.</summary>
+    public int Reused { get; private set; }
+
+    /// <param name="partsDir">The output's parts folder, whose part manifests may hold earlier results (null: none).</param>
+    /// <param name="dropBehind">Drop the compared ranges from the page cache.</param>
+    public TiedCopies(string? partsDir, bool dropBehind)
+    {
+        _dropBehind = dropBehind;
+        if (partsDir == null || !Directory.Exists(partsDir)) return;
+        foreach (string f in Directory.GetFiles(partsDir, "part-*-of-*.json"))
+        {
+            try
+            {
+                if (JsonNode.Parse(File.ReadAllText(f))?[ManifestKey] is not JsonArray a) continue;
+                foreach (var x in a)
+                    if (x?["key"]?.GetValue<string>() is string k && x["same"] is JsonValue v && v.TryGetValue(out bool same)) _known[k] = same;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidOperationException) { }
+        }
+    }
+
+    /// <summary>Whether <paramref name="copy"/> and <paramref name="main"/> have the same dtype, shape and bytes.</summary>
+    public bool Same(TensorLocation copy, TensorLocation main)
+    {
+        if (copy.Info.DType != main.Info.DType || !copy.Info.Shape.SequenceEqual(main.Info.Shape)) return false;
+        string key = KeyOf(copy, main);
+        if (!_known.TryGetValue(key, out bool same))
+        {
+            same = Compare(copy, main);
+            _known[key] = same;
+        }
+        else Reused++;
+        Record.Add(new JsonObject { ["copy"] = copy.Name, ["main"] = main.Name, ["key"] = key, ["same"] = same });
+        return same;
+    }
+
+    static string KeyOf(TensorLocation a, TensorLocation b)
+    {
+        static string Part(TensorLocation t)
+        {
+            var fi = new FileInfo(t.File.Path);
+            return $"{t.Name}@{Path.GetFileName(t.File.Path)}:{fi.Length}:{fi.LastWriteTimeUtc.Ticks}:{t.File.AbsoluteOffset(t.Info)}:{t.Info.ByteLength}";
+        }
+        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(Part(a) + "|" + Part(b))))[..32].ToLowerInvariant();
+    }
+
+    bool Compare(TensorLocation a, TensorLocation b)
+    {
+        using SafeFileHandle ha = Open(a), hb = Open(b);
+        PageCache.Sequential(ha);
+        PageCache.Sequential(hb);
+        long at = a.File.AbsoluteOffset(a.Info), bt = b.File.AbsoluteOffset(b.Info), length = a.Info.ByteLength;
+        byte[] ba = ArrayPool<byte>.Shared.Rent(Chunk), bb = ArrayPool<byte>.Shared.Rent(Chunk);
+        try
+        {
+            for (long off = 0; off < length; off += Chunk)
+            {
+                int n = (int)Math.Min(Chunk, length - off);
+                ReadExactly(ha, ba.AsSpan(0, n), at + off, a);
+                ReadExactly(hb, bb.AsSpan(0, n), bt + off, b);
+                _bytesRead += 2L * n;
+                if (_dropBehind) { PageCache.Drop(ha, at + off, n); PageCache.Drop(hb, bt + off, n); }
+                if (!ba.AsSpan(0, n).SequenceEqual(bb.AsSpan(0, n))) return false;
+            }
+            return true;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(ba);
+            ArrayPool<byte>.Shared.Return(bb);
+        }
+    }
+
+    static SafeFileHandle Open(TensorLocation t)
+    {
+        try { return File.OpenHandle(t.File.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.SequentialScan); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new AdapterException(AdapterErrorKind.Io, $"{t.File.Path}: tensor '{t.Name}': {e.Message}", e) { File = t.File.Path, Tensor = t.Name };
+        }
+    }
+
+    static void ReadExactly(SafeFileHandle h, Span<byte> dest, long offset, TensorLocation t)
+    {
+        int done = 0;
+        try
+        {
+            while (done < dest.Length)
+            {
+                int n = RandomAccess.Read(h, dest[done..], offset + done);
+                if (n <= 0) throw new AdapterException(AdapterErrorKind.Malformed, $"{t.File.Path}: tensor '{t.Name}': file ends inside the tensor") { File = t.File.Path, Tensor = t.Name };
+                done += n;
+            }
+        }
+        catch (IOException e)
+        {
+            throw new AdapterException(AdapterErrorKind.Io, $"{t.File.Path}: tensor '{t.Name}': {e.Message}", e) { File = t.File.Path, Tensor = t.Name };
+        }
+    }
+}
