@@ -10,7 +10,8 @@ namespace Mtp.Adapters;
 /// <summary>
 /// Whether an MTP layer's copy of the embedding or head holds the same bytes as the main one (DeepSeek-V3: 4 x 1.85 GB).
 /// The comparison streams both tensors with positioned reads in <see cref="Chunk"/> pieces, never through the map, and drops
-/// each chunk from the page cache once compared, so it costs neither resident memory nor cache. Its result is recorded
+/// each chunk from the page cache once compared, so it costs neither resident memory nor cache; ranges that are holes in
+/// both files are skipped. Its result is recorded
 /// (<see cref="Record"/>) in the part manifests, keyed by the two tensors' files, sizes, modification times and offsets:
 /// a later <c>--part</c> of the same conversion takes it from there instead of reading 7.4 GB again.
 /// </summary>
@@ -84,14 +85,18 @@ internal sealed class TiedCopies
         byte[] ba = ArrayPool<byte>.Shared.Rent(Chunk), bb = ArrayPool<byte>.Shared.Rent(Chunk);
         try
         {
-            for (long off = 0; off < length; off += Chunk)
+            for (long off = 0; off < length;)
             {
+                // A range that is a hole in both files reads as zeros in both: equal without reading (sparse replicas).
+                long data = Math.Min(SparseFiles.NextData(ha, at + off, a.File.FileLength) - at, SparseFiles.NextData(hb, bt + off, b.File.FileLength) - bt);
+                if (data > off) { off = Math.Min(data, length); continue; }
                 int n = (int)Math.Min(Chunk, length - off);
                 ReadExactly(ha, ba.AsSpan(0, n), at + off, a);
                 ReadExactly(hb, bb.AsSpan(0, n), bt + off, b);
                 _bytesRead += 2L * n;
                 if (_dropBehind) { PageCache.Drop(ha, at + off, n); PageCache.Drop(hb, bt + off, n); }
                 if (!ba.AsSpan(0, n).SequenceEqual(bb.AsSpan(0, n))) return false;
+                off += n;
             }
             return true;
         }
