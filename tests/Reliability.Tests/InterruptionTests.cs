@@ -95,6 +95,7 @@ public class InterruptionTests
     /// </summary>
     static void SignalledRunCleansUp(string[] args, string output, int signal, Func<string, bool> ready)
     {
+        if (signal == SigInt) InheritedSignals.RequireSigInt();
         var err = new System.Text.StringBuilder();
         using var p = StartMtp(args, err);
         string partial = output + OutputFolder.PartialSuffix + p.Id;
