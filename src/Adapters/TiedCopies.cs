@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
-using Microsoft.Win32.SafeHandles;
 using Mtp.SafeTensors;
 
 namespace Mtp.Adapters;
@@ -76,61 +75,26 @@ internal sealed class TiedCopies
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(Part(a) + "|" + Part(b))))[..32].ToLowerInvariant();
     }
 
+    // The verifier's chunked reader and comparison: positioned reads, holes in both files skipped, drop-behind.
     bool Compare(TensorLocation a, TensorLocation b)
     {
-        using SafeFileHandle ha = Open(a), hb = Open(b);
-        PageCache.Sequential(ha);
-        PageCache.Sequential(hb);
-        long at = a.File.AbsoluteOffset(a.Info), bt = b.File.AbsoluteOffset(b.Info), length = a.Info.ByteLength;
+        using var reader = new TensorReader(_dropBehind);
         byte[] ba = ArrayPool<byte>.Shared.Rent(Chunk), bb = ArrayPool<byte>.Shared.Rent(Chunk);
-        try
+        try { return ChunkCompare.FirstDifference(reader, a, reader, b, ba, bb, CancellationToken.None) < 0; }
+        catch (SafeTensorsException e) when (e.File is string f)
         {
-            for (long off = 0; off < length;)
-            {
-                // A range that is a hole in both files reads as zeros in both: equal without reading (sparse replicas).
-                long data = Math.Min(SparseFiles.NextData(ha, at + off, a.File.FileLength) - at, SparseFiles.NextData(hb, bt + off, b.File.FileLength) - bt);
-                if (data > off) { off = Math.Min(data, length); continue; }
-                int n = (int)Math.Min(Chunk, length - off);
-                ReadExactly(ha, ba.AsSpan(0, n), at + off, a);
-                ReadExactly(hb, bb.AsSpan(0, n), bt + off, b);
-                _bytesRead += 2L * n;
-                if (_dropBehind) { PageCache.Drop(ha, at + off, n); PageCache.Drop(hb, bt + off, n); }
-                if (!ba.AsSpan(0, n).SequenceEqual(bb.AsSpan(0, n))) return false;
-                off += n;
-            }
-            return true;
+            string name = e.Tensor ?? a.Name;
+            throw new AdapterException(AdapterErrorKind.Malformed, $"{f}: tensor '{name}': file ends inside the tensor") { File = f, Tensor = name };
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new AdapterException(AdapterErrorKind.Io, $"{a.File.Path}: tensor '{a.Name}': {e.Message}", e) { File = a.File.Path, Tensor = a.Name };
         }
         finally
         {
+            _bytesRead += reader.BytesRead;
             ArrayPool<byte>.Shared.Return(ba);
             ArrayPool<byte>.Shared.Return(bb);
-        }
-    }
-
-    static SafeFileHandle Open(TensorLocation t)
-    {
-        try { return File.OpenHandle(t.File.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.SequentialScan); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new AdapterException(AdapterErrorKind.Io, $"{t.File.Path}: tensor '{t.Name}': {e.Message}", e) { File = t.File.Path, Tensor = t.Name };
-        }
-    }
-
-    static void ReadExactly(SafeFileHandle h, Span<byte> dest, long offset, TensorLocation t)
-    {
-        int done = 0;
-        try
-        {
-            while (done < dest.Length)
-            {
-                int n = RandomAccess.Read(h, dest[done..], offset + done);
-                if (n <= 0) throw new AdapterException(AdapterErrorKind.Malformed, $"{t.File.Path}: tensor '{t.Name}': file ends inside the tensor") { File = t.File.Path, Tensor = t.Name };
-                done += n;
-            }
-        }
-        catch (IOException e)
-        {
-            throw new AdapterException(AdapterErrorKind.Io, $"{t.File.Path}: tensor '{t.Name}': {e.Message}", e) { File = t.File.Path, Tensor = t.Name };
         }
     }
 }

@@ -13,6 +13,10 @@ namespace Mtp.Adapters;
 sealed class TensorReader : IDisposable
 {
     readonly Dictionary<string, SafeFileHandle> _handles = new(StringComparer.Ordinal);
+    readonly bool _dropBehind;
+
+    /// <param name="dropBehind">Drop every range read from the page cache (false: leave the cache as it is).</param>
+    public TensorReader(bool dropBehind = true) => _dropBehind = dropBehind;
 
     /// <summary>Bytes read so far.</summary>
     public long BytesRead { get; private set; }
@@ -37,7 +41,7 @@ sealed class TensorReader : IDisposable
             if (n <= 0) throw new SafeTensorsException(SafeTensorsError.Io, t.File.Path, t.Name, $"file ended while reading tensor '{t.Name}'");
             done += n;
         }
-        PageCache.Drop(h, at, dest.Length);
+        if (_dropBehind) PageCache.Drop(h, at, dest.Length);
         BytesRead += dest.Length;
     }
 
