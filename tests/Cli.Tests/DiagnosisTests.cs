@@ -100,17 +100,6 @@ public class DiagnosisTests
     }
 
     [Test]
-    public void TrainOnAnHfCheckpointSaysToConvertItInOneShortLine()
-    {
-        string qwen = Path.Combine(RepoPaths.Fixtures, "qwen3.5-moe");
-        var (code, _, err) = CliRunner.Run("train", qwen, "--steps", "1");
-        string line = OneLine(err);
-        Assert.That(code, Is.EqualTo(ExitCodes.Inconsistent), line);
-        Assert.That(line, Does.Contain("a Hugging Face checkpoint").And.Contain("--to native"));
-        Assert.That(line.Length, Is.LessThan(400), line);
-    }
-
-    [Test]
     public void MissingNamesAreCutWithTheFullListInJsonAndVerbose()
     {
         // A real missing-tensor case: the training checkpoint lost its MTP depth.

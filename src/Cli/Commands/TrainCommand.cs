@@ -34,10 +34,16 @@ public static class TrainCommand
         var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp + " (not needed when --out is the --resume directory)" };
         var forceAny = new Option<bool>("--force-any") { Description = OutputFlags.ForceAnyHelp };
         var noSpaceCheck = new Option<bool>("--no-space-check") { Description = OutputFlags.NoSpaceCheckHelp };
+        var saveAs = new Option<string>("--save-as")
+        {
+            Description = "Layout of --out: native (the training layout plus training_state/ to resume from) or hf (the source's Hugging Face format, " +
+                "re-quantized as convert --to hf does, with an HF source as the reference so unchanged weights return byte for byte; no training_state).",
+            DefaultValueFactory = _ => "native",
+        }.OneOfIgnoringCase("native", "hf");
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout at the end: every step (step, loss, mtp_losses, grad_norm, tokens_per_s, total_loss, lr), the summary and the saved folder." };
         var cmd = new Command("train", "Train a training-layout checkpoint of any family (DeepSeek-V3/V4, Qwen3.5/Qwen3-Next) with its MTP depths (main + MTP loss) and optionally save it; proves a conversion by training.")
         {
-            ckpt, steps, outDir, device, dtype, lr, batch, seqLen, data, seed, mtpScale, warmup, total, resume, rollPositions, threads, json, force, forceAny, noSpaceCheck,
+            ckpt, steps, outDir, saveAs, device, dtype, lr, batch, seqLen, data, seed, mtpScale, warmup, total, resume, rollPositions, threads, json, force, forceAny, noSpaceCheck,
         };
         cmd.SetAction(pr => CommandRunner.Run(() =>
                 Run(pr.GetValue(ckpt)!, pr.GetValue(steps), pr.GetValue(outDir), pr.GetValue(device)!, pr.GetValue(dtype)!,
@@ -49,7 +55,8 @@ public static class TrainCommand
                     pr.GetValue(data), pr.GetValue(seed), pr.GetValue(resume), pr.GetValue(threads), pr.GetValue(json),
                     new TrainFlags(Given(pr, lr), Given(pr, batch), Given(pr, seqLen), pr.GetValue(data), Given(pr, seed), Given(pr, mtpScale), Given(pr, warmup),
                         pr.GetValue(total), pr.GetResult(dtype) is { Implicit: false } ? pr.GetValue(dtype) : null, Given(pr, rollPositions)),
-                    new OutputRules { Force = pr.GetValue(force), ForceAny = pr.GetValue(forceAny), SkipSpaceCheck = pr.GetValue(noSpaceCheck), Cancel = Interrupt.Token }),
+                    new OutputRules { Force = pr.GetValue(force), ForceAny = pr.GetValue(forceAny), SkipSpaceCheck = pr.GetValue(noSpaceCheck), Cancel = Interrupt.Token },
+                    string.Equals(pr.GetValue(saveAs), "hf", StringComparison.OrdinalIgnoreCase)),
             pr.GetValue(GlobalOptions.Verbose), pr.GetValue(json)));
         return cmd;
     }
@@ -70,8 +77,9 @@ public static class TrainCommand
     }
 
     static int Run(string ckpt, int steps, string? outDir, string deviceName, string dtypeName, TrainerOptions options,
-        string? dataPath, long seed, string? resumeDir, int threads, bool json, TrainFlags given, OutputRules outRules)
+        string? dataPath, long seed, string? resumeDir, int threads, bool json, TrainFlags given, OutputRules outRules, bool saveAsHf)
     {
+        if (saveAsHf && outDir is null) throw new CliException(ExitCodes.Usage, "--save-as hf: give --out DIR (the folder the HF checkpoint is written to)");
         // --steps, --batch and --seq-len ranges are checked while parsing (OptionChecks.AtLeast).
         if (!Directory.Exists(ckpt))
             throw new CliException(ExitCodes.Usage, File.Exists(ckpt) ? $"{ckpt}: is a file; train takes a checkpoint directory" : $"{ckpt}: no such directory", ckpt);
@@ -100,7 +108,8 @@ public static class TrainCommand
         bool ownResume = outDir is not null && resumeDir is not null
             && Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(resumeDir).TrimEnd('/');
         if (outDir is not null) outRules = outRules with { Force = outRules.Force || ownResume, CarriedNames = TopLevelFiles(resumeDir ?? ckpt) };
-        using OutputTransaction? txn = outDir is null ? null : TrainingCheckpoint.Begin(trainer, outDir, outRules);
+        if (saveAsHf) OutputFolder.CheckReplaceable(outDir!, outRules); // before training; the export checks again when it writes
+        using OutputTransaction? txn = outDir is null || saveAsHf ? null : TrainingCheckpoint.Begin(trainer, outDir, outRules);
         var o = trainer.Options;
         var output = CliOutput.Current;
         output.Info($"training {trainer.Model.Family}: {Units.Count(trainer.Model.NumHiddenLayers, "layer")} + {Units.Count(trainer.Model.MtpDepthCount, "MTP depth")}, " +
@@ -140,6 +149,8 @@ public static class TrainCommand
         }
         if (txn is null) Loop();
         else txn.Run(tmp => { Loop(); TrainingCheckpoint.WriteInto(trainer, tmp, txn.Target); return 0; });
+        // An HF source is its own reference; a training-layout one exports from the source its conversion.json records.
+        if (saveAsHf) TrainExport.SaveAsHf(trainer, outDir!, trainer.Model.SourceLineage is null ? null : ckpt, outRules);
         var summary = new JsonObject { ["steps"] = times.Count, ["seconds"] = Math.Round(wall.Elapsed.TotalSeconds, 3) };
         if (times.Count > 0)
         {
@@ -158,7 +169,7 @@ public static class TrainCommand
                 ["ok"] = true, ["family"] = trainer.Model.Family, ["device"] = device.ToString(), ["dtype"] = trainer.Model.DType.ToString(),
                 ["step"] = trainer.StepsDone, ["steps"] = stepsJson, ["summary"] = summary, ["saved"] = outDir,
             });
-        else if (outDir is not null) output.Result($"saved {outDir} (step {trainer.StepsDone})");
+        else if (outDir is not null) output.Result($"saved {outDir} (step {trainer.StepsDone}{(saveAsHf ? ", Hugging Face layout" : "")})");
         return 0;
     }
 

@@ -1,0 +1,44 @@
+using System.Text.Json.Nodes;
+using Mtp.Adapters;
+using Mtp.Model;
+using Mtp.SafeTensors;
+
+namespace Mtp.Cli.Commands;
+
+/// <summary>
+/// <c>mtp train --save-as hf</c>: the trained weights written back in the source's Hugging Face format, as
+/// <c>convert --to hf</c> would from the training layout (re-quantized to the source scheme; the source is the reference
+/// when the run loaded an HF checkpoint, so every weight training left alone returns byte for byte).
+/// </summary>
+public static class TrainExport
+{
+    /// <summary>
+    /// Writes <paramref name="trainer"/>'s model into <paramref name="outDir"/> in the HF layout. The training-layout
+    /// weights pass through a temporary folder beside OUT (removed afterwards, also on failure); no training_state is kept.
+    /// </summary>
+    public static ConversionResult SaveAsHf(Trainer trainer, string outDir, string? reference, OutputRules rules)
+    {
+        string full = Path.GetFullPath(outDir).TrimEnd('/');
+        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.train-{Environment.ProcessId}");
+        try
+        {
+            var model = trainer.Model;
+            var config = trainer.Config ?? throw new InvalidOperationException("the trainer has no config.json to save");
+            CheckpointIO.SaveModel(model, tmp, config, CheckpointIO.ToSafeTensors(model.DType));
+            if (trainer.SourceDir is { } src) AuxiliaryFiles.Copy(src, tmp, tmp);
+            Lineage.WriteDerived(tmp, "mtp train", trainer.SourceLineage, "training", new JsonObject
+            {
+                ["trained_from"] = trainer.SourceDir is null ? null : Path.GetFullPath(trainer.SourceDir),
+                ["steps_done"] = trainer.StepsDone,
+            });
+            return Converter.ToHf(tmp, outDir, new ConvertOptions
+            {
+                Reference = reference, Force = rules.Force, ForceAny = rules.ForceAny, SkipSpaceCheck = rules.SkipSpaceCheck, Cancel = rules.Cancel,
+            });
+        }
+        finally
+        {
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+        }
+    }
+}
