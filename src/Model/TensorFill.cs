@@ -14,7 +14,7 @@ namespace Mtp.Model;
 public static class TensorFill
 {
     /// <summary>Largest chunk written straight into a tensor's storage.</summary>
-    public const int DirectChunkBytes = 1 << 30;
+    public const int DirectChunkBytes = 64 << 20;
     /// <summary>Size of the staging chunk of the converting path.</summary>
     public const int StagingChunkBytes = 16 << 20;
 
@@ -44,12 +44,33 @@ public static class TensorFill
     public static void Into(ITensorSource src, TensorSpec spec, Tensor target)
     {
         var st = TorchType(spec.DType) ?? throw new ArgumentException($"{spec.Name}: dtype {spec.DType} cannot fill a tensor");
-        if (IsDirect(target, spec.DType)) src.Read(spec.Name, DirectChunkBytes, new StorageSink(target));
+        if (ManagedStagingBaseline) IntoThroughManagedArrays(src, spec, target, st);
+        else if (IsDirect(target, spec.DType)) src.Read(spec.Name, DirectChunkBytes, new StorageSink(target));
         else
         {
             using var sink = new StagingSink(target, st, Math.Max(1, (int)(spec.DType.ByteSize(1) ?? 1)));
             src.Read(spec.Name, StagingChunkBytes, sink);
         }
+    }
+
+    /// <summary>
+    /// Benchmark baseline only (<c>mtp bench load --staged</c>): load as the project did before this class, through a
+    /// managed copy of each whole tensor (decoded to a float[] or long[], made a tensor, cast, copied). Process-wide.
+    /// </summary>
+    public static bool ManagedStagingBaseline { get; set; }
+
+    static void IntoThroughManagedArrays(ITensorSource src, TensorSpec spec, Tensor target, ScalarType st)
+    {
+        using var scope = NewDisposeScope();
+        var bytes = Bytes(src, spec.Name);
+        var info = new TensorInfo(spec.Name, spec.DType, spec.Shape, 0, bytes.Length);
+        Tensor staged = spec.DType switch
+        {
+            DType.I32 => tensor(MemoryMarshal.Cast<byte, int>(bytes).ToArray(), spec.Shape),
+            DType.I64 => tensor(MemoryMarshal.Cast<byte, long>(bytes).ToArray(), spec.Shape),
+            _ => tensor(CheckpointIO.ReadFloat(bytes, info), spec.Shape),
+        };
+        target.copy_(staged.to(target.dtype, target.device));
     }
 
     /// <summary>Reads tensor <paramref name="name"/> of <paramref name="src"/> into a new byte array (small tensors carried unchanged).</summary>

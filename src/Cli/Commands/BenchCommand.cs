@@ -14,6 +14,7 @@ public static class BenchCommand
         var bench = new Command("bench", "Reproducible benchmarks (use a Release build: dotnet run -c Release --project src/Cli -- bench ...)");
         bench.Subcommands.Add(Kernels());
         bench.Subcommands.Add(BenchConvertCommand.Create());
+        bench.Subcommands.Add(BenchLoadCommand.Create());
         HelpText.ListSubcommandsWhenNoneGiven(bench);
         return bench;
     }
