@@ -18,6 +18,7 @@ public static class MtpCommandLine
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(VerifyCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(SynthCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(RoundtripCommand.Create());
