@@ -90,7 +90,7 @@ public static class EvalCommand
         output.Result(r.ExpectedAcceptedLength is double len
             ? string.Format(inv, "expected accepted length {0:F4} tokens per step (over {1:N0} positions with every depth's label)", len, r.Counts.FullyLabeled)
             : "expected accepted length: no position has every depth's label (sequences shorter than depths + 2 tokens)");
-        output.Info(string.Format(inv, "evaluated in {0:F2} s, {1:F0} tokens/s", seconds, r.Tokens / Math.Max(seconds, 1e-9)));
+        output.Info(string.Format(inv, "evaluated in {0:F2} s, {1:N0} tokens/s", seconds, r.Tokens / Math.Max(seconds, 1e-9)));
         return 0;
     }
 
