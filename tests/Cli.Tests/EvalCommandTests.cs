@@ -117,7 +117,27 @@ public class EvalCommandTests
         Assert.That(Numbers(Json(_native32, "--batches", "3", "--seq-len", "32")), Is.Not.EqualTo(Numbers(before)));
     }
 
+    [Test]
+    public void HelpListsTheValuesOfDtypeAndDevice()
+    {
+        var (code, stdout, stderr) = CliRunner.Run("eval", "--help");
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
+        Assert.That(stdout, Does.Contain("--dtype <bf16|f32>").And.Contain("--device <cpu|cuda|cuda:N>").And.Contain("--batches"));
+    }
+
+    [Test]
+    public void DeviceCudaWithoutCudaIsAUsageError()
+    {
+        if (TorchSharp.torch.cuda.is_available()) Assert.Ignore("this machine has CUDA, so --device cuda is not a mistake here");
+        var (code, _, stderr) = CliRunner.Run("eval", _native, "--device", "cuda");
+        Assert.That(code, Is.EqualTo(ExitCodes.Usage), stderr);
+        Assert.That(stderr.Trim().Split('\n'), Has.Length.EqualTo(1), stderr);
+        Assert.That(stderr, Does.StartWith("mtp: --device cuda: no CUDA device"));
+    }
+
     [TestCase("{nope}", new string[0], ExitCodes.Usage, "no such directory")]
+    [TestCase("{native}", new[] { "--threads", "-3" }, ExitCodes.Usage, "--threads")]
+    [TestCase("{native}", new[] { "--seq-len", "1" }, ExitCodes.Usage, "--seq-len")]
     [TestCase("{file}", new string[0], ExitCodes.Usage, "is a file")]
     [TestCase("{native}", new[] { "--data", "{nope}" }, ExitCodes.Usage, "--data")]
     [TestCase("{native}", new[] { "--data", "{garbage}" }, ExitCodes.Malformed, "{garbage}")]
