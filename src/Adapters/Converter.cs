@@ -26,6 +26,27 @@ public static partial class Converter
         var sw = Stopwatch.StartNew();
         CheckOutput(inDir, outDir, options);
         using Checkpoint src = Checkpoint.Open(inDir);
+        // The MTP copies of the embedding/head: compared once per conversion (a --part takes an earlier part's result).
+        var tied = new TiedCopies(options.Part != null ? Path.Combine(Path.GetFullPath(outDir), PartsDirName) : null, options.DropBehind);
+        NativePlan plan = PlanNative(src, inDir, options, tied);
+        var shards = ShardPlanner.Plan(plan.Outputs.Select(o => o.Spec).ToList(), options.MaxShardBytes);
+        if (tied.Record.Count > 0)
+            progress?.Log?.Invoke($"tied copies: {tied.Record.Count} compared ({tied.Reused} taken from an earlier part's manifest, {tied.BytesRead:N0} bytes read)");
+        var extra = plan.SourceRecord(src);
+        extra.Remove("family");
+        extra.Remove("source");
+        extra[TiedCopies.ManifestKey] = tied.Record;
+        extra["warnings"] = OversizedShards(shards, options, progress);
+        return Execute("to-native", inDir, outDir, plan.Family, options, progress, src, plan.Outputs, shards, plan.Config, plan.Dropped, plan.Carried, null, sw, extra, null);
+    }
+
+    /// <summary>
+    /// Plans HF -> training layout from <paramref name="src"/>'s headers: every output tensor with the pieces that make it,
+    /// strictly (a missing tensor, or an unknown one without <see cref="ConvertOptions.AllowUnknown"/>, throws). Shared by
+    /// <see cref="ToNative"/>, which writes the plan, and <see cref="NativeView"/>, which produces it in memory.
+    /// </summary>
+    internal static NativePlan PlanNative(Checkpoint src, string inDir, ConvertOptions options, TiedCopies tied)
+    {
         Conventions.Check(src);
         JsonObject config = src.Config ?? throw new AdapterException(AdapterErrorKind.Malformed, $"{inDir}: no config.json (needed to know the family, layers, experts and MTP depth)");
         string family = ResolveFamily(options.Family, config, inDir);
@@ -43,8 +64,6 @@ public static partial class Converter
         var outputs = new List<PlannedTensor>();
         var dropped = new List<(string, string)>();
         var ctx = new NativePlanContext(src, table, outType, block, claimed, missing, ScalesArePowersOfTwo(config));
-        // The MTP copies of the embedding/head: compared once per conversion (a --part takes an earlier part's result).
-        var tied = new TiedCopies(options.Part != null ? Path.Combine(Path.GetFullPath(outDir), PartsDirName) : null, options.DropBehind);
 
         foreach (Binding b in table.Bindings)
         {
@@ -99,23 +118,7 @@ public static partial class Converter
 
         outputs.Sort((a, b) => a.Order.CompareTo(b.Order));
         CheckDuplicateOutputs(outputs);
-        var shards = ShardPlanner.Plan(outputs.Select(o => o.Spec).ToList(), options.MaxShardBytes);
-        if (tied.Record.Count > 0)
-            progress?.Log?.Invoke($"tied copies: {tied.Record.Count} compared ({tied.Reused} taken from an earlier part's manifest, {tied.BytesRead:N0} bytes read)");
-
-        JsonObject outConfig = NativeConfig(config, outType);
-        var extra = new JsonObject
-        {
-            ["source_quantization_config"] = (config["quantization_config"] ?? (config["text_config"] as JsonObject)?["quantization_config"])?.DeepClone(),
-            ["source_tensors"] = new JsonArray(src.Tensors.Select(t => (JsonNode)new JsonObject
-            {
-                ["name"] = t.Name, ["dtype"] = t.Info.DType.Name(), ["shape"] = new JsonArray(t.Info.Shape.Select(d => (JsonNode)d).ToArray()),
-                ["file"] = Path.GetFileName(t.File.Path),
-            }).ToArray()),
-            [TiedCopies.ManifestKey] = tied.Record,
-            ["warnings"] = OversizedShards(shards, options, progress),
-        };
-        return Execute("to-native", inDir, outDir, family, options, progress, src, outputs, shards, outConfig, dropped, carried, null, sw, extra, null);
+        return new NativePlan(family, inDir, outputs, dropped, carried, NativeConfig(config, outType), config);
     }
 
     /// <summary>

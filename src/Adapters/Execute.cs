@@ -330,11 +330,7 @@ public static partial class Converter
                 ["dtype"] = o.DType?.Name(), ["expert_layout"] = o.PerExpertLayout ? "per-expert" : "stacked", ["allow_unknown"] = o.AllowUnknown,
                 ["max_shard_bytes"] = o.MaxShardBytes, ["reference"] = o.Reference,
             },
-            ["source"] = new JsonObject
-            {
-                ["path"] = Path.GetFullPath(inDir), ["tensors"] = src.Tensors.Count, ["bytes"] = src.TotalTensorBytes, ["files"] = src.Files.Count,
-                ["dtype_counts"] = Counts(src.Tensors.Select(t => t.Info.DType)),
-            },
+            ["source"] = SourceSummary(inDir, src),
             ["target"] = new JsonObject
             {
                 ["path"] = Path.GetFullPath(outDir), ["tensors"] = outputs.Count, ["bytes"] = written, ["shards"] = Arr(shards.Select(s => s.FileName)),
@@ -365,6 +361,13 @@ public static partial class Converter
         }
         return r;
     }
+
+    /// <summary>The report's <c>source</c> object: where the input is and what it holds.</summary>
+    internal static JsonObject SourceSummary(string inDir, Checkpoint src) => new()
+    {
+        ["path"] = Path.GetFullPath(inDir), ["tensors"] = src.Tensors.Count, ["bytes"] = src.TotalTensorBytes, ["files"] = src.Files.Count,
+        ["dtype_counts"] = Counts(src.Tensors.Select(t => t.Info.DType)),
+    };
 
     static JsonObject Counts(IEnumerable<DType> d)
     {

@@ -43,70 +43,44 @@ public static class CheckpointIO
         _ => throw new ArgumentException($"dtype {t} cannot be saved (bf16 or f32)"),
     };
 
-    /// <summary>Fills a freshly built model from <paramref name="ckpt"/>; disposes the model if that fails.</summary>
-    public static T FillOrDispose<T>(T model, Checkpoint ckpt) where T : MtpModel
-    {
-        try
-        {
-            Fill(model, ckpt);
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-    }
-
     /// <summary>
-    /// Fills every parameter and buffer of <paramref name="model"/> from <paramref name="ckpt"/>, strictly: every
-    /// checkpoint tensor lands somewhere (or is one the model declares it ignores), every parameter is filled,
-    /// shapes match exactly. Returns the ignored checkpoint tensors.
+    /// Fills every parameter and buffer of <paramref name="model"/> from <paramref name="src"/>, strictly: every
+    /// source tensor lands somewhere (or is one the model declares it ignores), every parameter is filled,
+    /// shapes match exactly. Each tensor goes straight into the parameter's storage (<see cref="TensorFill"/>), one at a
+    /// time, so loading needs the model's memory plus one chunk. Records the source's config and, for a Hugging Face
+    /// source, its lineage on the model. Returns the ignored tensors (carried unchanged on save).
     /// </summary>
-    public static IReadOnlyList<string> Fill(MtpModel model, Checkpoint ckpt)
+    public static IReadOnlyList<string> Fill(MtpModel model, ITensorSource src)
     {
         var state = model.StateDict();
-        var missing = state.Keys.Where(n => !ckpt.Contains(n)).ToList();
-        var ignored = ckpt.Tensors.Select(t => t.Name).Where(n => !state.ContainsKey(n) && model.IsIgnoredCheckpointTensor(n)).ToList();
-        var unexpected = ckpt.Tensors.Select(t => t.Name).Where(n => !state.ContainsKey(n) && !model.IsIgnoredCheckpointTensor(n)).ToList();
+        var names = src.Tensors.Select(t => t.Name).ToList();
+        var missing = state.Keys.Where(n => !src.Contains(n)).ToList();
+        var ignored = names.Where(n => !state.ContainsKey(n) && model.IsIgnoredCheckpointTensor(n)).ToList();
+        var unexpected = names.Where(n => !state.ContainsKey(n) && !model.IsIgnoredCheckpointTensor(n)).ToList();
         var mismatched = new List<string>();
-        foreach (var loc in ckpt.Tensors)
+        foreach (var spec in src.Tensors)
         {
-            if (!state.TryGetValue(loc.Name, out var t)) continue;
-            if (!loc.Info.Shape.SequenceEqual(t.shape))
-                mismatched.Add($"{loc.Name}: checkpoint {loc.Info.ShapeText} vs model {Shapes.Format(t.shape)}");
-            else if (IsInteger(t.dtype) ? loc.Info.DType is not (DType.I32 or DType.I64) : loc.Info.DType is not (DType.F32 or DType.BF16 or DType.F16))
-                mismatched.Add($"{loc.Name}: dtype {loc.Info.DType} cannot fill a {t.dtype} tensor (floats: F32/BF16/F16, dequantize first; integers: I32/I64)");
+            if (!state.TryGetValue(spec.Name, out var t)) continue;
+            if (!spec.Shape.SequenceEqual(t.shape))
+                mismatched.Add($"{spec.Name}: checkpoint {Shapes.Format(spec.Shape)} vs model {Shapes.Format(t.shape)}");
+            else if (IsInteger(t.dtype) ? spec.DType is not (DType.I32 or DType.I64) : spec.DType is not (DType.F32 or DType.BF16 or DType.F16))
+                mismatched.Add($"{spec.Name}: dtype {spec.DType} cannot fill a {t.dtype} tensor (floats: F32/BF16/F16, dequantize first; integers: I32/I64)");
         }
         if (missing.Count + unexpected.Count + mismatched.Count > 0)
         {
-            // An HF checkpoint here is one mistake (it was not converted), not a hundred missing names.
-            var layout = Mtp.Adapters.LayoutDetector.Detect(ckpt.Directory, ckpt.Config, ckpt.Tensors.Select(t => t.Name).ToList());
-            if (layout.Layout == Mtp.Adapters.CheckpointLayout.HuggingFace)
-                throw new ModelLoadException($"{ckpt.Directory}: a Hugging Face checkpoint ({layout.Evidence}); the {model.Family} model loads the training layout: " +
-                    $"run mtp convert {ckpt.Directory} OUT --to native first", missing, unexpected, mismatched);
             var parts = new List<string>();
             if (missing.Count > 0) parts.Add($"{missing.Count} missing: {Mtp.Adapters.NameList.Cut(missing)}");
             if (unexpected.Count > 0) parts.Add($"{unexpected.Count} unexpected: {Mtp.Adapters.NameList.Cut(unexpected)}");
             if (mismatched.Count > 0) parts.Add($"{mismatched.Count} mismatched: {Mtp.Adapters.NameList.Cut(mismatched, separator: "; ")}");
-            throw new ModelLoadException($"{ckpt.Directory}: checkpoint does not match the {model.Family} MTP model: " + string.Join(" | ", parts),
+            throw new ModelLoadException($"{src.Directory}: checkpoint does not match the {model.Family} MTP model: " + string.Join(" | ", parts),
                 missing, unexpected, mismatched);
         }
-        model.CarriedTensors = ignored.Select(n => ckpt.Get(n)).Select(l => (new TensorSpec(l.Name, l.Info.DType, l.Info.Shape), l.File.GetBytes(l.Info).ToArray())).ToList();
-        using var _ = no_grad();
-        foreach (var loc in ckpt.Tensors)
-        {
-            if (!state.TryGetValue(loc.Name, out var target)) continue; // ignored by the model (carried)
-            using var scope = NewDisposeScope();
-            Tensor src = loc.Info.DType switch
-            {
-                DType.I32 => tensor(MemoryMarshal.Cast<byte, int>(loc.File.GetBytes(loc.Info)).ToArray(), loc.Info.Shape),
-                DType.I64 => tensor(MemoryMarshal.Cast<byte, long>(loc.File.GetBytes(loc.Info)).ToArray(), loc.Info.Shape),
-                _ => tensor(ReadFloat(loc.File.GetBytes(loc.Info), loc.Info), loc.Info.Shape),
-            };
-            target.copy_(src.to(target.dtype, target.device));
-            loc.File.ReleasePages(loc.Info); // copied: its pages need not stay mapped while the rest loads
-        }
+        model.CarriedTensors = src.Tensors.Where(t => ignored.Contains(t.Name)).Select(t => (t, TensorFill.Bytes(src, t.Name))).ToList();
+        using (no_grad())
+            foreach (var spec in src.Tensors)
+                if (state.TryGetValue(spec.Name, out var target)) TensorFill.Into(src, spec, target); // else ignored by the model (carried)
+        model.SourceConfig = src.Config;
+        model.SourceLineage = (src as Mtp.Adapters.NativeView)?.Lineage;
         return ignored;
     }
 

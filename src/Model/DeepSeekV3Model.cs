@@ -123,7 +123,7 @@ public sealed class DeepSeekV3Model : MtpModel
     /// <inheritdoc />
     public override int MtpDepthCount => Config.NumNextnPredictLayers;
 
-    /// <summary>Creates a zero-initialised model (use <see cref="DeepSeekV3Model.Load"/> to fill it).</summary>
+    /// <summary>Creates a zero-initialised model (use <see cref="Load(string, Device, ScalarType)"/> to fill it).</summary>
     /// <param name="config">Config.</param>
     /// <param name="dtype">Parameter dtype (Float32 or BFloat16).</param>
     /// <param name="device">Device.</param>
@@ -153,14 +153,20 @@ public sealed class DeepSeekV3Model : MtpModel
     /// </summary>
     public static new DeepSeekV3Model Load(string dir, Device device, ScalarType dtype)
     {
-        var cfg = DeepSeekV3Config.Load(dir);
-        using var ckpt = Checkpoint.Open(dir);
+        using var src = ModelSource.Open(dir, dtype);
+        return Load(src, device, dtype);
+    }
+
+    /// <summary>Loads from a tensor source (a training-layout checkpoint, or an HF one converted in memory).</summary>
+    public static DeepSeekV3Model Load(ITensorSource ckpt, Device device, ScalarType dtype)
+    {
+        var cfg = DeepSeekV3Config.FromJson(ModelSource.ConfigOf(ckpt));
         int d = cfg.NumNextnPredictLayers;
         var ownEmb = Enumerable.Range(0, d).Select(k => ckpt.Contains($"mtp.layers.{k}.embed_tokens.weight")).ToArray();
         var ownHead = Enumerable.Range(0, d).Select(k => ckpt.Contains($"mtp.layers.{k}.shared_head.head.weight")).ToArray();
         DeepSeekV3Model model;
         using (no_grad()) model = new DeepSeekV3Model(cfg, dtype, device, ownEmb, ownHead);
-        return CheckpointIO.FillOrDispose(model, ckpt);
+        return ModelSource.FillOrDispose(model, ckpt);
     }
 
     /// <summary>Builds the mask and rope tables for a batch (positions restart per packed sequence).</summary>

@@ -51,6 +51,15 @@ public abstract class MtpModel : nn.Module
     /// </summary>
     public virtual bool IsIgnoredCheckpointTensor(string name) => false;
 
+    /// <summary>The config.json of the checkpoint loaded (the training layout's, also when it came from a Hugging Face one), if any.</summary>
+    public JsonObject? SourceConfig { get; internal set; }
+
+    /// <summary>
+    /// Set when the weights came from a Hugging Face checkpoint converted in memory: its source record (what conversion.json
+    /// would carry), so a save exports back to that format. Null for a training-layout checkpoint.
+    /// </summary>
+    public JsonObject? SourceLineage { get; internal set; }
+
     /// <summary>The ignored checkpoint tensors of the last load, byte for byte: saving writes them back unchanged.</summary>
     public IReadOnlyList<(Mtp.SafeTensors.TensorSpec Spec, byte[] Data)> CarriedTensors { get; internal set; } = Array.Empty<(Mtp.SafeTensors.TensorSpec, byte[])>();
 
@@ -83,7 +92,10 @@ public abstract class MtpModel : nn.Module
     public IReadOnlyList<(string Name, Parameter Param)> TrainableParameters() =>
         named_parameters().Where(p => p.parameter.requires_grad).Select(p => (p.name, p.parameter)).ToList();
 
-    /// <summary>Loads a training-layout checkpoint of any registered family (chosen by config.json's model_type).</summary>
+    /// <summary>
+    /// Loads a checkpoint of any registered family (chosen by config.json's model_type): the training layout, or a Hugging
+    /// Face checkpoint converted in memory in <paramref name="dtype"/> (<see cref="ModelSource"/>).
+    /// </summary>
     public static MtpModel Load(string dir, Device device, ScalarType dtype) => ModelRegistry.Load(dir, device, dtype);
 }
 
@@ -91,7 +103,7 @@ public abstract class MtpModel : nn.Module
 public static class ModelRegistry
 {
     // One line per family. Qwen3.5 nests its text config, so text_config.model_type is looked up too.
-    static readonly Dictionary<string, Func<string, Device, ScalarType, MtpModel>> Loaders = new(StringComparer.Ordinal)
+    static readonly Dictionary<string, Func<Mtp.SafeTensors.ITensorSource, Device, ScalarType, MtpModel>> Loaders = new(StringComparer.Ordinal)
     {
         ["deepseek_v3"] = DeepSeekV3Model.Load,
         ["deepseek_v4"] = DeepSeekV4Model.Load,
@@ -103,7 +115,10 @@ public static class ModelRegistry
     /// <summary>model_type values that have a model.</summary>
     public static IReadOnlyCollection<string> ModelTypes => Loaders.Keys;
 
-    /// <summary>Reads config.json's model_type (top level, then text_config) and loads with that family's model.</summary>
+    /// <summary>
+    /// Reads config.json's model_type (top level, then text_config) and loads with that family's model, from the training
+    /// layout or from a Hugging Face checkpoint (see <see cref="ModelSource.Open"/>).
+    /// </summary>
     public static MtpModel Load(string dir, Device device, ScalarType dtype)
     {
         string path = Path.Combine(dir, "config.json");
@@ -117,7 +132,11 @@ public static class ModelRegistry
             if (t is not null && Loaders.TryGetValue(t, out var load))
             {
                 // The config readers see only the JSON; the message is worth more with the file it came from.
-                try { return load(dir, device, dtype); }
+                try
+                {
+                    using var src = ModelSource.Open(dir, dtype);
+                    return load(src, device, dtype);
+                }
                 catch (ModelConfigException e) when (e.Message.StartsWith("config.json", StringComparison.Ordinal))
                 {
                     throw new ModelConfigException(path + e.Message["config.json".Length..]);

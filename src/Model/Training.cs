@@ -180,7 +180,8 @@ public sealed class Trainer : IDisposable
         init
         {
             _sourceDir = value;
-            SourceLineage = value is null ? null : Lineage.Read(value);
+            // Loaded from an HF checkpoint: the record of that source; from the training layout: its conversion.json's.
+            SourceLineage = value is null ? null : Model.SourceLineage ?? Lineage.Read(value);
         }
     }
     readonly string? _sourceDir;

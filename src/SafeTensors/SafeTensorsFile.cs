@@ -121,12 +121,19 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     /// file-backed, so a later read faults them in again) — a loader that walks a checkpoint then holds one tensor's
     /// pages at a time instead of every shard it has read. Best effort, Linux only; a no-op elsewhere.
     /// </summary>
-    public void ReleasePages(TensorInfo tensor)
+    public void ReleasePages(TensorInfo tensor) => ReleasePages(tensor, 0, tensor.ByteLength);
+
+    /// <summary>
+    /// Like <see cref="ReleasePages(TensorInfo)"/> for the bytes [<paramref name="offset"/>, +<paramref name="length"/>) of
+    /// <paramref name="tensor"/> only (the whole pages inside that range): a loader copying a 15 GB tensor in chunks holds
+    /// one chunk's pages at a time.
+    /// </summary>
+    public void ReleasePages(TensorInfo tensor, long offset, long length)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (tensor.ByteLength == 0 || _base == null || !OperatingSystem.IsLinux()) return;
+        if (length <= 0 || _base == null || !OperatingSystem.IsLinux()) return;
         long page = Environment.SystemPageSize;
-        long a = (long)(_base + Header.DataStart + tensor.Begin), e = a + tensor.ByteLength;
+        long a = (long)(_base + Header.DataStart + tensor.Begin + offset), e = a + length;
         a = (a + page - 1) / page * page;
         e = e / page * page;
         if (e <= a) return;

@@ -15,7 +15,7 @@ public static class TrainCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
-        var ckpt = new Argument<string>("checkpoint") { Description = "Training-layout checkpoint directory (config.json + safetensors)." };
+        var ckpt = new Argument<string>("checkpoint") { Description = "Checkpoint directory: the training layout, or a Hugging Face checkpoint (converted in memory in the training dtype, FP8/FP4 dequantized as convert does)." };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps to run in this invocation.", Required = true }.AtLeast(0);
         var outDir = new Option<string?>("--out") { Description = "Write the trained checkpoint (weights in the training dtype, sharded with an index) plus training_state/ (optimizer, schedule, data position) here, atomically." };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" }.Device();
@@ -62,7 +62,7 @@ public static class TrainCommand
     {
         // --steps, --batch and --seq-len ranges are checked while parsing (OptionChecks.AtLeast).
         if (!Directory.Exists(ckpt))
-            throw new CliException(ExitCodes.Usage, File.Exists(ckpt) ? $"{ckpt}: is a file; train takes a training-layout checkpoint directory" : $"{ckpt}: no such directory", ckpt);
+            throw new CliException(ExitCodes.Usage, File.Exists(ckpt) ? $"{ckpt}: is a file; train takes a checkpoint directory" : $"{ckpt}: no such directory", ckpt);
         if (dataPath is not null && !File.Exists(dataPath)) throw new CliException(ExitCodes.Usage, $"--data {dataPath}: no such file", dataPath);
         TorchDevices.SetThreads(threads);
         var device = TorchDevices.Checked(deviceName);
@@ -78,7 +78,7 @@ public static class TrainCommand
             TrainResume.CheckHorizon(0, steps, options.TotalSteps, given.TotalSteps is not null);
             var dtype = CheckpointIO.ParseDType(dtypeName);
             var model = MtpModel.Load(ckpt, device, dtype);
-            var config = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(ckpt, "config.json")))!;
+            var config = model.SourceConfig ?? throw new CliException(ExitCodes.Usage, $"{ckpt}: no config.json", ckpt);
             int vocab = model.VocabSize;
             TokenSource source = dataPath is null ? new SyntheticTokenSource(vocab, (ulong)seed) : new FileTokenSource(dataPath, vocab);
             trainer = new Trainer(model, source, options, config) { SourceDir = ckpt, StartCheckpoint = Path.GetFullPath(ckpt).TrimEnd('/'), Seed = seed };

@@ -174,7 +174,7 @@ public sealed class DeepSeekV4Model : MtpModel
             || leaf == "attn_sink" || leaf == "ape" || name.EndsWith(".gate.bias", StringComparison.Ordinal);
     }
 
-    /// <summary>Creates a zero-initialised model (use <see cref="Load"/> to fill it).</summary>
+    /// <summary>Creates a zero-initialised model (use <see cref="Load(string, Device, ScalarType)"/> to fill it).</summary>
     public DeepSeekV4Model(DeepSeekV4Config config, ScalarType dtype, Device device, V4DepthLayout[]? depths = null) : base("DeepSeekV4Model", dtype, device)
     {
         Config = config;
@@ -197,8 +197,14 @@ public sealed class DeepSeekV4Model : MtpModel
     /// </summary>
     public static new DeepSeekV4Model Load(string dir, Device device, ScalarType dtype)
     {
-        var cfg = DeepSeekV4Config.Load(dir);
-        using var ckpt = Checkpoint.Open(dir);
+        using var src = ModelSource.Open(dir, dtype);
+        return Load(src, device, dtype);
+    }
+
+    /// <summary>Loads from a tensor source (a training-layout checkpoint, or an HF one converted in memory).</summary>
+    public static DeepSeekV4Model Load(ITensorSource ckpt, Device device, ScalarType dtype)
+    {
+        var cfg = DeepSeekV4Config.FromJson(ModelSource.ConfigOf(ckpt));
         var layouts = Enumerable.Range(0, cfg.NumNextnPredictLayers).Select(k => new V4DepthLayout(
             FusedEhProj: ckpt.Contains($"mtp.layers.{k}.eh_proj.weight"),
             OwnHcHead: ckpt.Contains($"mtp.layers.{k}.hc_head.fn") || !ckpt.Contains($"mtp.layers.{k}.eh_proj.weight"),
@@ -206,7 +212,7 @@ public sealed class DeepSeekV4Model : MtpModel
             OwnHead: ckpt.Contains($"mtp.layers.{k}.shared_head.head.weight"))).ToArray();
         DeepSeekV4Model m;
         using (no_grad()) m = new DeepSeekV4Model(cfg, dtype, device, layouts);
-        return CheckpointIO.FillOrDispose(m, ckpt);
+        return ModelSource.FillOrDispose(m, ckpt);
     }
 
     /// <summary>Builds the per-forward context (masks, rope tables, compression plans) for a packed batch.</summary>

@@ -127,7 +127,7 @@ public sealed class QwenModel : MtpModel
     public QwenConfig Config { get; }
     /// <summary>MTP depths (= MTP layers; depth k uses layer k-1).</summary>
     public int Depths { get; }
-    /// <summary>Checkpoint tensors the last <see cref="Load"/> ignored (the vision tower).</summary>
+    /// <summary>Checkpoint tensors the last <see cref="Load(string, Device, ScalarType)"/> ignored (the vision tower).</summary>
     public IReadOnlyList<string> IgnoredTensors { get; private set; } = Array.Empty<string>();
     /// <summary>How linear attention evaluates the delta rule (default chunked).</summary>
     public DeltaRuleMode DeltaRuleMode { get; set; } = DeltaRuleMode.Chunked;
@@ -164,14 +164,20 @@ public sealed class QwenModel : MtpModel
     public IReadOnlyList<QwenMtpLayer> MtpLayers => mtp.Layers;
 
     /// <summary>
-    /// Loads a Qwen3.5 / Qwen3-Next training-layout checkpoint strictly (see <see cref="CheckpointIO.Fill"/>);
+    /// Loads a Qwen3.5 / Qwen3-Next checkpoint strictly (see <see cref="CheckpointIO.Fill"/>);
     /// <c>model.visual.*</c> is listed in <see cref="IgnoredTensors"/>. Qwen3-Next without
     /// <c>num_nextn_predict_layers</c>: the MTP layers are counted from the checkpoint's keys.
     /// </summary>
     public static new QwenModel Load(string dir, Device device, ScalarType dtype)
     {
-        var cfg = QwenConfig.Load(dir);
-        using var ckpt = Checkpoint.Open(dir);
+        using var src = ModelSource.Open(dir, dtype);
+        return Load(src, device, dtype);
+    }
+
+    /// <summary>Loads from a tensor source (a training-layout checkpoint, or an HF one converted in memory).</summary>
+    public static QwenModel Load(ITensorSource ckpt, Device device, ScalarType dtype)
+    {
+        var cfg = QwenConfig.FromJson(ModelSource.ConfigOf(ckpt));
         int d = cfg.MtpLayers ?? ckpt.Tensors.Select(t => t.Name).Where(n => n.StartsWith("mtp.layers.", StringComparison.Ordinal))
             .Select(n => int.TryParse(n.Split('.')[2], out int j) ? j + 1 : 0).DefaultIfEmpty(0).Max();
         QwenModel m;
