@@ -117,6 +117,23 @@ public class EvalCommandTests
         Assert.That(Numbers(Json(_native32, "--batches", "3", "--seq-len", "32")), Is.Not.EqualTo(Numbers(before)));
     }
 
+    [TestCase("deepseek-v3", "bf16")]
+    [TestCase("deepseek-v3", "f32")]
+    [TestCase("deepseek-v4-flash", "bf16")]
+    [TestCase("deepseek-v4-legacy-mtp", "bf16")]
+    [TestCase("qwen3.5-moe", "bf16")]
+    [TestCase("qwen3.5-moe-fp8", "bf16")]
+    public void AnHfFixtureEvaluatesLikeItsConversion(string fixture, string dtype)
+    {
+        string hf = Path.Combine(RepoPaths.Fixtures, fixture);
+        string native = Path.Combine(_dir, $"{fixture}-{dtype}");
+        if (!Directory.Exists(native)) Ok(CliRunner.Run("convert", hf, native, "--to", "native", "--dtype", dtype));
+        string[] rest = ["--dtype", dtype, "--batches", "2", "--seq-len", "32"];
+        var direct = Json([hf, .. rest]);
+        Assert.That(Numbers(direct), Is.EqualTo(Numbers(Json([native, .. rest]))));
+        Assert.That(direct["depths"]!.AsArray(), Has.Count.GreaterThan(0), "the MTP depths were evaluated");
+    }
+
     [Test]
     public void HelpListsTheValuesOfDtypeAndDevice()
     {

@@ -17,7 +17,7 @@ public static class EvalCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
-        var ckpt = new Argument<string>("checkpoint") { Description = "Checkpoint directory with a model (config.json + safetensors; the training layout)." };
+        var ckpt = new Argument<string>("checkpoint") { Description = "Checkpoint directory of a family with a model: a Hugging Face release (converted in memory) or the training layout." };
         var data = new Option<string?>("--data") { Description = "Token ids: .bin/.u16 (uint16), .i32 (int32) or .jsonl (one list of ids per document), read from the start. Default: the learnable synthetic stream of --seed." };
         var batches = new Option<int>("--batches") { Description = "Batches to evaluate.", DefaultValueFactory = _ => 8 }.AtLeast(1);
         var batch = new Option<int>("--batch") { Description = "Rows per batch.", DefaultValueFactory = _ => 2 }.AtLeast(1);
