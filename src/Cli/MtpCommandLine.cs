@@ -9,7 +9,7 @@ public static class MtpCommandLine
     /// <summary>Parses and runs <paramref name="args"/>; returns the process exit code.</summary>
     public static int Run(string[] args)
     {
-        var root = new RootCommand("mtp: convert and train Multi-Token-Prediction checkpoints (DeepSeek-V3/V4, Qwen3.5)");
+        var root = new RootCommand("mtp: convert, train and evaluate Multi-Token-Prediction checkpoints (DeepSeek-V3/V4, Qwen3.5)");
         root.Options.Add(GlobalOptions.Verbose);
         root.Options.Add(GlobalOptions.Quiet);
         HelpText.ListSubcommandsWhenNoneGiven(root);
@@ -18,6 +18,7 @@ public static class MtpCommandLine
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(VerifyCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(SynthCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(RoundtripCommand.Create());

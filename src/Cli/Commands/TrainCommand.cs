@@ -64,18 +64,6 @@ public static class TrainCommand
     /// <summary>The value of <paramref name="o"/> when it was typed, null when left to its default.</summary>
     static T? Given<T>(ParseResult pr, Option<T> o) where T : struct => pr.GetResult(o) is { Implicit: false } ? pr.GetValue(o) : null;
 
-    // Asked before torch.device, which throws on a build or machine without CUDA instead of answering.
-    static torch.Device CheckedDevice(string name)
-    {
-        if (!name.StartsWith("cuda", StringComparison.OrdinalIgnoreCase)) return torch.device(name.ToLowerInvariant());
-        if (!torch.cuda.is_available())
-            throw new CliException(ExitCodes.Usage, $"--device {name}: no CUDA device here (or this build's libtorch is CPU-only: build with -p:TorchBackend=cuda); use --device cpu");
-        int index = name.Length > 5 ? int.Parse(name[5..], CultureInfo.InvariantCulture) : 0;
-        int count = torch.cuda.device_count();
-        if (index >= count) throw new CliException(ExitCodes.Usage, $"--device {name}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})");
-        return torch.device(name.ToLowerInvariant());
-    }
-
     static int Run(string ckpt, int steps, string? outDir, string deviceName, string dtypeName, TrainerOptions options,
         string? dataPath, long seed, string? resumeDir, int threads, bool json, TrainFlags given, OutputRules outRules, bool saveAsHf)
     {
@@ -84,8 +72,8 @@ public static class TrainCommand
         if (!Directory.Exists(ckpt))
             throw new CliException(ExitCodes.Usage, File.Exists(ckpt) ? $"{ckpt}: is a file; train takes a checkpoint directory" : $"{ckpt}: no such directory", ckpt);
         if (dataPath is not null && !File.Exists(dataPath)) throw new CliException(ExitCodes.Usage, $"--data {dataPath}: no such file", dataPath);
-        if (threads > 0) torch.set_num_threads(threads);
-        var device = CheckedDevice(deviceName);
+        TorchDevices.SetThreads(threads);
+        var device = TorchDevices.Checked(deviceName);
         torch.manual_seed(seed);
         Trainer trainer;
         if (resumeDir is not null)
