@@ -20,6 +20,7 @@ public static class CommandCases
         ("demo", new[] { "demo", "--work", "{out}", "--steps", "1" }),
         ("bench kernels", new[] { "bench", "kernels", "--rows", "32", "--cols", "64", "--threads", "1", "--seconds", "0" }),
         // "bench convert" runs child processes for a minute: BenchConvertCommandTests parses its --json as one document.
+        ("bench load", new[] { "bench", "load", "{hf}" }),
         ("roundtrip", new[] { "roundtrip", "{hf}", "--work", "{out}" }),
         ("eval", new[] { "eval", "{native}", "--batches", "2", "--seq-len", "16" }),
     };

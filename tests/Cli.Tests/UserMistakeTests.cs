@@ -64,8 +64,8 @@ public class UserMistakeTests
         M("train: --batch 0", Usage, "--batch", "train", "{nat}", "--steps", "1", "--batch", "0", "--json"),
         M("train: --seq-len 1", Usage, "--seq-len", "train", "{nat}", "--steps", "1", "--seq-len", "1", "--json"),
         M("train: --lr abc", Usage, "--lr", "train", "{nat}", "--steps", "1", "--lr", "abc", "--json"),
-        M("train: an HF checkpoint", Inconsistent, "{qwenhf}", "train", "{qwenhf}", "--steps", "1", "--json"),
-        M("train: a quantized HF checkpoint", Malformed, "{v4hfconfig}", "train", "{v4hf}", "--steps", "1", "--json"),
+        M("train: --save-as hf without --out", Usage, "--save-as", "train", "{qwenhf}", "--steps", "1", "--save-as", "hf", "--json"),
+        M("train: --save-as xyz", Usage, "--save-as", "train", "{v4hf}", "--steps", "1", "--save-as", "xyz", "--json"),
         M("train: config.json not JSON", Malformed, "{badcfg}", "train", "{badcfg}", "--steps", "1", "--json"),
         // synth
         M("synth: --family llama", Usage, "--family", "synth", "--family", "llama", "{out}"),
@@ -98,7 +98,6 @@ public class UserMistakeTests
         Paths["{hf}"] = F("deepseek-v3");
         Paths["{qwenhf}"] = F("qwen3.5-moe");
         Paths["{v4hf}"] = F("deepseek-v4-flash");
-        Paths["{v4hfconfig}"] = Path.Combine(F("deepseek-v4-flash"), "config.json");
         Paths["{nat}"] = Path.Combine(_work, "native");
         Paths["{v4nat}"] = Path.Combine(_work, "v4-native");
         Paths["{nope}"] = Path.Combine(_work, "does-not-exist");
