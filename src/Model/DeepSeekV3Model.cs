@@ -187,8 +187,11 @@ public sealed class DeepSeekV3Model : MtpModel
         var labels = batch.Labels.to(ScalarType.Int64, Device);
         var positions = tensor(Packing.Positions(batch.CuSeqlens), device: Device).view(b, s);
         var ctx = Context(batch.CuSeqlens, b, s, positions);
-        var h = model.Hidden(ids, ctx);
-        var main = lm_head.forward(model.Norm.forward(h));
+        var (h, main) = MainPass(() =>
+        {
+            var hidden = model.Hidden(ids, ctx);
+            return (hidden, lm_head.forward(model.Norm.forward(hidden)));
+        });
         var logits = new List<Tensor>();
         var mtpLabels = new List<Tensor>();
         for (int k = 1; k <= Config.NumNextnPredictLayers; k++)

@@ -23,7 +23,7 @@ public sealed record ModelOutput(Tensor MainLogits, IReadOnlyList<Tensor> MtpLog
 /// buffer names equal the training-layout checkpoint names, so strict loading, saving, training and
 /// export are family-independent; each family adds a subclass and one line in <see cref="ModelRegistry"/>.
 /// </summary>
-public abstract class MtpModel : nn.Module
+public abstract partial class MtpModel : nn.Module
 {
     /// <summary>Creates the base with the module name, parameter dtype and device.</summary>
     protected MtpModel(string name, ScalarType dtype, Device device) : base(name)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using Mtp.Adapters;
 using Mtp.SafeTensors;
 using TorchSharp;
@@ -38,6 +39,13 @@ public sealed record TrainerOptions
     public double ClipNorm { get; init; } = 1.0;
     /// <summary>Roll position ids for MTP depths (default false: original positions).</summary>
     public bool RollPositions { get; init; }
+    /// <summary>
+    /// What is trained: every parameter (default) or, with <see cref="TrainMode.Mtp"/>, only the MTP depths (the
+    /// trainer calls <see cref="MtpModel.FreezeMain"/>). Saved as "all" / "mtp"; a state saved before this option
+    /// existed reads as all.
+    /// </summary>
+    [JsonConverter(typeof(TrainModeJsonConverter))]
+    public TrainMode Train { get; init; } = TrainMode.All;
 
     /// <summary>Learning rate of 0-based step <paramref name="step"/>: linear warmup, then cosine to MinLrRatio·Lr.</summary>
     public double LrAt(long step)
@@ -145,13 +153,19 @@ public sealed class Trainer : IDisposable
 {
     readonly List<(string Name, Parameter P)> _params;
 
-    /// <summary>Starts a run at step 0.</summary>
+    /// <summary>Starts a run at step 0; with <see cref="TrainerOptions.Train"/> = mtp the model's main part is frozen first.</summary>
+    /// <exception cref="ArgumentException">Train mode mtp on a model without MTP depths.</exception>
     public Trainer(MtpModel model, TokenSource data, TrainerOptions options, JsonObject? config = null)
     {
         Model = model;
         Data = data;
         Options = options;
         Config = config;
+        if (options.Train == TrainMode.Mtp)
+        {
+            if (model.MtpDepthCount == 0) throw new ArgumentException($"train mode mtp: the {model.Family} model has no MTP depths to train");
+            model.FreezeMain();
+        }
         _params = model.TrainableParameters().ToList();
         Optimizer = new AdamW(_params, options);
     }
@@ -262,12 +276,18 @@ public static class TrainingCheckpoint
     /// trainable parameter) against the free space.
     /// </summary>
     /// <exception cref="OutputException">DIR may not be replaced or the checkpoint does not fit.</exception>
-    public static OutputTransaction Begin(Trainer t, string dir, OutputRules rules)
+    public static OutputTransaction Begin(Trainer t, string dir, OutputRules rules) => OutputTransaction.Begin(dir, PlannedBytes(t), rules);
+
+    /// <summary>
+    /// Bytes a save of <paramref name="t"/> is planned at: every weight in the model dtype plus two F32 moments per
+    /// trainable parameter (with a frozen main model, the MTP depths' only).
+    /// </summary>
+    public static long PlannedBytes(Trainer t)
     {
         long elem = t.Model.DType == ScalarType.Float32 ? 4 : 2;
         long weights = t.Model.StateDict().Values.Sum(v => v.numel()) * elem;
         long moments = t.Model.TrainableParameters().Sum(p => p.Param.numel()) * 8;
-        return OutputTransaction.Begin(dir, weights + moments, rules);
+        return weights + moments;
     }
 
     /// <summary>

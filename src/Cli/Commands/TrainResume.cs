@@ -15,8 +15,9 @@ namespace Mtp.Cli.Commands;
 /// <param name="TotalSteps">--total-steps.</param>
 /// <param name="DType">--dtype.</param>
 /// <param name="RollPositions">--roll-positions.</param>
+/// <param name="Train">--train (all or mtp).</param>
 public sealed record TrainFlags(double? Lr, int? Batch, int? SeqLen, string? Data, long? Seed, double? MtpLossScale, int? Warmup, int? TotalSteps,
-    string? DType, bool? RollPositions);
+    string? DType, bool? RollPositions, string? Train = null);
 
 /// <summary>
 /// <c>mtp train --resume</c>: the saved run decides its options, so a flag that disagrees with them is refused rather than
@@ -73,6 +74,8 @@ public static class TrainResume
         if ((c = Differ("--mtp-loss-scale", g.MtpLossScale, o.MtpLossScale)) != null) yield return c;
         if ((c = Differ("--warmup", g.Warmup, o.Warmup)) != null) yield return c;
         if ((c = Differ("--roll-positions", g.RollPositions, o.RollPositions)) != null) yield return c;
+        if (g.Train is string train && TrainModeJsonConverter.Parse(train) != o.Train)
+            yield return $"--train {train} differs from the saved run's {TrainModeJsonConverter.Name(o.Train)}";
         if (g.Seed is long seed && seed != saved.Seed)
             yield return $"--seed {seed} differs from the saved run's {(saved.Seed is long s ? s.ToString(Inv) : "(not recorded)")}";
         if (g.DType is string dt && !SameDType(dt, saved.DType))

@@ -229,8 +229,11 @@ public sealed class DeepSeekV4Model : MtpModel
         var labels = batch.Labels.to(ScalarType.Int64, Device);
         var positions = tensor(Packing.Positions(batch.CuSeqlens), device: Device).view(b, s);
         using var ctx = Context(batch.CuSeqlens, b, s, positions);
-        var h = model.Streams(ids, ctx, Config.HcMult);
-        var main = lm_head.forward(model.Norm.forward(model.HcHead.forward(h)));
+        var (h, main) = MainPass(() =>
+        {
+            var streams = model.Streams(ids, ctx, Config.HcMult);
+            return (streams, lm_head.forward(model.Norm.forward(model.HcHead.forward(streams))));
+        });
         var logits = new List<Tensor>();
         var mtpLabels = new List<Tensor>();
         for (int k = 1; k <= Config.NumNextnPredictLayers; k++)

@@ -180,16 +180,19 @@ public sealed class V4Context : IDisposable
     public (CompressPlan? Plan, Tensor? Cos, Tensor? Sin) Plan(int r)
     {
         if (_plans.TryGetValue(r, out var p)) return p;
+        // The context owns what it caches (Dispose frees it): detached from the caller's dispose scope, a plan first
+        // asked for inside a shorter scope (the frozen main pass, see MtpModel.MainPass) outlives it for the depths.
         var plan = CompressPlan.Build(Cu, Rows, SeqLen, r, Device);
         Tensor? cos = null, sin = null;
         if (plan is not null)
         {
+            foreach (var t in new[] { plan.Current, plan.Previous, plan.PreviousValid, plan.Visible }) t.DetachFromDisposeScope();
             using var scope = NewDisposeScope();
             var first = plan.Current.select(-1, 0);                                  // [B, C]
             var pos = Positions.flatten().index_select(0, first.flatten()).view(first.shape);
             var (cc, ss) = V4Rope.CosSin(_invCompress, pos);
-            cos = cc.MoveToOuterDisposeScope();
-            sin = ss.MoveToOuterDisposeScope();
+            cos = cc.DetachFromDisposeScope();
+            sin = ss.DetachFromDisposeScope();
         }
         p = (plan, cos, sin);
         _plans[r] = p;

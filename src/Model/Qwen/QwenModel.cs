@@ -218,8 +218,11 @@ public sealed class QwenModel : MtpModel
         var labels = batch.Labels.to(ScalarType.Int64, Device);
         var positions = tensor(Packing.Positions(batch.CuSeqlens), device: Device).view(b, s);
         var ctx = Context(batch.CuSeqlens, b, s, positions);
-        var h = model.Norm.forward(model.Hidden(ids, ctx));
-        var main = Head(h);
+        var (h, main) = MainPass(() =>
+        {
+            var hidden = model.Norm.forward(model.Hidden(ids, ctx));
+            return (hidden, Head(hidden));
+        });
         var logits = new List<Tensor>();
         var mtpLabels = new List<Tensor>();
         var layers = mtp.Layers;
