@@ -105,7 +105,7 @@ public sealed class AcceptanceCounts
             var labels = mtpLabels[k].to(ScalarType.Int64);
             if (!mtpLogits[k].shape[..^1].SequenceEqual(labels.shape))
                 throw new ArgumentException($"depth {k + 1}: logits [{string.Join(", ", mtpLogits[k].shape)}] do not match labels [{string.Join(", ", labels.shape)}]");
-            has[k] = labels.ne(Packing.IgnoreIndex);
+            has[k] = labels.NotEqual(Packing.IgnoreIndex);
             acc[k] = has[k].logical_and(mtpLogits[k].argmax(-1).to(labels.device).eq(labels));
         }
         var full = has[0];

@@ -86,7 +86,7 @@ public static class Evaluator
     // Summed cross-entropy of one batch and its label count: MtpLoss's mean times the count it divided by.
     static (double Sum, long Count) Summed(Tensor logits, Tensor labels)
     {
-        long n = labels.ne(Packing.IgnoreIndex).sum().item<long>();
+        long n = labels.NotEqual(Packing.IgnoreIndex).sum().item<long>();
         return ((double)MtpLoss.CrossEntropy(logits, labels).item<float>() * n, n);
     }
 }

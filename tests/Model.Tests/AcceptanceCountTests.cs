@@ -97,7 +97,7 @@ public class AcceptanceCountTests
     {
         var (logits, labels) = WorkedExample();
         // The second batch predicts every label (0 where there is none): every count is its population.
-        var perfect = labels.Select(l => Logits(Rows(where(l.eq(X), zeros_like(l), l)))).ToArray();
+        var perfect = labels.Select(l => Logits(Rows(where(l.NotEqual(X).logical_not(), zeros_like(l), l)))).ToArray();
         var a = AcceptanceCounts.Count(logits, labels);
         a.Add(AcceptanceCounts.Count(perfect, labels));
         Assert.That(a.Labeled, Is.EqualTo(new long[] { 5 + 5, 4 + 4 }));
