@@ -165,7 +165,7 @@ public sealed class DeepSeekV3Model : MtpModel
         var ownEmb = Enumerable.Range(0, d).Select(k => ckpt.Contains($"mtp.layers.{k}.embed_tokens.weight")).ToArray();
         var ownHead = Enumerable.Range(0, d).Select(k => ckpt.Contains($"mtp.layers.{k}.shared_head.head.weight")).ToArray();
         DeepSeekV3Model model;
-        using (no_grad()) model = new DeepSeekV3Model(cfg, dtype, device, ownEmb, ownHead);
+        using (no_grad()) using (P.ForLoading()) model = new DeepSeekV3Model(cfg, dtype, device, ownEmb, ownHead);
         return ModelSource.FillOrDispose(model, ckpt);
     }
 

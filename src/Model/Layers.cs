@@ -17,8 +17,28 @@ public sealed record AttentionContext(Tensor Mask, Tensor Cos, Tensor Sin);
 /// <summary>Creates parameters directly in the target dtype and device (no float32 detour).</summary>
 internal static class P
 {
+    [ThreadStatic] static bool t_unfilled;
+
+    /// <summary>
+    /// While the returned scope lives (on this thread), parameters are allocated without being filled: a strict load
+    /// overwrites every one of them (or fails and disposes the model), and filling 4 GB of BF16 with zeros first took
+    /// more time than loading it.
+    /// </summary>
+    public static IDisposable ForLoading()
+    {
+        bool outer = t_unfilled;
+        t_unfilled = true;
+        return new Restore(outer);
+    }
+
+    sealed class Restore(bool outer) : IDisposable
+    {
+        public void Dispose() => t_unfilled = outer;
+    }
+
     public static Parameter Make(long[] shape, ScalarType dtype, Device device, bool ones = false) =>
-        new(ones ? torch.ones(shape, dtype: dtype, device: device) : torch.zeros(shape, dtype: dtype, device: device), requires_grad: true);
+        new(t_unfilled ? torch.empty(shape, dtype: dtype, device: device)
+            : ones ? torch.ones(shape, dtype: dtype, device: device) : torch.zeros(shape, dtype: dtype, device: device), requires_grad: true);
 }
 
 /// <summary>Bias-free linear layer whose single parameter is <c>weight</c> [out, in].</summary>

@@ -82,10 +82,33 @@ public static class TensorFill
         return data;
     }
 
-    sealed unsafe class StorageSink(Tensor target) : ITensorSink
+    [DllImport("libc", EntryPoint = "madvise")]
+    static extern int Madvise(nint addr, nuint length, int advice);
+
+    // Untouched storage (a model built for loading is not zero-filled) asked to be backed by 2 MB pages where the kernel
+    // allows it (transparent_hugepage "madvise" mode, Debian's default): 512x fewer first-touch page faults, which
+    // otherwise cost more than the copy itself.
+    static unsafe void AdviseHugePages(byte* p, long bytes)
     {
-        readonly byte* _base = (byte*)THSTensor_data(target.Handle);
-        readonly long _bytes = target.numel() * target.ElementSize;
+        const long Huge = 2L << 20;
+        if (!OperatingSystem.IsLinux() || bytes < 2 * Huge) return;
+        long a = ((long)p + Huge - 1) / Huge * Huge, e = ((long)p + bytes) / Huge * Huge;
+        if (e <= a) return;
+        try { Madvise((nint)a, (nuint)(e - a), 14 /* MADV_HUGEPAGE */); }
+        catch (Exception x) when (x is DllNotFoundException or EntryPointNotFoundException) { }
+    }
+
+    sealed unsafe class StorageSink : ITensorSink
+    {
+        readonly byte* _base;
+        readonly long _bytes;
+
+        public StorageSink(Tensor target)
+        {
+            _base = (byte*)THSTensor_data(target.Handle);
+            _bytes = target.numel() * target.ElementSize;
+            AdviseHugePages(_base, _bytes);
+        }
 
         public Span<byte> Begin(long offset, int length)
         {

@@ -97,6 +97,42 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     /// <summary>Header entry, or null.</summary>
     public TensorInfo? TryGet(string name) => _byName.GetValueOrDefault(name);
 
+    /// <summary>
+    /// Reads bytes [<paramref name="offset"/>, +dest.Length) of <paramref name="tensor"/> into <paramref name="dest"/> with
+    /// positioned reads, not through the mapping: the kernel copies from its page cache straight into the destination,
+    /// with no page faults on the map and nothing added to this process's resident memory.
+    /// </summary>
+    /// <exception cref="SafeTensorsException">The file is shorter than its header says, or cannot be read.</exception>
+    public void ReadAt(TensorInfo tensor, long offset, Span<byte> dest)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (offset < 0 || offset + dest.Length > tensor.ByteLength) throw new ArgumentOutOfRangeException(nameof(offset));
+        var handle = _handle ?? OpenHandle();
+        long at = Header.DataStart + tensor.Begin + offset;
+        try
+        {
+            while (dest.Length > 0)
+            {
+                int n = RandomAccess.Read(handle, dest, at);
+                if (n == 0) throw new SafeTensorsException(SafeTensorsError.Io, Path, tensor.Name, $"file ends at byte {at}, inside the tensor");
+                dest = dest[n..];
+                at += n;
+            }
+        }
+        catch (IOException e)
+        {
+            throw new SafeTensorsException(SafeTensorsError.Io, Path, tensor.Name, e.Message, e);
+        }
+    }
+
+    Microsoft.Win32.SafeHandles.SafeFileHandle OpenHandle()
+    {
+        lock (_byName)
+            return _handle ??= File.OpenHandle(Path, FileMode.Open, FileAccess.Read, FileShare.Read);
+    }
+
+    Microsoft.Win32.SafeHandles.SafeFileHandle? _handle;
+
     /// <summary>The tensor's bytes as a span over the mapping (tensors up to 2 GiB).</summary>
     public ReadOnlySpan<byte> GetBytes(TensorInfo tensor)
     {
@@ -158,6 +194,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             _view.Dispose();
         }
         _map?.Dispose();
+        _handle?.Dispose();
     }
 }
 

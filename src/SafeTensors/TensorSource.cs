@@ -79,21 +79,19 @@ public sealed class CheckpointSource : ITensorSource
     }
 
     /// <summary>
-    /// Copies bytes [<paramref name="from"/>, +<paramref name="length"/>) of a mapped tensor into <paramref name="sink"/>
-    /// at <paramref name="sinkOffset"/> onwards, in element-aligned chunks, releasing each chunk's pages once copied.
+    /// Copies bytes [<paramref name="from"/>, +<paramref name="length"/>) of a stored tensor into <paramref name="sink"/>
+    /// at <paramref name="sinkOffset"/> onwards, in element-aligned chunks, with positioned reads
+    /// (<see cref="SafeTensorsFile.ReadAt"/>): no page of the map is touched, so none needs releasing.
     /// </summary>
     public static void CopyChunks(SafeTensorsFile file, TensorInfo info, long from, long length, int maxChunkBytes, long sinkOffset, ITensorSink sink)
     {
         int elem = Math.Max(1, (int)(info.DType.ByteSize(1) ?? 1));
         int chunk = Math.Max(elem, maxChunkBytes / elem * elem);
-        var data = file.GetData(info);
         for (long done = 0; done < length;)
         {
             int n = (int)Math.Min(chunk, length - done);
-            var dest = sink.Begin(sinkOffset + done, n);
-            data.Slice(from + done, n).CopyTo(dest);
+            file.ReadAt(info, from + done, sink.Begin(sinkOffset + done, n));
             sink.End(sinkOffset + done, n);
-            file.ReleasePages(info, from + done, n);
             done += n;
         }
     }

@@ -211,7 +211,7 @@ public sealed class DeepSeekV4Model : MtpModel
             OwnEmbedding: ckpt.Contains($"mtp.layers.{k}.embed_tokens.weight"),
             OwnHead: ckpt.Contains($"mtp.layers.{k}.shared_head.head.weight"))).ToArray();
         DeepSeekV4Model m;
-        using (no_grad()) m = new DeepSeekV4Model(cfg, dtype, device, layouts);
+        using (no_grad()) using (P.ForLoading()) m = new DeepSeekV4Model(cfg, dtype, device, layouts);
         return ModelSource.FillOrDispose(m, ckpt);
     }
 

@@ -15,7 +15,7 @@ public sealed class QwenEmbedding : nn.Module<Tensor, Tensor>
     /// <summary>Creates a zero-initialised embedding.</summary>
     public QwenEmbedding(long vocab, long hidden, ScalarType dtype, Device device) : base("QwenEmbedding")
     {
-        weight = new Parameter(zeros(vocab, hidden, dtype: dtype, device: device), requires_grad: true);
+        weight = P.Make(new[] { vocab, hidden }, dtype, device);
         RegisterComponents();
     }
 
@@ -181,7 +181,7 @@ public sealed class QwenModel : MtpModel
         int d = cfg.MtpLayers ?? ckpt.Tensors.Select(t => t.Name).Where(n => n.StartsWith("mtp.layers.", StringComparison.Ordinal))
             .Select(n => int.TryParse(n.Split('.')[2], out int j) ? j + 1 : 0).DefaultIfEmpty(0).Max();
         QwenModel m;
-        using (no_grad()) m = new QwenModel(cfg, dtype, device, d);
+        using (no_grad()) using (P.ForLoading()) m = new QwenModel(cfg, dtype, device, d);
         try
         {
             m.IgnoredTensors = CheckpointIO.Fill(m, ckpt);
