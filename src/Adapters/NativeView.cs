@@ -16,7 +16,7 @@ public sealed class NativeView : ITensorSource
     readonly NativePlan _plan;
     readonly Dictionary<string, PlannedTensor> _byName;
     readonly List<TensorSpec> _specs;
-    readonly KernelOptions _kernel = new() { MaxThreads = 1 };
+    readonly KernelOptions _kernel = new() { MaxThreads = 0 }; // every core: the view dequantizes on the loading thread
 
     NativeView(Checkpoint src, NativePlan plan)
     {

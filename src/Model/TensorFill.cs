@@ -130,6 +130,8 @@ public static class TensorFill
         public StagingSink(Tensor target, ScalarType sourceType, int elem)
         {
             _flat = target.view(-1);
+            if (target.device_type == DeviceType.CPU && target.is_contiguous())
+                AdviseHugePages((byte*)THSTensor_data(target.Handle), target.numel() * target.ElementSize);
             _elem = elem;
             _type = sourceType;
             _stage = empty(Math.Max(1, Math.Min(target.numel(), StagingChunkBytes / elem)), dtype: sourceType);
