@@ -43,12 +43,7 @@ public static class EvalCommand
 
     static int Run(string ckpt, string? dataPath, EvalOptions options, long seed, string deviceName, string dtypeName, int threads, bool json)
     {
-        if (!Directory.Exists(ckpt))
-            throw new CliException(ExitCodes.Usage, File.Exists(ckpt) ? $"{ckpt}: is a file; eval takes a checkpoint directory" : $"{ckpt}: no such directory", ckpt);
-        if (dataPath is not null && !File.Exists(dataPath)) throw new CliException(ExitCodes.Usage, $"--data {dataPath}: no such file", dataPath);
-        TorchDevices.SetThreads(threads);
-        var device = TorchDevices.Checked(deviceName);
-        torch.manual_seed(seed);
+        var device = TorchDevices.Start("eval", ckpt, dataPath, threads, deviceName, seed);
         using var model = MtpModel.Load(ckpt, device, CheckpointIO.ParseDType(dtypeName));
         TokenSource source = dataPath is null ? new SyntheticTokenSource(model.VocabSize, (ulong)seed) : new FileTokenSource(dataPath, model.VocabSize);
         string what = dataPath is null ? $"synthetic stream, seed {seed}" : dataPath;

@@ -72,12 +72,7 @@ public static class TrainCommand
     {
         if (saveAsHf && outDir is null) throw new CliException(ExitCodes.Usage, "--save-as hf: give --out DIR (the folder the HF checkpoint is written to)");
         // --steps, --batch and --seq-len ranges are checked while parsing (OptionChecks.AtLeast).
-        if (!Directory.Exists(ckpt))
-            throw new CliException(ExitCodes.Usage, File.Exists(ckpt) ? $"{ckpt}: is a file; train takes a checkpoint directory" : $"{ckpt}: no such directory", ckpt);
-        if (dataPath is not null && !File.Exists(dataPath)) throw new CliException(ExitCodes.Usage, $"--data {dataPath}: no such file", dataPath);
-        TorchDevices.SetThreads(threads);
-        var device = TorchDevices.Checked(deviceName);
-        torch.manual_seed(seed);
+        var device = TorchDevices.Start("train", ckpt, dataPath, threads, deviceName, seed);
         Trainer trainer;
         if (resumeDir is not null)
         {
