@@ -9,9 +9,9 @@ namespace Mtp.Model.Tests;
 /// whether it is alone in its row or packed with another document (cu_seqlens), before it or after it. They are
 /// compared to 1e-6 of the logits' magnitude, not bit for bit: the masked terms of the other document add exact zeros,
 /// but libtorch's vectorised reductions (softmax sums, matmuls over the key axis) split a row into SIMD blocks and a
-/// scalar tail by its length, so a longer row sums the same terms in another order (measured: a few float ulps; the
-/// DeepSeek-V3 tiny model happens to be bit-identical packed first). A leak from the other document, or a choice
-/// that depends on the row (the V4 indexer's ties), moves logits by orders of magnitude more.
+/// scalar tail by its length, so a longer row sums the same terms in another order (measured: up to 5 float ulps in
+/// Qwen3-Next, bit-identical in the DeepSeek-V3 tiny model). A leak from the other document, or a choice that depends
+/// on the row (the V4 indexer's ties before it kept the earlier entry: 7.5e-3), moves logits by orders of magnitude more.
 /// </summary>
 public class PackedRowTests
 {
