@@ -1,3 +1,4 @@
+using Mtp.Adapters;
 using Mtp.Model;
 using Mtp.SafeTensors;
 
