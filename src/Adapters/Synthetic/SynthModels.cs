@@ -148,7 +148,11 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
             b.CopyOf(p + "embed_tokens.weight", "model.embed_tokens.weight");
             b.CopyOf(p + "shared_head.head.weight", "lm_head.weight");
         }
-        int nGroup = E % 8 == 0 && E >= 16 ? 8 : E % 2 == 0 ? 2 : 1;
+        int nGroup = E % 8 == 0 && E >= 16 ? 8 : E % 2 == 0 && E >= 4 ? 2 : 1; // group-limited routing scores a group by its top 2
+        // Half the groups kept, as the release does, but never fewer experts than a token is routed to: a model must be
+        // able to load what synth writes (8 experts in 2 groups, top-8, keeps both groups).
+        int topK = Math.Min(TopK, E), perGroup = E / nGroup;
+        int topkGroup = Math.Min(nGroup, Math.Max(Math.Max(1, nGroup / 2), (topK + perGroup - 1) / perGroup));
         var cfg = new JsonObject
         {
             ["architectures"] = new JsonArray("DeepseekV3ForCausalLM"),
@@ -178,7 +182,7 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
             ["n_shared_experts"] = Shared,
             ["norm_topk_prob"] = true,
             ["num_attention_heads"] = Heads,
-            ["num_experts_per_tok"] = Math.Min(TopK, E),
+            ["num_experts_per_tok"] = topK,
             ["num_hidden_layers"] = L,
             ["num_key_value_heads"] = Heads,
             ["num_nextn_predict_layers"] = MtpDepth,
@@ -202,7 +206,7 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
             ["routed_scaling_factor"] = 2.5,
             ["scoring_func"] = "sigmoid",
             ["tie_word_embeddings"] = false,
-            ["topk_group"] = Math.Max(1, nGroup / 2),
+            ["topk_group"] = topkGroup,
             ["topk_method"] = "noaux_tc",
             ["torch_dtype"] = "bfloat16",
             ["transformers_version"] = "4.33.1",
