@@ -30,7 +30,7 @@ public sealed class DeepSeekV3Body : nn.Module
     /// <summary>The decoder layers.</summary>
     public IReadOnlyList<DecoderLayer> Layers => layers.ToList();
 
-    /// <summary>Last hidden state [B, S, H] BEFORE the final norm.</summary>
+    /// <summary>Last hidden state [B, S, H] BEFORE the final norm (the MTP depths read it after the norm, see <see cref="DeepSeekV3Model.Forward"/>).</summary>
     public Tensor Hidden(Tensor ids, AttentionContext ctx)
     {
         var h = embed_tokens.forward(ids);
