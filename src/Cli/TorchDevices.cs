@@ -22,6 +22,21 @@ public static class TorchDevices
         return torch.device(name.ToLowerInvariant());
     }
 
+    /// <summary>
+    /// What a command that runs a model does first: CKPT must be a directory and --data an existing file (exit 2 naming
+    /// it otherwise), then threads, device and seed are set. Returns the device.
+    /// </summary>
+    public static torch.Device Start(string command, string ckpt, string? dataPath, int threads, string deviceName, long seed)
+    {
+        if (!Directory.Exists(ckpt))
+            throw new CliException(ExitCodes.Usage, File.Exists(ckpt) ? $"{ckpt}: is a file; {command} takes a checkpoint directory" : $"{ckpt}: no such directory", ckpt);
+        if (dataPath is not null && !File.Exists(dataPath)) throw new CliException(ExitCodes.Usage, $"--data {dataPath}: no such file", dataPath);
+        SetThreads(threads);
+        var device = Checked(deviceName);
+        torch.manual_seed(seed);
+        return device;
+    }
+
     /// <summary>Sets libtorch's CPU intra-op threads; 0 keeps libtorch's default (one per core).</summary>
     public static void SetThreads(int threads)
     {

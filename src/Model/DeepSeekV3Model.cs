@@ -186,9 +186,8 @@ public sealed class DeepSeekV3Model : MtpModel
     /// depth k+1 reads depth k's block output before its final_layernorm. Depth k consumes ids rolled left by k per
     /// sequence (tail 0).
     /// </summary>
-    public override ModelOutput Forward(PackedBatch batch, ForwardOptions? options = null)
+    public override ModelOutput Forward(PackedBatch batch)
     {
-        options ??= new ForwardOptions();
         long b = batch.InputIds.shape[0], s = batch.InputIds.shape[1];
         Packing.Validate(batch.CuSeqlens, b, s);
         var ids = batch.InputIds.to(ScalarType.Int64, Device);
@@ -204,14 +203,8 @@ public sealed class DeepSeekV3Model : MtpModel
         var mtpLabels = new List<Tensor>();
         for (int k = 1; k <= Config.NumNextnPredictLayers; k++)
         {
-            var ctxK = ctx;
-            if (options.RollPositions)
-            {
-                var (cos, sin) = Rope.CosSin(Config, Packing.Roll(positions, batch.CuSeqlens, k, 0));
-                ctxK = ctx with { Cos = cos, Sin = sin };
-            }
             var rolledIds = Packing.Roll(ids, batch.CuSeqlens, k, 0);
-            (h, var lk) = mtp.Layers[k - 1].Forward(rolledIds, h, ctxK, model.EmbedTokens, lm_head);
+            (h, var lk) = mtp.Layers[k - 1].Forward(rolledIds, h, ctx, model.EmbedTokens, lm_head);
             logits.Add(lk);
             mtpLabels.Add(Packing.Roll(labels, batch.CuSeqlens, k, Packing.IgnoreIndex));
         }

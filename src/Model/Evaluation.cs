@@ -11,8 +11,6 @@ public sealed record EvalOptions
     public int Batch { get; init; } = 2;
     /// <summary>Tokens per row.</summary>
     public int SeqLen { get; init; } = 64;
-    /// <summary>Roll position ids for the MTP depths (as the model was trained; see <see cref="ForwardOptions"/>).</summary>
-    public bool RollPositions { get; init; }
 }
 
 /// <summary>One MTP depth's figures over the whole evaluation.</summary>
@@ -66,7 +64,7 @@ public static class Evaluator
             {
                 using var scope = NewDisposeScope();
                 using var batch = data.Next(options.Batch, options.SeqLen);
-                var o = model.Forward(batch, new ForwardOptions(options.RollPositions));
+                var o = model.Forward(batch);
                 var labels = batch.Labels.to(ScalarType.Int64, model.Device);
                 (double s, long n) = Summed(o.MainLogits, labels);
                 mainSum += s;

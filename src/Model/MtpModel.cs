@@ -5,13 +5,6 @@ using static TorchSharp.torch;
 
 namespace Mtp.Model;
 
-/// <summary>Options of one forward pass.</summary>
-/// <param name="RollPositions">
-/// Roll the position ids of the MTP depths too (Megatron/NeMo). Default false: the depths keep the
-/// original positions (torchtitan/vLLM); the attention mask always stays the batch's packed mask.
-/// </param>
-public sealed record ForwardOptions(bool RollPositions = false);
-
 /// <summary>Logits of one forward: main [B, S, V] and per depth [B, S, V] with that depth's labels.</summary>
 /// <param name="MainLogits">Main next-token logits.</param>
 /// <param name="MtpLogits">Depth k (index k-1) predicts token t+k+1.</param>
@@ -69,13 +62,17 @@ public abstract partial class MtpModel : nn.Module
     /// </summary>
     public virtual bool KeepsFloat32(string name) => false;
 
-    /// <summary>Main and MTP logits. Depth k consumes ids rolled left by k per sequence (tail 0).</summary>
-    public abstract ModelOutput Forward(PackedBatch batch, ForwardOptions? options = null);
+    /// <summary>
+    /// Main and MTP logits. Depth k consumes ids rolled left by k per sequence (tail 0) at the batch's own in-sequence
+    /// positions: every family's attention uses RoPE, which sees only position differences, so rolling the positions
+    /// along with the ids (as Megatron/NeMo do) would change no logit a label reads.
+    /// </summary>
+    public abstract ModelOutput Forward(PackedBatch batch);
 
     /// <summary>Forward plus <see cref="MtpLoss.Compute"/>.</summary>
-    public LossOutput Loss(PackedBatch batch, double mtpLossScale, ForwardOptions? options = null)
+    public LossOutput Loss(PackedBatch batch, double mtpLossScale)
     {
-        var o = Forward(batch, options);
+        var o = Forward(batch);
         return MtpLoss.Compute(o.MainLogits, batch.Labels.to(ScalarType.Int64, Device), o.MtpLogits, o.MtpLabels, mtpLossScale);
     }
 

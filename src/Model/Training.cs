@@ -37,8 +37,6 @@ public sealed record TrainerOptions
     public double Eps { get; init; } = 1e-8;
     /// <summary>Global gradient-norm clip.</summary>
     public double ClipNorm { get; init; } = 1.0;
-    /// <summary>Roll position ids for MTP depths (default false: original positions).</summary>
-    public bool RollPositions { get; init; }
     /// <summary>
     /// What is trained: every parameter (default) or, with <see cref="TrainMode.Mtp"/>, only the MTP depths (the
     /// trainer calls <see cref="MtpModel.FreezeMain"/>). Saved as "all" / "mtp"; a state saved before this option
@@ -214,7 +212,7 @@ public sealed class Trainer : IDisposable
         Model.train();
         Model.zero_grad();
         using var batch = Data.Next(Options.Batch, Options.SeqLen);
-        var loss = Model.Loss(batch, Options.MtpLossScale, new ForwardOptions(Options.RollPositions));
+        var loss = Model.Loss(batch, Options.MtpLossScale);
         loss.Total.backward();
         var grads = _params.Select(p => p.P.grad).Where(g => g is not null).Select(g => g!).ToList();
         var norm = stack(grads.Select(g => g.to(ScalarType.Float32).norm()).ToArray()).norm();

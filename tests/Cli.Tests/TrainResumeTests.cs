@@ -63,14 +63,56 @@ public class TrainResumeTests
     }
 
     [Test]
-    public void ADifferentDataFileAndRollPositionsAreRefused()
+    public void ADifferentDataFileIsRefused()
     {
         string other = Path.Combine(_dir, "other.jsonl");
         File.Copy(_data, other, overwrite: true);
-        var r = Resume("--steps", "1", "--data", other, "--roll-positions");
+        var r = Resume("--steps", "1", "--data", other);
         Assert.That(r.Code, Is.EqualTo(ExitCodes.Usage), r.Err);
         Assert.That(r.Err, Does.Contain($"--data {other} differs from the saved run's {_data}"));
-        Assert.That(r.Err, Does.Contain("--roll-positions true differs from the saved run's false"));
+    }
+
+    /// <summary>
+    /// --roll-positions was removed (rolling position ids with the ids changes no loss under RoPE); a state saved while
+    /// it existed, with either value, still resumes and takes exactly the step a state without it takes.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void AStateSavedWithTheRemovedRollPositionsOptionStillResumes(bool roll)
+    {
+        string old = Path.Combine(_dir, $"old-roll-{roll}");
+        CopyDirectory(_saved, old);
+        string statePath = Path.Combine(old, "training_state", "trainer_state.json");
+        var state = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject();
+        state["options"]!.AsObject()["RollPositions"] = roll;
+        File.WriteAllText(statePath, state.ToJsonString());
+
+        var fromOld = CliRunner.Run("train", old, "--resume", old, "--steps", "1", "--json");
+        var fromNew = Resume("--steps", "1", "--json");
+        Ok(fromOld);
+        Ok(fromNew);
+        JsonNode Step(string output) => JsonNode.Parse(output.Trim())!["steps"]![0]!;
+        Assert.That(Step(fromOld.Out)["step"]!.GetValue<long>(), Is.EqualTo(2));
+        Assert.That(Step(fromOld.Out)["loss"]!.GetValue<double>(), Is.EqualTo(Step(fromNew.Out)["loss"]!.GetValue<double>()));
+        Assert.That(Step(fromOld.Out)["grad_norm"]!.GetValue<double>(), Is.EqualTo(Step(fromNew.Out)["grad_norm"]!.GetValue<double>()));
+    }
+
+    [Test]
+    public void RollPositionsIsNoLongerAnOption()
+    {
+        foreach (var command in new[] { "train", "eval" })
+        {
+            var r = CliRunner.Run(command, _saved, "--roll-positions");
+            Assert.That(r.Code, Is.EqualTo(ExitCodes.Usage), $"{command}: {r.Err}");
+            Assert.That(r.Err, Does.Contain("--roll-positions"), command);
+        }
+    }
+
+    static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)), overwrite: true);
+        foreach (var d in Directory.GetDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
     }
 
     [Test]

@@ -7,6 +7,22 @@ namespace Mtp.Model.Tests;
 
 public class QwenNextTests
 {
+    /// <summary>
+    /// A Qwen3-Next model of <see cref="NextConfig"/> (2 MTP layers) with seeded random weights: A_log and dt_bias in
+    /// [-0.5, 0.5), norms around 0 (zero-centred), everything else normal with std 0.3.
+    /// </summary>
+    internal static QwenModel RandomModel(long seed, bool tied = false, Action<JsonObject>? edit = null)
+    {
+        var cfg = NextConfig(tied);
+        edit?.Invoke(cfg);
+        var m = new QwenModel(QwenConfig.FromJson(cfg), ScalarType.Float32, CPU);
+        var g = new Generator((ulong)seed);
+        using var _ = no_grad();
+        foreach (var (n, p) in m.named_parameters())
+            p.copy_(n.EndsWith("A_log") || n.EndsWith("dt_bias") ? rand(p.shape, generator: g).Minus(0.5) : randn(p.shape, generator: g).Times(0.3));
+        return m;
+    }
+
     static JsonObject NextConfig(bool tied) => new()
     {
         ["model_type"] = "qwen3_next", ["vocab_size"] = 64, ["hidden_size"] = 16, ["num_hidden_layers"] = 2,

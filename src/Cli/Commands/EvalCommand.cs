@@ -25,17 +25,16 @@ public static class EvalCommand
         var seed = new Option<long>("--seed") { Description = "Seed of the synthetic data.", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" }.Device();
         var dtype = new Option<string>("--dtype") { Description = "Dtype the weights are loaded in: bf16 or f32.", DefaultValueFactory = _ => "bf16" }.OneOfIgnoringCase("bf16|bfloat16", "f32|fp32|float32");
-        var rollPositions = new Option<bool>("--roll-positions") { Description = "Roll position ids for the MTP depths too, as a model trained with train --roll-positions expects." };
         var threads = new Option<int>("--threads") { Description = "CPU intra-op threads (0: libtorch's default, one per core). Default 1, as train.", DefaultValueFactory = _ => 1 }.AtLeast(0);
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout: main loss, perplexity, each depth's loss and acceptance counts, the expected accepted length." };
         var cmd = new Command("eval", "Evaluate a checkpoint: main loss and perplexity, each MTP depth's loss and top-1 acceptance (unconditioned, and conditioned on the earlier depths as in chained speculative decoding), and the expected accepted length per step.")
         {
-            ckpt, data, batches, batch, seqLen, seed, device, dtype, rollPositions, threads, json,
+            ckpt, data, batches, batch, seqLen, seed, device, dtype, threads, json,
         };
         cmd.SetAction(pr => CommandRunner.Run(() =>
                 Run(pr.GetValue(ckpt)!, pr.GetValue(data), new EvalOptions
                 {
-                    Batches = pr.GetValue(batches), Batch = pr.GetValue(batch), SeqLen = pr.GetValue(seqLen), RollPositions = pr.GetValue(rollPositions),
+                    Batches = pr.GetValue(batches), Batch = pr.GetValue(batch), SeqLen = pr.GetValue(seqLen),
                 }, pr.GetValue(seed), pr.GetValue(device)!, pr.GetValue(dtype)!, pr.GetValue(threads), pr.GetValue(json)),
             pr.GetValue(GlobalOptions.Verbose), pr.GetValue(json)));
         return cmd;
@@ -43,12 +42,7 @@ public static class EvalCommand
 
     static int Run(string ckpt, string? dataPath, EvalOptions options, long seed, string deviceName, string dtypeName, int threads, bool json)
     {
-        if (!Directory.Exists(ckpt))
-            throw new CliException(ExitCodes.Usage, File.Exists(ckpt) ? $"{ckpt}: is a file; eval takes a checkpoint directory" : $"{ckpt}: no such directory", ckpt);
-        if (dataPath is not null && !File.Exists(dataPath)) throw new CliException(ExitCodes.Usage, $"--data {dataPath}: no such file", dataPath);
-        TorchDevices.SetThreads(threads);
-        var device = TorchDevices.Checked(deviceName);
-        torch.manual_seed(seed);
+        var device = TorchDevices.Start("eval", ckpt, dataPath, threads, deviceName, seed);
         using var model = MtpModel.Load(ckpt, device, CheckpointIO.ParseDType(dtypeName));
         TokenSource source = dataPath is null ? new SyntheticTokenSource(model.VocabSize, (ulong)seed) : new FileTokenSource(dataPath, model.VocabSize);
         string what = dataPath is null ? $"synthetic stream, seed {seed}" : dataPath;

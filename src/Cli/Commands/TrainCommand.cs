@@ -28,8 +28,7 @@ public static class TrainCommand
         var mtpScale = new Option<double>("--mtp-loss-scale") { Description = "lambda in loss = main + lambda/D * sum of the D depths' losses.", DefaultValueFactory = _ => 0.1 }.AtLeast(0.0);
         var warmup = new Option<int>("--warmup") { Description = "Linear warmup steps before the cosine decay.", DefaultValueFactory = _ => 0 }.AtLeast(0);
         var total = new Option<int?>("--total-steps") { Description = "Schedule horizon: the cosine reaches 0.1·lr here. Default: --steps. Set it when you plan to resume, so a split run follows one schedule; with --resume it may stretch the saved schedule. A run past its horizon is refused." }.AtLeast(1);
-        var resume = new Option<string?>("--resume") { Description = "Continue exactly from a directory written by --out: its weights, optimizer moments, step, schedule, options (lr, warmup, horizon, batch, seq-len, mtp-loss-scale, roll-positions, train, dtype, seed, data file) and data position are used; CHECKPOINT must be that folder (or the run's first checkpoint), and a flag that differs from the saved value is refused (only --total-steps may change). E.g. mtp train OUT --resume OUT --steps K --out OUT." };
-        var rollPositions = new Option<bool>("--roll-positions") { Description = "Roll position ids for the MTP depths too (Megatron/NeMo); default keeps the original positions (torchtitan/vLLM)." };
+        var resume = new Option<string?>("--resume") { Description = "Continue exactly from a directory written by --out: its weights, optimizer moments, step, schedule, options (lr, warmup, horizon, batch, seq-len, mtp-loss-scale, train, dtype, seed, data file) and data position are used; CHECKPOINT must be that folder (or the run's first checkpoint), and a flag that differs from the saved value is refused (only --total-steps may change). E.g. mtp train OUT --resume OUT --steps K --out OUT." };
         var train = new Option<string>("--train") { Description = "What to train: all (every parameter) or mtp (only the MTP depths: the main model is frozen, gets no gradients and no optimizer state, and its forward runs without autograd; the main loss is still reported, and a save changes only MTP tensors).", DefaultValueFactory = _ => "all" }.OneOfIgnoringCase("all", "mtp");
         var threads = new Option<int>("--threads") { Description = "CPU intra-op threads (0: libtorch's default, one per core). Default 1: small models step faster without OpenMP contention on shared machines, and runs stay bitwise reproducible.", DefaultValueFactory = _ => 1 }.AtLeast(0);
         var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp + " (not needed when --out is the --resume directory)" };
@@ -44,19 +43,19 @@ public static class TrainCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout at the end: every step (step, loss, mtp_losses, grad_norm, tokens_per_s, total_loss, lr), the summary and the saved folder." };
         var cmd = new Command("train", "Train a training-layout checkpoint of any family (DeepSeek-V3/V4, Qwen3.5/Qwen3-Next) with its MTP depths (main + MTP loss) and optionally save it; proves a conversion by training.")
         {
-            ckpt, steps, outDir, saveAs, device, dtype, lr, batch, seqLen, data, seed, mtpScale, warmup, total, resume, rollPositions, train, threads, json, force, forceAny, noSpaceCheck,
+            ckpt, steps, outDir, saveAs, device, dtype, lr, batch, seqLen, data, seed, mtpScale, warmup, total, resume, train, threads, json, force, forceAny, noSpaceCheck,
         };
         cmd.SetAction(pr => CommandRunner.Run(() =>
                 Run(pr.GetValue(ckpt)!, pr.GetValue(steps), pr.GetValue(outDir), pr.GetValue(device)!, pr.GetValue(dtype)!,
                     new TrainerOptions
                     {
                         Lr = pr.GetValue(lr), Batch = pr.GetValue(batch), SeqLen = pr.GetValue(seqLen), MtpLossScale = pr.GetValue(mtpScale),
-                        Warmup = pr.GetValue(warmup), TotalSteps = pr.GetValue(total) ?? pr.GetValue(steps), RollPositions = pr.GetValue(rollPositions),
+                        Warmup = pr.GetValue(warmup), TotalSteps = pr.GetValue(total) ?? pr.GetValue(steps),
                         Train = TrainModeJsonConverter.Parse(pr.GetValue(train)!) ?? TrainMode.All,
                     },
                     pr.GetValue(data), pr.GetValue(seed), pr.GetValue(resume), pr.GetValue(threads), pr.GetValue(json),
                     new TrainFlags(Given(pr, lr), Given(pr, batch), Given(pr, seqLen), pr.GetValue(data), Given(pr, seed), Given(pr, mtpScale), Given(pr, warmup),
-                        pr.GetValue(total), pr.GetResult(dtype) is { Implicit: false } ? pr.GetValue(dtype) : null, Given(pr, rollPositions),
+                        pr.GetValue(total), pr.GetResult(dtype) is { Implicit: false } ? pr.GetValue(dtype) : null,
                         pr.GetResult(train) is { Implicit: false } ? pr.GetValue(train) : null),
                     new OutputRules { Force = pr.GetValue(force), ForceAny = pr.GetValue(forceAny), SkipSpaceCheck = pr.GetValue(noSpaceCheck), Cancel = Interrupt.Token },
                     string.Equals(pr.GetValue(saveAs), "hf", StringComparison.OrdinalIgnoreCase)),
@@ -72,12 +71,7 @@ public static class TrainCommand
     {
         if (saveAsHf && outDir is null) throw new CliException(ExitCodes.Usage, "--save-as hf: give --out DIR (the folder the HF checkpoint is written to)");
         // --steps, --batch and --seq-len ranges are checked while parsing (OptionChecks.AtLeast).
-        if (!Directory.Exists(ckpt))
-            throw new CliException(ExitCodes.Usage, File.Exists(ckpt) ? $"{ckpt}: is a file; train takes a checkpoint directory" : $"{ckpt}: no such directory", ckpt);
-        if (dataPath is not null && !File.Exists(dataPath)) throw new CliException(ExitCodes.Usage, $"--data {dataPath}: no such file", dataPath);
-        TorchDevices.SetThreads(threads);
-        var device = TorchDevices.Checked(deviceName);
-        torch.manual_seed(seed);
+        var device = TorchDevices.Start("train", ckpt, dataPath, threads, deviceName, seed);
         Trainer trainer;
         if (resumeDir is not null)
         {

@@ -14,10 +14,9 @@ namespace Mtp.Cli.Commands;
 /// <param name="Warmup">--warmup.</param>
 /// <param name="TotalSteps">--total-steps.</param>
 /// <param name="DType">--dtype.</param>
-/// <param name="RollPositions">--roll-positions.</param>
 /// <param name="Train">--train (all or mtp).</param>
 public sealed record TrainFlags(double? Lr, int? Batch, int? SeqLen, string? Data, long? Seed, double? MtpLossScale, int? Warmup, int? TotalSteps,
-    string? DType, bool? RollPositions, string? Train = null);
+    string? DType, string? Train = null);
 
 /// <summary>
 /// <c>mtp train --resume</c>: the saved run decides its options, so a flag that disagrees with them is refused rather than
@@ -73,7 +72,6 @@ public static class TrainResume
         if ((c = Differ("--seq-len", g.SeqLen, o.SeqLen)) != null) yield return c;
         if ((c = Differ("--mtp-loss-scale", g.MtpLossScale, o.MtpLossScale)) != null) yield return c;
         if ((c = Differ("--warmup", g.Warmup, o.Warmup)) != null) yield return c;
-        if ((c = Differ("--roll-positions", g.RollPositions, o.RollPositions)) != null) yield return c;
         if (g.Train is string train && TrainModeJsonConverter.Parse(train) != o.Train)
             yield return $"--train {train} differs from the saved run's {TrainModeJsonConverter.Name(o.Train)}";
         if (g.Seed is long seed && seed != saved.Seed)

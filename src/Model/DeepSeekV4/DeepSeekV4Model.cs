@@ -220,9 +220,8 @@ public sealed class DeepSeekV4Model : MtpModel
         new(Config, cu, rows, seqLen, positions ?? tensor(Packing.Positions(cu), device: Device).view(rows, seqLen), Device);
 
     /// <inheritdoc />
-    public override ModelOutput Forward(PackedBatch batch, ForwardOptions? options = null)
+    public override ModelOutput Forward(PackedBatch batch)
     {
-        options ??= new ForwardOptions();
         long b = batch.InputIds.shape[0], s = batch.InputIds.shape[1];
         Packing.Validate(batch.CuSeqlens, b, s);
         var ids = batch.InputIds.to(ScalarType.Int64, Device);
@@ -238,15 +237,10 @@ public sealed class DeepSeekV4Model : MtpModel
         var mtpLabels = new List<Tensor>();
         for (int k = 1; k <= Config.NumNextnPredictLayers; k++)
         {
-            V4Context? rolled = options.RollPositions ? Context(batch.CuSeqlens, b, s, Packing.Roll(positions, batch.CuSeqlens, k, 0)) : null;
-            try
-            {
-                var rolledIds = Packing.Roll(ids, batch.CuSeqlens, k, 0);
-                (h, var lk) = mtp.Layers[k - 1].Forward(rolledIds, h, rolled ?? ctx, model.EmbedTokens, lm_head, model.HcHead);
-                logits.Add(lk);
-                mtpLabels.Add(Packing.Roll(labels, batch.CuSeqlens, k, Packing.IgnoreIndex));
-            }
-            finally { rolled?.Dispose(); }
+            var rolledIds = Packing.Roll(ids, batch.CuSeqlens, k, 0);
+            (h, var lk) = mtp.Layers[k - 1].Forward(rolledIds, h, ctx, model.EmbedTokens, lm_head, model.HcHead);
+            logits.Add(lk);
+            mtpLabels.Add(Packing.Roll(labels, batch.CuSeqlens, k, Packing.IgnoreIndex));
         }
         return new ModelOutput(main, logits, mtpLabels);
     }

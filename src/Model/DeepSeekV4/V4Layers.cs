@@ -374,13 +374,19 @@ public sealed class Indexer : nn.Module
         return score.FillWhere(plan.Visible.squeeze(1).logical_not(), double.NegativeInfinity);
     }
 
-    /// <summary>[B, 1, S, C]: the visible entries among each query's top index_topk scores.</summary>
+    /// <summary>
+    /// [B, 1, S, C]: the visible entries among each query's top index_topk scores, equal scores going to the earlier
+    /// entry. After relu many scores are exactly equal (often 0); topk would pick among them by an order that depends
+    /// on the row's length and on the other documents packed in it. A stable descending sort ranks by (score, entry)
+    /// instead: a sequence's entries keep their order in any row and everything not visible is −inf, so the entries
+    /// chosen for a document are the same alone or packed with others.
+    /// </summary>
     public Tensor Select(Tensor x, Tensor qr, Tensor cos, Tensor sin, CompressPlan plan, Tensor cosC, Tensor sinC)
     {
         using var _ = no_grad();
         var score = Scores(x, qr, cos, sin, plan, cosC, sinC);
         int k = (int)Math.Min(_topk, plan.Count);
-        var idx = score.topk(k, dim: -1).indexes;
+        var idx = score.sort(dim: -1, descending: true, stable: true).Indices.narrow(-1, 0, k);
         var sel = zeros(score.shape, dtype: ScalarType.Bool, device: score.device).scatter(-1, idx, ones_like(idx, dtype: ScalarType.Bool));
         return sel.logical_and(plan.Visible.squeeze(1)).unsqueeze(1);
     }

@@ -209,9 +209,8 @@ public sealed class QwenModel : MtpModel
     /// Main and MTP logits. h_0 = the main hidden state after the final norm; depth k:
     /// h_k = final_layernorm(block_k(eh_proj(cat(enorm(emb(ids rolled by k)), hnorm(h_{k-1}))))), logits_k = head(h_k).
     /// </summary>
-    public override ModelOutput Forward(PackedBatch batch, ForwardOptions? options = null)
+    public override ModelOutput Forward(PackedBatch batch)
     {
-        options ??= new ForwardOptions();
         long b = batch.InputIds.shape[0], s = batch.InputIds.shape[1];
         Packing.Validate(batch.CuSeqlens, b, s);
         var ids = batch.InputIds.to(ScalarType.Int64, Device);
@@ -228,14 +227,8 @@ public sealed class QwenModel : MtpModel
         var layers = mtp.Layers;
         for (int k = 1; k <= Depths; k++)
         {
-            var ctxK = ctx;
-            if (options.RollPositions)
-            {
-                var (cos, sin) = QwenRope.CosSin(Config.RotaryDim, Config.RopeTheta, Packing.Roll(positions, batch.CuSeqlens, k, 0));
-                ctxK = ctx with { Cos = cos, Sin = sin };
-            }
             var emb = model.EmbedTokens.forward(Packing.Roll(ids, batch.CuSeqlens, k, 0));
-            h = layers[k - 1].Depth(emb, h, ctxK, layers[0]);
+            h = layers[k - 1].Depth(emb, h, ctx, layers[0]);
             logits.Add(Head(h));
             mtpLabels.Add(Packing.Roll(labels, batch.CuSeqlens, k, Packing.IgnoreIndex));
         }
