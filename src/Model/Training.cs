@@ -322,7 +322,7 @@ public static class TrainingCheckpoint
     /// Carries what the weights alone do not say: the source folder's auxiliary files, and a conversion.json with the HF
     /// source it records (or none, and then export asks for a reference or a dtype) plus how it was trained.
     /// </summary>
-    static void SaveLineage(Trainer t, string tmp, string final)
+    public static void SaveLineage(Trainer t, string tmp, string final)
     {
         if (t.SourceDir is { } src) AuxiliaryFiles.Copy(src, tmp, final);
         var training = new JsonObject
@@ -331,6 +331,7 @@ public static class TrainingCheckpoint
             ["start_checkpoint"] = t.StartCheckpoint,
             ["steps_done"] = t.StepsDone,
             ["dtype"] = DTypeName(t),
+            ["train"] = TrainModeJsonConverter.Name(t.Options.Train),
         };
         Lineage.WriteDerived(tmp, "mtp train", t.SourceLineage, "training", training);
     }

@@ -77,6 +77,7 @@ public class TrainFromHfTests
         var report = JsonNode.Parse(File.ReadAllText(Path.Combine(trained, "conversion.json")))!;
         Assert.That(report["family"]!.GetValue<string>(), Is.EqualTo("deepseek-v4"));
         Assert.That(report["source"]!["path"]!.GetValue<string>(), Is.EqualTo(Path.GetFullPath(hf)));
+        Assert.That(report["training"]!["train"]!.GetValue<string>(), Is.EqualTo("all"));
         Ok(CliRunner.Run("convert", trained, back, "--to", "hf"));
         var source = Tensors(hf);
         var got = Tensors(back);

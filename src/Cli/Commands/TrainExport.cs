@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Mtp.Adapters;
 using Mtp.Model;
 using Mtp.SafeTensors;
@@ -25,12 +24,7 @@ public static class TrainExport
             var model = trainer.Model;
             var config = trainer.Config ?? throw new InvalidOperationException("the trainer has no config.json to save");
             CheckpointIO.SaveModel(model, tmp, config, CheckpointIO.ToSafeTensors(model.DType));
-            if (trainer.SourceDir is { } src) AuxiliaryFiles.Copy(src, tmp, tmp);
-            Lineage.WriteDerived(tmp, "mtp train", trainer.SourceLineage, "training", new JsonObject
-            {
-                ["trained_from"] = trainer.SourceDir is null ? null : Path.GetFullPath(trainer.SourceDir),
-                ["steps_done"] = trainer.StepsDone,
-            });
+            TrainingCheckpoint.SaveLineage(trainer, tmp, tmp);
             return Converter.ToHf(tmp, outDir, new ConvertOptions
             {
                 Reference = reference, Force = rules.Force, ForceAny = rules.ForceAny, SkipSpaceCheck = rules.SkipSpaceCheck, Cancel = rules.Cancel,
