@@ -114,7 +114,7 @@ public static class Families
             {
                 int d = Count(tc, "num_nextn_predict_layers") ?? 0;
                 int e = Count(tc, "n_routed_experts") ?? 0;
-                int firstDense = Count(tc, "first_k_dense_replace") ?? 0;
+                int firstDense = Count(tc, "first_k_dense_replace") ?? 3; // transformers' and DeepSeek's default, as the model's
                 int freq = Math.Max(1, Count(tc, "moe_layer_freq") ?? 1);
                 var moe = Enumerable.Range(0, L + d).Select(i => e > 0 && (i >= L || (i >= firstDense && i % freq == 0))).ToList();
                 return new ModelFacts(family, modelType, L, d, e, moe, "per-expert mlp.experts.{e}.{gate,up,down}_proj (FP8 + weight_scale_inv)", false, tc);
@@ -223,7 +223,7 @@ public static class Families
     {
         JsonObject c = f.TextConfig;
         bool qLora = c["q_lora_rank"] is JsonValue qv && qv.TryGetValue(out int _);
-        bool shared = (Int(c, "n_shared_experts") ?? 0) > 0;
+        bool shared = (Int(c, "n_shared_experts") ?? 1) > 0; // missing: 1, transformers' and DeepSeek's default, as the model's
         bool noaux = FamilyDetector.Str(c, "topk_method") == "noaux_tc";
         int L = f.NumHiddenLayers;
         var list = new RuleList();
@@ -269,7 +269,7 @@ public static class Families
         JsonObject c = f.TextConfig;
         int L = f.NumHiddenLayers;
         int hashLayers = Count(c, "num_hash_layers") ?? 0;
-        bool shared = (Int(c, "n_shared_experts") ?? 0) > 0;
+        bool shared = (Int(c, "n_shared_experts") ?? 1) > 0; // missing: 1, as transformers' DeepseekV4Config and the model
         var ratios = (c["compress_ratios"] as JsonArray)?.Select(x => x is JsonValue v && v.TryGetValue(out int r) ? r : 0).ToList() ?? new List<int>();
         int Ratio(LayerContext x) => x.HfLayer < ratios.Count && !x.IsMtp ? ratios[x.HfLayer] : 0;
         var list = new RuleList();

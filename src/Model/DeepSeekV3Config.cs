@@ -11,8 +11,8 @@ public sealed class ModelConfigException(string message) : Exception(message);
 /// <param name="OriginalMaxPositionEmbeddings">Pre-extension context length.</param>
 /// <param name="BetaFast">High-frequency boundary (rotations).</param>
 /// <param name="BetaSlow">Low-frequency boundary (rotations).</param>
-/// <param name="Mscale">mscale.</param>
-/// <param name="MscaleAllDim">mscale_all_dim.</param>
+/// <param name="Mscale">mscale (1 when absent).</param>
+/// <param name="MscaleAllDim">mscale_all_dim (0 when absent, as in DeepSeek's modeling_deepseek.py and vLLM; see <see cref="Rope.CosSinFactor"/>).</param>
 public sealed record YarnScaling(double Factor, int OriginalMaxPositionEmbeddings, double BetaFast, double BetaSlow, double Mscale, double MscaleAllDim);
 
 /// <summary>The subset of a Hugging Face DeepSeek-V3 <c>config.json</c> the model uses, validated.</summary>
@@ -73,7 +73,26 @@ public sealed record DeepSeekV3Config
     /// <summary>Whether main layer <paramref name="i"/> is an MoE layer (MTP blocks always are).</summary>
     public bool IsMoeLayer(int i) => i >= FirstKDenseReplace;
 
-    /// <summary>Reads and validates a config.json object (model_type deepseek_v3).</summary>
+    /// <summary>
+    /// Values taken for MoE keys a config.json leaves out: those of transformers' <c>DeepseekV3Config</c> and of
+    /// DeepSeek's own configuration_deepseek.py, which agree (the released configs set every one of them; a config without
+    /// them means the same model to transformers, vLLM and SGLang, which build on those classes).
+    /// </summary>
+    public static class Defaults
+    {
+        /// <summary>n_shared_experts.</summary>
+        public const int NSharedExperts = 1;
+        /// <summary>routed_scaling_factor.</summary>
+        public const double RoutedScalingFactor = 2.5;
+        /// <summary>n_group.</summary>
+        public const int NGroup = 8;
+        /// <summary>topk_group.</summary>
+        public const int TopkGroup = 4;
+        /// <summary>first_k_dense_replace.</summary>
+        public const int FirstKDenseReplace = 3;
+    }
+
+    /// <summary>Reads and validates a config.json object (model_type deepseek_v3); missing routing keys take <see cref="Defaults"/>.</summary>
     public static DeepSeekV3Config FromJson(JsonObject json)
     {
         var reader = new ConfigReader(json);
@@ -111,13 +130,13 @@ public sealed record DeepSeekV3Config
             NumHiddenLayers = Int("num_hidden_layers"),
             NumAttentionHeads = Int("num_attention_heads"),
             NRoutedExperts = Int("n_routed_experts"),
-            NSharedExperts = Int("n_shared_experts", 0),
+            NSharedExperts = Int("n_shared_experts", Defaults.NSharedExperts),
             NumExpertsPerTok = Int("num_experts_per_tok"),
-            NGroup = Int("n_group", 1),
-            TopkGroup = Int("topk_group", 1),
-            RoutedScalingFactor = Dbl("routed_scaling_factor", 1.0),
+            NGroup = Int("n_group", Defaults.NGroup),
+            TopkGroup = Int("topk_group", Defaults.TopkGroup),
+            RoutedScalingFactor = Dbl("routed_scaling_factor", Defaults.RoutedScalingFactor),
             NormTopkProb = json["norm_topk_prob"]?.GetValue<bool>() ?? true,
-            FirstKDenseReplace = Int("first_k_dense_replace", 0),
+            FirstKDenseReplace = Int("first_k_dense_replace", Defaults.FirstKDenseReplace),
             QLoraRank = json["q_lora_rank"] is JsonNode q ? (int)ConfigReader.Num(q) : null,
             KvLoraRank = Int("kv_lora_rank"),
             QkNopeHeadDim = Int("qk_nope_head_dim"),

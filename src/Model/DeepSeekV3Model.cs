@@ -30,7 +30,7 @@ public sealed class DeepSeekV3Body : nn.Module
     /// <summary>The decoder layers.</summary>
     public IReadOnlyList<DecoderLayer> Layers => layers.ToList();
 
-    /// <summary>Last hidden state [B, S, H] BEFORE the final norm.</summary>
+    /// <summary>Last hidden state [B, S, H] BEFORE the final norm (the MTP depths read it after the norm, see <see cref="DeepSeekV3Model.Forward"/>).</summary>
     public Tensor Hidden(Tensor ids, AttentionContext ctx)
     {
         var h = embed_tokens.forward(ids);
@@ -89,7 +89,10 @@ public sealed class MtpDepth : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>h_k = Block(eh_proj(cat(enorm(emb), hnorm(h_prev)))); returns (h_k, logits_k).</summary>
+    /// <summary>
+    /// h_k = Block(eh_proj(cat(enorm(emb), hnorm(h_prev)))), logits_k = head(final_layernorm(h_k)); returns (h_k, logits_k).
+    /// h_prev is the normed main hidden state for the first depth, the previous depth's h_k after that.
+    /// </summary>
     public (Tensor Hidden, Tensor Logits) Forward(Tensor rolledIds, Tensor hPrev, AttentionContext ctx, Embedding sharedEmbedding, Linear sharedHead)
     {
         var e = (embed_tokens ?? sharedEmbedding).forward(rolledIds);
@@ -177,7 +180,12 @@ public sealed class DeepSeekV3Model : MtpModel
         return new AttentionContext(Packing.AttentionMask(cu, rows, seqLen, Device), cos, sin);
     }
 
-    /// <summary>Main and MTP logits. Depth k consumes ids rolled left by k per sequence (tail 0).</summary>
+    /// <summary>
+    /// Main and MTP logits. Depth 1 reads the main hidden state AFTER the final norm (<c>model.norm</c>), the tensor
+    /// the main logits are computed from, as vLLM's and SGLang's DeepSeek MTP and Megatron-Core do (src/Model/README.md);
+    /// depth k+1 reads depth k's block output before its final_layernorm. Depth k consumes ids rolled left by k per
+    /// sequence (tail 0).
+    /// </summary>
     public override ModelOutput Forward(PackedBatch batch)
     {
         long b = batch.InputIds.shape[0], s = batch.InputIds.shape[1];
@@ -188,8 +196,8 @@ public sealed class DeepSeekV3Model : MtpModel
         var ctx = Context(batch.CuSeqlens, b, s, positions);
         var (h, main) = MainPass(() =>
         {
-            var hidden = model.Hidden(ids, ctx);
-            return (hidden, lm_head.forward(model.Norm.forward(hidden)));
+            var normed = model.Norm.forward(model.Hidden(ids, ctx));
+            return (normed, lm_head.forward(normed));
         });
         var logits = new List<Tensor>();
         var mtpLabels = new List<Tensor>();

@@ -90,6 +90,9 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The epsilon added to the mean square.</summary>
+    public double Eps => _eps;
+
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
@@ -113,6 +116,13 @@ public sealed class MlaAttention : nn.Module<Tensor, AttentionContext, Tensor>
     readonly DeepSeekV3Config _c;
     readonly double _scale;
 
+    /// <summary>
+    /// Epsilon of <c>q_a_layernorm</c> and <c>kv_a_layernorm</c>: fixed at 1e-6 whatever <c>rms_norm_eps</c> says, as in
+    /// DeepSeek's own code (inference/model.py <c>RMSNorm(q_lora_rank)</c> / <c>RMSNorm(kv_lora_rank)</c>, modeling_deepseek.py
+    /// <c>DeepseekV3RMSNorm(q_lora_rank)</c>) and transformers' modeling_deepseek_v3.py (src/Model/README.md).
+    /// </summary>
+    public const double LowRankNormEps = 1e-6;
+
     /// <summary>Creates the attention block for <paramref name="c"/>.</summary>
     public MlaAttention(DeepSeekV3Config c, ScalarType dtype, Device device) : base("MlaAttention")
     {
@@ -121,17 +131,22 @@ public sealed class MlaAttention : nn.Module<Tensor, AttentionContext, Tensor>
         if (c.QLoraRank is int r)
         {
             q_a_proj = new Linear(h, r, dtype, device);
-            q_a_layernorm = new RmsNorm(r, c.RmsNormEps, dtype, device);
+            q_a_layernorm = new RmsNorm(r, LowRankNormEps, dtype, device);
             q_b_proj = new Linear(r, nh * c.QkHeadDim, dtype, device);
         }
         else q_proj = new Linear(h, nh * c.QkHeadDim, dtype, device);
         kv_a_proj_with_mqa = new Linear(h, c.KvLoraRank + c.QkRopeHeadDim, dtype, device);
-        kv_a_layernorm = new RmsNorm(c.KvLoraRank, c.RmsNormEps, dtype, device);
+        kv_a_layernorm = new RmsNorm(c.KvLoraRank, LowRankNormEps, dtype, device);
         kv_b_proj = new Linear(c.KvLoraRank, nh * (c.QkNopeHeadDim + c.VHeadDim), dtype, device);
         o_proj = new Linear(nh * c.VHeadDim, h, dtype, device);
         _scale = Rope.SoftmaxScale(c);
         RegisterComponents();
     }
+
+    /// <summary><c>q_a_layernorm</c> (null without q_lora_rank).</summary>
+    public RmsNorm? QALayerNorm => q_a_layernorm;
+    /// <summary><c>kv_a_layernorm</c>.</summary>
+    public RmsNorm KvALayerNorm => kv_a_layernorm;
 
     /// <inheritdoc />
     public override Tensor forward(Tensor x, AttentionContext ctx)

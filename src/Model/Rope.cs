@@ -12,7 +12,10 @@ namespace Mtp.Model;
 /// </summary>
 public static class Rope
 {
-    /// <summary>Inverse frequencies (length dim/2), YaRN-corrected when configured (transformers' formula).</summary>
+    /// <summary>
+    /// Inverse frequencies (length dim/2), YaRN-corrected when configured: the correction range and linear ramp of
+    /// DeepSeek's inference/model.py <c>precompute_freqs_cis</c> (transformers' <c>_compute_yarn_parameters</c> computes the same).
+    /// </summary>
     public static double[] InverseFrequencies(DeepSeekV3Config cfg)
     {
         int dim = cfg.QkRopeHeadDim;
@@ -36,11 +39,24 @@ public static class Rope
     /// <summary>YaRN's mscale: 0.1 * m * ln(scale) + 1 (1 when scale ≤ 1).</summary>
     public static double YarnMscale(double scale, double m) => scale <= 1 ? 1.0 : 0.1 * m * Math.Log(scale) + 1.0;
 
-    /// <summary>Multiplier on cos/sin (transformers' attention_factor: mscale(factor, mscale) / mscale(factor, mscale_all_dim)).</summary>
+    /// <summary>
+    /// Multiplier on cos/sin: mscale(factor, mscale) / mscale(factor, mscale_all_dim), with mscale_all_dim 0 when the
+    /// config has none (so mscale(factor, 0) = 1 and the multiplier is 0.1 * mscale * ln(factor) + 1). This is DeepSeek's
+    /// modeling_deepseek.py (<c>DeepseekV3YarnRotaryEmbedding</c>, mscale_all_dim defaulting to 0) and what vLLM and SGLang
+    /// serve (<c>DeepseekScalingRotaryEmbedding</c>, same ratio and defaults: mscale 1, mscale_all_dim 0). transformers
+    /// differs when mscale or mscale_all_dim is missing or 0: its <c>_compute_yarn_parameters</c> then takes
+    /// 0.1 * ln(factor) + 1 whatever mscale is. Released DeepSeek configs set mscale = mscale_all_dim (= 1), where every implementation gives 1
+    /// (src/Model/README.md).
+    /// </summary>
     public static double CosSinFactor(DeepSeekV3Config cfg) =>
         cfg.Yarn is YarnScaling y ? YarnMscale(y.Factor, y.Mscale) / YarnMscale(y.Factor, y.MscaleAllDim) : 1.0;
 
-    /// <summary>Softmax scale: 1/sqrt(qk_head_dim), times mscale(factor, mscale_all_dim)^2 under YaRN.</summary>
+    /// <summary>
+    /// Softmax scale: 1/sqrt(qk_head_dim), times mscale(factor, mscale_all_dim)^2 under YaRN when mscale_all_dim is set
+    /// and non-zero (DeepSeek's modeling_deepseek.py, vLLM's and transformers' DeepSeek-V3 attention; DeepSeek's
+    /// inference/model.py squares 0.1 * mscale * ln(factor) + 1 with its own <c>mscale</c> argument, default 1, the
+    /// released HF configs' mscale_all_dim; it puts no multiplier on cos/sin, the ratio above being 1 for those configs).
+    /// </summary>
     public static double SoftmaxScale(DeepSeekV3Config cfg)
     {
         double s = 1.0 / Math.Sqrt(cfg.QkHeadDim);

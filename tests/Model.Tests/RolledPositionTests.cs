@@ -23,10 +23,10 @@ public class RolledPositionTests
     /// <summary>Compares depth-1 logits at original vs rolled positions on the labelled and on the tail positions.</summary>
     static void AssertOnlyTheUnlabelledTailMoves(Tensor atOriginal, Tensor atRolled, Tensor labels, string family)
     {
-        var labelled = labels.ne(Packing.IgnoreIndex).unsqueeze(-1);
+        var labelled = labels.NotEqual(Packing.IgnoreIndex).unsqueeze(-1);
         double scale = Math.Max(1, atOriginal.abs().max().item<float>());
-        double onLabels = atOriginal.sub(atRolled).abs().masked_fill(labelled.logical_not(), 0).max().item<float>();
-        double onTail = atOriginal.sub(atRolled).abs().masked_fill(labelled, 0).max().item<float>();
+        double onLabels = atOriginal.sub(atRolled).abs().FillWhere(labelled.logical_not(), 0).max().item<float>();
+        double onTail = atOriginal.sub(atRolled).abs().FillWhere(labelled, 0).max().item<float>();
         var lossOriginal = MtpLoss.CrossEntropy(atOriginal, labels).item<float>();
         var lossRolled = MtpLoss.CrossEntropy(atRolled, labels).item<float>();
         TestContext.Out.WriteLine($"{family}: labelled max diff {onLabels:G3}, tail max diff {onTail:G3}, loss {lossOriginal:R} vs {lossRolled:R}");
@@ -44,7 +44,7 @@ public class RolledPositionTests
         using var batch = Batch(m.VocabSize);
         var ctx = m.Context(Cu, Rows, SeqLen);
         var rolledCtx = m.Context(Cu, Rows, SeqLen, Packing.Roll(Positions, Cu, 1, 0));
-        var h = m.Body.Hidden(batch.InputIds, ctx);
+        var h = m.Body.Norm.forward(m.Body.Hidden(batch.InputIds, ctx)); // what the model hands depth 1 (src/Model/README.md)
         var ids = Packing.Roll(batch.InputIds, Cu, 1, 0);
         var a = m.MtpDepths[0].Forward(ids, h, ctx, m.Body.EmbedTokens, m.LmHead).Logits;
         var b = m.MtpDepths[0].Forward(ids, h, rolledCtx, m.Body.EmbedTokens, m.LmHead).Logits;

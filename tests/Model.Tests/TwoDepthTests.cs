@@ -63,8 +63,8 @@ public class TwoDepthTests
         var ctx = m.Context(Cu, 1, ids.Length);
         var x0 = tensor(ids).view(1, ids.Length);
         var emb = m.Body.EmbedTokens;
-        // h0: what the main model hands to depth 1 (today the last hidden state before model.norm; item 1 of issue 17 decides it).
-        var h0 = m.Body.Hidden(x0, ctx);
+        // h0: what the main model hands to depth 1, the last hidden state after model.norm (issue 17 item 1, src/Model/README.md).
+        var h0 = m.Body.Norm.forward(m.Body.Hidden(x0, ctx));
         var (h1, l1) = m.MtpDepths[0].Forward(RollByHand(ids, 1), h0, ctx, emb, m.LmHead);
         Assert.That(MaxDiff(l1, o.MtpLogits[0]), Is.EqualTo(0.0), "depth 1 as Forward runs it");
 
@@ -72,8 +72,8 @@ public class TwoDepthTests
         Tensor Depth2(Tensor hPrev, Tensor rolled, MtpDepth block)
         {
             var x = Child<Linear>(d2, "eh_proj").forward(cat(new[] { Child<RmsNorm>(d2, "enorm").forward(emb.forward(rolled)), Child<RmsNorm>(d2, "hnorm").forward(hPrev) }, -1));
-            var h = x + Child<MlaAttention>(block, "self_attn").forward(Child<RmsNorm>(block, "input_layernorm").forward(x), ctx);
-            h = h + Child<MoeBlock>(block, "mlp").forward(Child<RmsNorm>(block, "post_attention_layernorm").forward(h));
+            var h = x.Plus(Child<MlaAttention>(block, "self_attn").forward(Child<RmsNorm>(block, "input_layernorm").forward(x), ctx));
+            h = h.Plus(Child<MoeBlock>(block, "mlp").forward(Child<RmsNorm>(block, "post_attention_layernorm").forward(h)));
             return m.LmHead.forward(Child<RmsNorm>(d2, "final_layernorm").forward(h));
         }
         var want = Depth2(h1, RollByHand(ids, 2), d2);

@@ -58,9 +58,12 @@ public sealed record DeepSeekV4Config
     public required int NumHashLayers { get; init; }
     /// <summary>scoring_func: sqrtsoftplus (V4), sigmoid or softmax.</summary>
     public required string ScoringFunc { get; init; }
-    /// <summary>norm_topk_prob.</summary>
+    /// <summary>
+    /// norm_topk_prob, as read. The router does not consult it: DeepSeek's V4 inference code has no such option and
+    /// renormalises every non-softmax score set (see <see cref="V4Gate"/>).
+    /// </summary>
     public required bool NormTopkProb { get; init; }
-    /// <summary>routed_scaling_factor.</summary>
+    /// <summary>routed_scaling_factor (1.5 when absent, transformers' default).</summary>
     public required double RoutedScalingFactor { get; init; }
     /// <summary>swiglu_limit (0: no clamp).</summary>
     public required double SwigluLimit { get; init; }
@@ -132,7 +135,7 @@ public sealed record DeepSeekV4Config
             NumHashLayers = Int("num_hash_layers", 0),
             ScoringFunc = sf,
             NormTopkProb = json["norm_topk_prob"]?.GetValue<bool>() ?? true,
-            RoutedScalingFactor = Dbl("routed_scaling_factor", 1.0),
+            RoutedScalingFactor = Dbl("routed_scaling_factor", 1.5), // transformers' DeepseekV4Config default
             SwigluLimit = Dbl("swiglu_limit", 0),
             RmsNormEps = Dbl("rms_norm_eps", 1e-6),
             NumNextnPredictLayers = Int("num_nextn_predict_layers", 0),

@@ -531,7 +531,9 @@ public sealed class V4SharedExpert : nn.Module<Tensor, Tensor>
 /// <summary>
 /// V4 router <c>gate</c>: <c>weight</c> [E, H]; score = sqrt(softplus(x·Wᵀ)) (or sigmoid/softmax). Non-hash layers
 /// choose the top-k of score + <c>bias</c> (F32 buffer, selection only); hash layers take <c>tid2eid</c>[token]
-/// (I32 buffer). Weights: the unbiased scores of the chosen experts, normalised, times routed_scaling_factor.
+/// (I32 buffer). Weights: the unbiased scores of the chosen experts, divided by their sum unless scoring is softmax,
+/// times routed_scaling_factor. Logits are computed in F32 from F32 copies of x and the weight whatever the model
+/// dtype. Both as DeepSeek's V4 inference/model.py <c>Gate.forward</c>, which has no norm_topk_prob (src/Model/README.md).
 /// </summary>
 public sealed class V4Gate : nn.Module
 {
@@ -568,7 +570,7 @@ public sealed class V4Gate : nn.Module
             using (no_grad())
                 idx = scores.Plus(get_buffer("bias")!.unsqueeze(0)).topk(_c.NumExpertsPerTok, dim: -1).indexes;
         var w = scores.gather(1, idx);
-        if (_c.NormTopkProb && _c.ScoringFunc != "softmax") w = w / w.sum(-1, keepdim: true);
+        if (_c.ScoringFunc != "softmax") w = w / w.sum(-1, keepdim: true);
         return (idx, w.Times(_c.RoutedScalingFactor));
     }
 }
