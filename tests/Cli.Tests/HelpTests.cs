@@ -49,8 +49,8 @@ public class HelpTests
     {
         var (code, stdout, stderr) = CliRunner.Run("bench");
         Assert.That(code, Is.EqualTo(ExitCodes.Usage));
-        Assert.That(stdout, Does.Match(@"(?m)^  kernels\b").And.Match(@"(?m)^  convert\b").And.Match(@"(?m)^  load\b"));
-        Assert.That(stderr, Does.StartWith("mtp: bench needs a command: kernels, convert or load"));
+        Assert.That(stdout, Does.Match(@"(?m)^  kernels\b").And.Match(@"(?m)^  convert\b").And.Match(@"(?m)^  load\b").And.Match(@"(?m)^  train\b"));
+        Assert.That(stderr, Does.StartWith("mtp: bench needs a command: kernels, convert, load or train"));
     }
 
     [Test]

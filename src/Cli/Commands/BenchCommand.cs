@@ -15,6 +15,7 @@ public static class BenchCommand
         bench.Subcommands.Add(Kernels());
         bench.Subcommands.Add(BenchConvertCommand.Create());
         bench.Subcommands.Add(BenchLoadCommand.Create());
+        bench.Subcommands.Add(BenchTrainCommand.Create());
         HelpText.ListSubcommandsWhenNoneGiven(bench);
         return bench;
     }
