@@ -132,19 +132,13 @@ public static class BlockDequant
             {
                 int r0 = t * rowsPerTask, r1 = Math.Min(rows, r0 + rowsPerTask);
                 if (fmt != FloatFormat.BF16 || !VectorWidth.Use512) { Rows(r0, r1); return; }
-                // Vector512: per block, a table of its scale's 256 outputs, worth building when it serves enough codes.
+                // Vector512: per row of blocks, tables of each scale's 256 outputs, worth building when they serve enough codes.
                 for (int ra = r0; ra < r1;)
                 {
                     int br = ra / b0, rb = Math.Min(r1, (br + 1) * b0);
-                    for (int bc = 0; bc < gc; bc++)
-                    {
-                        int j0 = bc * b1, n = Math.Min(b1, cols - j0);
-                        if ((long)(rb - ra) * n >= Fp8TableMinCodes)
-                            VectorKernels.Fp8BlockBf16(c, cols, ra, rb, j0, n, sf[br * gc + bc], (ushort*)o);
-                        else
-                            for (int r = ra; r < rb; r++)
-                                VectorKernels.Fp8Row(c + (long)r * cols + j0, n, sf[br * gc + bc], o + ((long)r * cols + j0) * ob, fmt);
-                    }
+                    if ((long)(rb - ra) * Math.Min(b1, cols) >= Fp8TableMinCodes)
+                        fixed (float* ps = &sf[br * gc]) VectorKernels.Fp8RowsBf16(c, cols, ra, rb, gc, b1, ps, (ushort*)o);
+                    else Rows(ra, rb);
                     ra = rb;
                 }
             }

@@ -79,18 +79,23 @@ public static class BlockQuant
             void Body(int br)
             {
                 int r0 = br * b0, r1 = Math.Min(rows, r0 + b0), nr = r1 - r0;
-                var tile = new float[nr * Math.Min(b1, cols)];
+                // Vector512 and BF16 input: amax and codes straight from the input, no binary32 tile.
+                bool direct = VectorWidth.Use512 && inFmt == FloatFormat.BF16;
+                var tile = direct ? [] : new float[nr * Math.Min(b1, cols)];
                 List<(int, int)>? list = null;
                 fixed (float* pt = tile)
                 {
                     for (int bc = 0; bc < gc; bc++)
                     {
                         int j0 = bc * b1, nc = Math.Min(b1, cols - j0);
-                        for (int r = 0; r < nr; r++)
-                            VectorKernels.ToF32(inp + ((long)(r0 + r) * cols + j0) * ib, inFmt, nc, pt + r * nc);
-                        var tspan = new ReadOnlySpan<float>(pt, nr * nc);
-                        float amax = TensorPrimitives.MaxMagnitude(tspan);
-                        amax = MathF.Abs(amax);
+                        float amax;
+                        if (direct) amax = VectorKernels.AmaxBf16((ushort*)inp, cols, r0, nr, j0, nc);
+                        else
+                        {
+                            for (int r = 0; r < nr; r++)
+                                VectorKernels.ToF32(inp + ((long)(r0 + r) * cols + j0) * ib, inFmt, nc, pt + r * nc);
+                            amax = MathF.Abs(TensorPrimitives.MaxMagnitude(new ReadOnlySpan<float>(pt, nr * nc)));
+                        }
                         if (!float.IsFinite(amax))
                             throw new InvalidDataException($"block [{br}, {bc}] of weight [{rows}, {cols}] contains a non-finite value.");
                         var sspan = new Span<byte>(sc, scaleLen);
@@ -119,7 +124,8 @@ public static class BlockQuant
                         }
                         float div = s == 0f ? 1f : s;   // only possible for an all-zero block
                         for (int r = 0; r < nr; r++)
-                            VectorKernels.QuantFp8Row(pt + r * nc, nc, div, co + (long)(r0 + r) * cols + j0);
+                            if (direct) VectorKernels.QuantFp8RowBf16((ushort*)inp + (long)(r0 + r) * cols + j0, nc, div, co + (long)(r0 + r) * cols + j0);
+                            else VectorKernels.QuantFp8Row(pt + r * nc, nc, div, co + (long)(r0 + r) * cols + j0);
                     }
                 }
                 changed[br] = list ?? [];

@@ -106,41 +106,61 @@ internal static unsafe partial class VectorKernels
     }
 
     /// <summary>
-    /// BF16 dequantization of one FP8 block at scale <paramref name="s"/>: rows [<paramref name="r0"/>, <paramref name="r1"/>)
-    /// and columns [<paramref name="j0"/>, <paramref name="j0"/> + <paramref name="n"/>) of a [*, <paramref name="cols"/>] weight.
-    /// The 256 possible outputs come from <see cref="Fp8Row"/> on the codes 0..255; each code is then looked up (two
-    /// 128-entry byte permutes per output byte, chosen by the code's top bit). Needs <see cref="VectorWidth.Use512"/>.
+    /// BF16 dequantization of FP8 rows [<paramref name="r0"/>, <paramref name="r1"/>) of a [*, <paramref name="cols"/>]
+    /// weight that all lie in one row of blocks, whose <paramref name="gc"/> scales (block width <paramref name="b1"/>) are
+    /// <paramref name="scales"/>. For each block the 256 possible outputs come from <see cref="Fp8Row"/> on the codes
+    /// 0..255 (so they are that kernel's results by construction), stored as a low-byte and a high-byte plane; the rows are
+    /// then walked in memory order and each code is looked up with two 128-entry byte permutes per plane, chosen by the
+    /// code's top bit. Needs <see cref="VectorWidth.Use512"/>.
     /// </summary>
-    public static void Fp8BlockBf16(byte* codes, int cols, int r0, int r1, int j0, int n, float s, ushort* output)
+    public static void Fp8RowsBf16(byte* codes, int cols, int r0, int r1, int gc, int b1, float* scales, ushort* output)
     {
-        ushort* lut = stackalloc ushort[256];
-        Fp8Row(AllCodes, 256, s, (byte*)lut, FloatFormat.BF16);
-        Vector512<ushort> lowByte = Vector512.Create((ushort)0xFF);
-        Vector512<byte> lo0 = Vector512.Narrow(Vector512.Load(lut) & lowByte, Vector512.Load(lut + 32) & lowByte);
-        Vector512<byte> lo1 = Vector512.Narrow(Vector512.Load(lut + 64) & lowByte, Vector512.Load(lut + 96) & lowByte);
-        Vector512<byte> lo2 = Vector512.Narrow(Vector512.Load(lut + 128) & lowByte, Vector512.Load(lut + 160) & lowByte);
-        Vector512<byte> lo3 = Vector512.Narrow(Vector512.Load(lut + 192) & lowByte, Vector512.Load(lut + 224) & lowByte);
-        Vector512<byte> hi0 = Vector512.Narrow(Vector512.Load(lut) >> 8, Vector512.Load(lut + 32) >> 8);
-        Vector512<byte> hi1 = Vector512.Narrow(Vector512.Load(lut + 64) >> 8, Vector512.Load(lut + 96) >> 8);
-        Vector512<byte> hi2 = Vector512.Narrow(Vector512.Load(lut + 128) >> 8, Vector512.Load(lut + 160) >> 8);
-        Vector512<byte> hi3 = Vector512.Narrow(Vector512.Load(lut + 192) >> 8, Vector512.Load(lut + 224) >> 8);
-        Vector512<byte> order = UnpackOrder;
-        for (int r = r0; r < r1; r++)
+        byte* planes = (byte*)NativeMemory.AlignedAlloc((nuint)gc * 512, 64);
+        try
         {
-            byte* src = codes + (long)r * cols + j0;
-            ushort* d = output + (long)r * cols + j0;
-            int i = 0;
-            for (; i <= n - 64; i += 64)
+            ushort* lut = stackalloc ushort[256];
+            Vector512<ushort> lowByte = Vector512.Create((ushort)0xFF);
+            for (int bc = 0; bc < gc; bc++)
             {
-                Vector512<byte> p = Avx512Vbmi.PermuteVar64x8(Vector512.Load(src + i), order);
-                Vector512<byte> top = Vector512.LessThan(p.AsSByte(), Vector512<sbyte>.Zero).AsByte();
-                Vector512<byte> lo = Vector512.ConditionalSelect(top, Avx512Vbmi.PermuteVar64x8x2(lo2, p, lo3), Avx512Vbmi.PermuteVar64x8x2(lo0, p, lo1));
-                Vector512<byte> hi = Vector512.ConditionalSelect(top, Avx512Vbmi.PermuteVar64x8x2(hi2, p, hi3), Avx512Vbmi.PermuteVar64x8x2(hi0, p, hi1));
-                Avx512BW.UnpackLow(lo, hi).AsUInt16().Store(d + i);
-                Avx512BW.UnpackHigh(lo, hi).AsUInt16().Store(d + i + 32);
+                Fp8Row(AllCodes, 256, scales[bc], (byte*)lut, FloatFormat.BF16);
+                byte* pl = planes + bc * 512;
+                for (int k = 0; k < 4; k++)
+                {
+                    Vector512<ushort> a = Vector512.Load(lut + 64 * k), b = Vector512.Load(lut + 64 * k + 32);
+                    Vector512.Narrow(a & lowByte, b & lowByte).Store(pl + 64 * k);
+                    Vector512.Narrow(a >> 8, b >> 8).Store(pl + 256 + 64 * k);
+                }
             }
-            for (; i < n; i++) d[i] = lut[src[i]];
+            Vector512<byte> order = UnpackOrder;
+            for (int r = r0; r < r1; r++)
+            {
+                byte* crow = codes + (long)r * cols;
+                ushort* orow = output + (long)r * cols;
+                for (int bc = 0; bc < gc; bc++)
+                {
+                    int j0 = bc * b1, n = Math.Min(b1, cols - j0);
+                    byte* pl = planes + bc * 512, src = crow + j0;
+                    ushort* d = orow + j0;
+                    int i = 0;
+                    if (n >= 64)
+                    {
+                        Vector512<byte> lo0 = Vector512.Load(pl), lo1 = Vector512.Load(pl + 64), lo2 = Vector512.Load(pl + 128), lo3 = Vector512.Load(pl + 192);
+                        Vector512<byte> hi0 = Vector512.Load(pl + 256), hi1 = Vector512.Load(pl + 320), hi2 = Vector512.Load(pl + 384), hi3 = Vector512.Load(pl + 448);
+                        for (; i <= n - 64; i += 64)
+                        {
+                            Vector512<byte> p = Avx512Vbmi.PermuteVar64x8(Vector512.Load(src + i), order);
+                            Vector512<byte> top = Vector512.LessThan(p.AsSByte(), Vector512<sbyte>.Zero).AsByte();
+                            Vector512<byte> lo = Vector512.ConditionalSelect(top, Avx512Vbmi.PermuteVar64x8x2(lo2, p, lo3), Avx512Vbmi.PermuteVar64x8x2(lo0, p, lo1));
+                            Vector512<byte> hi = Vector512.ConditionalSelect(top, Avx512Vbmi.PermuteVar64x8x2(hi2, p, hi3), Avx512Vbmi.PermuteVar64x8x2(hi0, p, hi1));
+                            Avx512BW.UnpackLow(lo, hi).AsUInt16().Store(d + i);
+                            Avx512BW.UnpackHigh(lo, hi).AsUInt16().Store(d + i + 32);
+                        }
+                    }
+                    for (; i < n; i++) d[i] = (ushort)(pl[src[i]] | (pl[256 + src[i]] << 8));
+                }
+            }
         }
+        finally { NativeMemory.AlignedFree(planes); }
     }
 
     // ---------------------------------------------------------------- FP4 dequant
@@ -241,5 +261,44 @@ internal static unsafe partial class VectorKernels
             QuantFp8x16(w + i + 48, sv).Store(codes + i + 48);
         }
         return i;
+    }
+
+    /// <summary>Largest magnitude of a BF16 block (rows [r0, r0 + nr), columns [j0, j0 + nc)) as binary32; NaN or infinite when
+    /// the block holds one (BF16 magnitudes order like their bit patterns).</summary>
+    public static float AmaxBf16(ushort* input, int cols, int r0, int nr, int j0, int nc)
+    {
+        Vector512<ushort> mask = Vector512.Create((ushort)0x7FFF), acc = Vector512<ushort>.Zero;
+        int tail = 0;
+        for (int r = r0; r < r0 + nr; r++)
+        {
+            ushort* u = input + (long)r * cols + j0;
+            int i = 0;
+            for (; i <= nc - 32; i += 32) acc = Vector512.Max(acc, Vector512.Load(u + i) & mask);
+            for (; i < nc; i++) tail = Math.Max(tail, u[i] & 0x7FFF);
+        }
+        int m = Math.Max(tail, MaxOf(Vector256.Max(acc.GetLower(), acc.GetUpper())));
+        return BFloat16.ToFloat((ushort)m);
+    }
+
+    static int MaxOf(Vector256<ushort> v)
+    {
+        int m = 0;
+        for (int i = 0; i < 16; i++) m = Math.Max(m, v.GetElement(i));
+        return m;
+    }
+
+    /// <summary>codes[i] = E4M3(clamp(float(bf16[i]) / s, -448, 448)) for finite input, straight from BF16 (no binary32 copy).</summary>
+    public static void QuantFp8RowBf16(ushort* w, int n, float s, byte* codes)
+    {
+        int i = 0;
+        Vector512<float> sv = Vector512.Create(s), lo = Vector512.Create(-448f), hi = Vector512.Create(448f);
+        for (; i <= n - 32; i += 32)
+        {
+            Vector512<float> a = (Avx512F.ConvertToVector512UInt32(Vector256.Load(w + i)) << 16).AsSingle();
+            Vector512<float> b = (Avx512F.ConvertToVector512UInt32(Vector256.Load(w + i + 16)) << 16).AsSingle();
+            Avx512F.ConvertToVector128Byte(EncodeE4M3(Vector512.Min(Vector512.Max(a / sv, lo), hi))).Store(codes + i);
+            Avx512F.ConvertToVector128Byte(EncodeE4M3(Vector512.Min(Vector512.Max(b / sv, lo), hi))).Store(codes + i + 16);
+        }
+        for (; i < n; i++) codes[i] = Fp8E4M3.FromFloat(Math.Clamp(BFloat16.ToFloat(w[i]) / s, -448f, 448f));
     }
 }
