@@ -137,29 +137,36 @@ public class VectorPathTests
         }
     }
 
-    /// <summary>Finite weights around a block scale: random bits, subnormals, E4M3 rounding ties at that scale, saturation, zeros.</summary>
-    static float[] EdgeWeights(Random rng, int n, float s)
+    /// <summary>
+    /// A finite weight for block scale <paramref name="s"/>: an exact E4M3 rounding tie (w / s is exactly halfway between two
+    /// codes, which only a true division finds), a code times s, a value around the 448/464 bounds, a zero or subnormal, or
+    /// random bits.
+    /// </summary>
+    static float EdgeWeight(Random rng, float s)
     {
-        var w = new float[n];
-        for (int i = 0; i < n; i++)
+        switch (rng.Next(5))
         {
-            float v;
-            switch (rng.Next(5))
-            {
-                case 0:   // halfway between two E4M3 codes (ties go to the even one)
-                    int c = rng.Next(0, 125);
-                    v = (float)((Ref.E4M3(c) + Ref.E4M3(c + 1)) / 2 * s);
-                    break;
-                case 1: v = (float)Ref.E4M3(rng.Next(0, 127)) * s * (rng.Next(2) == 0 ? 1 : -1); break;
-                case 2: v = s * (float)(440 + rng.NextDouble() * 40); break;   // around 448 and the 464 replacement bound
-                case 3: v = new[] { 0f, -0f, float.Epsilon, -1e-40f, 1e-39f }[rng.Next(5)]; break;
-                default:
-                    do v = BitConverter.UInt32BitsToSingle((uint)rng.NextInt64(0, 1L << 32)); while (!float.IsFinite(v) || MathF.Abs(v) > 1e30f);
-                    break;
-            }
-            w[i] = v;
+            case 0:
+                int c = rng.Next(0, 125);
+                float mid = (float)((Ref.E4M3(c) + Ref.E4M3(c + 1)) / 2);
+                // Prefer a w whose quotient is the tie while w * (1 / s) misses it: that tells a division from its shortcut.
+                float v0 = (float)((double)mid * s), best = v0;
+                for (int k = -8; k <= 8; k++)
+                {
+                    float v = BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(v0) + k);
+                    if (v / s != mid) continue;
+                    best = v;
+                    if (v * (1f / s) != mid) break;
+                }
+                return best;
+            case 1: return (float)Ref.E4M3(rng.Next(0, 127)) * s * (rng.Next(2) == 0 ? 1 : -1);
+            case 2: return s * (float)(440 + rng.NextDouble() * 40);
+            case 3: return new[] { 0f, -0f, float.Epsilon, -1e-40f, 1e-39f }[rng.Next(5)];
+            default:
+                float r;
+                do r = BitConverter.UInt32BitsToSingle((uint)rng.NextInt64(0, 1L << 32)); while (!float.IsFinite(r) || MathF.Abs(r) > 1e30f);
+                return r;
         }
-        return w;
     }
 
     [TestCase(300, 200, 128, 128, 1)]
@@ -173,14 +180,23 @@ public class VectorPathTests
         foreach (ScaleFormat sf in Enum.GetValues<ScaleFormat>())
         {
             byte[] scales = H.RandomScales(rng, gr * gc, sf, -20, 4);
-            var w = new float[rows * cols];
-            for (int r = 0; r < rows; r++)
-            {
-                float[] row = EdgeWeights(rng, cols, 1f);
-                for (int j = 0; j < cols; j++) w[r * cols + j] = row[j] * H.Scale(scales, sf, r / b0 * gc + j / b1);
-            }
+            // Every other scale has few significant bits, so that ties stay exact in BF16 weights and 1/s is inexact.
+            if (sf != ScaleFormat.E8M0)
+                for (int i = 0; i < gr * gc; i += 2)
+                {
+                    float few = (1 + rng.Next(1, 4) / 4f) * MathF.Pow(2, rng.Next(-12, 3));
+                    if (sf == ScaleFormat.F32) BitConverter.TryWriteBytes(scales.AsSpan(4 * i), few);
+                    else BitConverter.TryWriteBytes(scales.AsSpan(2 * i), Ref.ToBf16(few));
+                }
             foreach (FloatFormat inf in Enum.GetValues<FloatFormat>())
             {
+                var w = new float[rows * cols];
+                for (int i = 0; i < w.Length; i++)
+                {
+                    float s = H.Scale(scales, sf, i / cols / b0 * gc + i % cols / b1);
+                    w[i] = EdgeWeight(rng, s);
+                    if (inf == FloatFormat.BF16 && Ref.Bf16ToF32(Ref.ToBf16(w[i])) / s != w[i] / s) w[i] = EdgeWeight(rng, s);
+                }
                 byte[] input = inf == FloatFormat.F32 ? H.Bytes(w) : H.Bytes(w.Select(Ref.ToBf16).ToArray());
                 foreach (ScaleMode mode in Enum.GetValues<ScaleMode>())
                 {
