@@ -83,13 +83,16 @@ public static class BlockQuant
                 bool direct = VectorWidth.Use512 && inFmt == FloatFormat.BF16;
                 var tile = direct ? [] : new float[nr * Math.Min(b1, cols)];
                 List<(int, int)>? list = null;
+                // The direct path reads the block row in memory order: all block maxima first, then all codes.
+                float[] amaxes = direct ? VectorKernels.AmaxBf16Blocks((ushort*)inp, cols, r0, nr, b1, gc) : [];
+                float[] divs = direct ? new float[gc] : [];
                 fixed (float* pt = tile)
                 {
                     for (int bc = 0; bc < gc; bc++)
                     {
                         int j0 = bc * b1, nc = Math.Min(b1, cols - j0);
                         float amax;
-                        if (direct) amax = VectorKernels.AmaxBf16((ushort*)inp, cols, r0, nr, j0, nc);
+                        if (direct) amax = amaxes[bc];
                         else
                         {
                             for (int r = 0; r < nr; r++)
@@ -123,11 +126,19 @@ public static class BlockQuant
                             }
                         }
                         float div = s == 0f ? 1f : s;   // only possible for an all-zero block
-                        for (int r = 0; r < nr; r++)
-                            if (direct) VectorKernels.QuantFp8RowBf16((ushort*)inp + (long)(r0 + r) * cols + j0, nc, div, co + (long)(r0 + r) * cols + j0);
-                            else VectorKernels.QuantFp8Row(pt + r * nc, nc, div, co + (long)(r0 + r) * cols + j0);
+                        if (direct) divs[bc] = div;
+                        else
+                            for (int r = 0; r < nr; r++)
+                                VectorKernels.QuantFp8Row(pt + r * nc, nc, div, co + (long)(r0 + r) * cols + j0);
                     }
                 }
+                if (direct)
+                    for (int r = r0; r < r1; r++)
+                        for (int bc = 0; bc < gc; bc++)
+                        {
+                            int j0 = bc * b1;
+                            VectorKernels.QuantFp8RowBf16((ushort*)inp + (long)r * cols + j0, Math.Min(b1, cols - j0), divs[bc], co + (long)r * cols + j0);
+                        }
                 changed[br] = list ?? [];
             }
             BlockDequant.Run(gr, options, Body);

@@ -263,21 +263,31 @@ internal static unsafe partial class VectorKernels
         return i;
     }
 
-    /// <summary>Largest magnitude of a BF16 block (rows [r0, r0 + nr), columns [j0, j0 + nc)) as binary32; NaN or infinite when
-    /// the block holds one (BF16 magnitudes order like their bit patterns).</summary>
-    public static float AmaxBf16(ushort* input, int cols, int r0, int nr, int j0, int nc)
+    /// <summary>Largest magnitude, as binary32, of each of the <paramref name="gc"/> BF16 blocks (width <paramref name="b1"/>) of rows
+    /// [r0, r0 + nr), read row by row; NaN or infinite for a block that holds one (BF16 magnitudes order like their bit patterns).</summary>
+    public static float[] AmaxBf16Blocks(ushort* input, int cols, int r0, int nr, int b1, int gc)
     {
-        Vector512<ushort> mask = Vector512.Create((ushort)0x7FFF), acc = Vector512<ushort>.Zero;
-        int tail = 0;
+        var acc = new Vector512<ushort>[gc];
+        var tail = new int[gc];
+        Vector512<ushort> mask = Vector512.Create((ushort)0x7FFF);
         for (int r = r0; r < r0 + nr; r++)
         {
-            ushort* u = input + (long)r * cols + j0;
-            int i = 0;
-            for (; i <= nc - 32; i += 32) acc = Vector512.Max(acc, Vector512.Load(u + i) & mask);
-            for (; i < nc; i++) tail = Math.Max(tail, u[i] & 0x7FFF);
+            ushort* row = input + (long)r * cols;
+            for (int bc = 0; bc < gc; bc++)
+            {
+                int j0 = bc * b1, nc = Math.Min(b1, cols - j0);
+                ushort* u = row + j0;
+                Vector512<ushort> a = acc[bc];
+                int i = 0;
+                for (; i <= nc - 32; i += 32) a = Vector512.Max(a, Vector512.Load(u + i) & mask);
+                acc[bc] = a;
+                for (; i < nc; i++) tail[bc] = Math.Max(tail[bc], u[i] & 0x7FFF);
+            }
         }
-        int m = Math.Max(tail, MaxOf(Vector256.Max(acc.GetLower(), acc.GetUpper())));
-        return BFloat16.ToFloat((ushort)m);
+        var amax = new float[gc];
+        for (int bc = 0; bc < gc; bc++)
+            amax[bc] = BFloat16.ToFloat((ushort)Math.Max(tail[bc], MaxOf(Vector256.Max(acc[bc].GetLower(), acc[bc].GetUpper()))));
+        return amax;
     }
 
     static int MaxOf(Vector256<ushort> v)
