@@ -284,8 +284,14 @@ internal static unsafe partial class VectorKernels
                 for (; i < nc; i++) tail[bc] = Math.Max(tail[bc], u[i] & 0x7FFF);
             }
         }
-        var amax = new float[gc];
-        for (int bc = 0; bc < gc; bc++)
+        return BlockMaxima(acc, tail);
+    }
+
+    /// <summary>Per-block maxima from the vector and tail accumulators of BF16 magnitude bits, as binary32.</summary>
+    internal static float[] BlockMaxima(Vector512<ushort>[] acc, int[] tail)
+    {
+        var amax = new float[acc.Length];
+        for (int bc = 0; bc < acc.Length; bc++)
             amax[bc] = BFloat16.ToFloat((ushort)Math.Max(tail[bc], MaxOf(Vector256.Max(acc[bc].GetLower(), acc[bc].GetUpper()))));
         return amax;
     }
@@ -310,5 +316,49 @@ internal static unsafe partial class VectorKernels
             Avx512F.ConvertToVector128Byte(EncodeE4M3(Vector512.Min(Vector512.Max(b / sv, lo), hi))).Store(codes + i + 16);
         }
         for (; i < n; i++) codes[i] = Fp8E4M3.FromFloat(Math.Clamp(BFloat16.ToFloat(w[i]) / s, -448f, 448f));
+    }
+
+    /// <summary>Dword lanes of a two-step unsigned pack (dword -> word -> byte, per 128-bit lane) back in element order.</summary>
+    static readonly Vector512<uint> PackOrder = Vector512.Create((ReadOnlySpan<uint>)[0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15]);
+
+    /// <summary>
+    /// One BF16 row of <see cref="BlockQuant.Fp8"/>: for each of the <paramref name="gc"/> blocks (width <paramref name="b1"/>),
+    /// codes = E4M3(clamp(float(bf16) / divs[bc], -448, 448)), as <see cref="QuantFp8RowBf16"/> computes them.
+    /// </summary>
+    /// <remarks>With <paramref name="acc"/> and <paramref name="tail"/> (one per block) it also accumulates each block's largest
+    /// BF16 magnitude bits, so that a quantizer that guessed its scales can check them after this one pass.</remarks>
+    public static void QuantFp8RowsBf16(ushort* row, int cols, int b1, int gc, float[] divs, byte* codes,
+        Vector512<ushort>[]? acc = null, int[]? tail = null)
+    {
+        Vector512<ushort> mask = Vector512.Create((ushort)0x7FFF);
+        bool track = acc != null && tail != null;
+        Vector512<float> lo = Vector512.Create(-448f), hi = Vector512.Create(448f);
+        Vector512<uint> order = PackOrder;
+        for (int bc = 0; bc < gc; bc++)
+        {
+            int j0 = bc * b1, n = Math.Min(b1, cols - j0);
+            ushort* w = row + j0;
+            byte* o = codes + j0;
+            float s = divs[bc];
+            Vector512<float> sv = Vector512.Create(s);
+            Vector512<ushort> a = track ? acc![bc] : default;
+            int i = 0;
+            for (; i <= n - 64; i += 64)
+            {
+                if (track) a = Vector512.Max(a, Vector512.Max(Vector512.Load(w + i) & mask, Vector512.Load(w + i + 32) & mask));
+                Vector512<int> c0 = EncodeE4M3(Vector512.Min(Vector512.Max((Avx512F.ConvertToVector512UInt32(Vector256.Load(w + i)) << 16).AsSingle() / sv, lo), hi)).AsInt32();
+                Vector512<int> c1 = EncodeE4M3(Vector512.Min(Vector512.Max((Avx512F.ConvertToVector512UInt32(Vector256.Load(w + i + 16)) << 16).AsSingle() / sv, lo), hi)).AsInt32();
+                Vector512<int> c2 = EncodeE4M3(Vector512.Min(Vector512.Max((Avx512F.ConvertToVector512UInt32(Vector256.Load(w + i + 32)) << 16).AsSingle() / sv, lo), hi)).AsInt32();
+                Vector512<int> c3 = EncodeE4M3(Vector512.Min(Vector512.Max((Avx512F.ConvertToVector512UInt32(Vector256.Load(w + i + 48)) << 16).AsSingle() / sv, lo), hi)).AsInt32();
+                Vector512<byte> b = Avx512BW.PackUnsignedSaturate(Avx512BW.PackSignedSaturate(c0, c1), Avx512BW.PackSignedSaturate(c2, c3));
+                Avx512F.PermuteVar16x32(b.AsUInt32(), order).AsByte().Store(o + i);
+            }
+            if (track)
+            {
+                acc![bc] = a;
+                for (int k = i; k < n; k++) tail![bc] = Math.Max(tail[bc], w[k] & 0x7FFF);
+            }
+            if (i < n) QuantFp8RowBf16(w + i, n - i, s, o + i);
+        }
     }
 }
