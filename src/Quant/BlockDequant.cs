@@ -136,7 +136,7 @@ public static class BlockDequant
                 for (int ra = r0; ra < r1;)
                 {
                     int br = ra / b0, rb = Math.Min(r1, (br + 1) * b0);
-                    if ((long)(rb - ra) * Math.Min(b1, cols) >= Fp8TableMinCodes)
+                    if (Math.Min(b1, cols) >= 64 && (long)(rb - ra) * Math.Min(b1, cols) >= Fp8TableMinCodes)
                         fixed (float* ps = &sf[br * gc]) VectorKernels.Fp8RowsBf16(c, cols, ra, rb, gc, b1, ps, (ushort*)o);
                     else Rows(ra, rb);
                     ra = rb;
@@ -214,7 +214,7 @@ public static class BlockDequant
         }
     }
 
-    /// <summary>Codes a block must serve (rows times columns) before the Vector512 path builds its output table.</summary>
+    /// <summary>Codes a block must serve (rows times columns, with at least 64 columns) before the Vector512 path builds its output table.</summary>
     const int Fp8TableMinCodes = 1024;
 
     internal static void Run(int tasks, KernelOptions options, Action<int> body)
