@@ -112,7 +112,8 @@ public static class BlockDequant
             int b0 = block.Rows, b1 = block.Cols;
             var fmt = outputFormat;
             // Work unit: one row-block (or a slice of rows when there are few row-blocks).
-            int rowsPerTask = Math.Min(b0, Math.Max(1, rows / (Threads(options) * 4)));
+            // (One thread: whole row-blocks, so that the Vector512 tables serve as many rows as possible.)
+            int rowsPerTask = Threads(options) == 1 ? b0 : Math.Min(b0, Math.Max(1, rows / (Threads(options) * 4)));
             int tasks = (rows + rowsPerTask - 1) / rowsPerTask;
             void Rows(int r0, int r1)
             {
