@@ -83,10 +83,10 @@ public static class BlockQuant
                 bool direct = VectorWidth.Use512 && inFmt == FloatFormat.BF16;
                 var tile = direct ? [] : new float[nr * Math.Min(b1, cols)];
                 List<(int, int)>? list = null;
-                // The direct path reads a block row in memory order: all block maxima, then all codes (two passes).
+                // The direct path reads a block row in memory order. Reuse mode with usable scales: quantize with them while
+                // taking the maxima (one pass) and redo only the blocks whose scale the rules below replace; otherwise all
+                // block maxima first, then all codes (two passes).
                 float[] divs = direct ? new float[gc] : [];
-                // Reuse mode with usable scales: quantize with them while taking the maxima (one pass), and redo only the
-                // blocks whose scale the rules below replace.
                 bool guessed = direct && mode == ScaleMode.Reuse && GuessScales(new Span<byte>(sc, scaleLen), sFmt, br * gc, divs);
                 float[] guess = guessed ? (float[])divs.Clone() : [];
                 float[] amaxes;
