@@ -112,11 +112,11 @@ public static class BlockDequant
             int b0 = block.Rows, b1 = block.Cols;
             var fmt = outputFormat;
             // Work unit: one row-block (or a slice of rows when there are few row-blocks).
-            int rowsPerTask = Math.Min(b0, Math.Max(1, rows / (Threads(options) * 4)));
+            // (One thread: whole row-blocks, so that the Vector512 tables serve as many rows as possible.)
+            int rowsPerTask = Threads(options) == 1 ? b0 : Math.Min(b0, Math.Max(1, rows / (Threads(options) * 4)));
             int tasks = (rows + rowsPerTask - 1) / rowsPerTask;
-            void Body(int t)
+            void Rows(int r0, int r1)
             {
-                int r0 = t * rowsPerTask, r1 = Math.Min(rows, r0 + rowsPerTask);
                 for (int r = r0; r < r1; r++)
                 {
                     int br = r / b0;
@@ -127,6 +127,20 @@ public static class BlockDequant
                         int j0 = bc * b1, n = Math.Min(b1, cols - j0);
                         VectorKernels.Fp8Row(crow + j0, n, sf[br * gc + bc], orow + (long)j0 * ob, fmt);
                     }
+                }
+            }
+            void Body(int t)
+            {
+                int r0 = t * rowsPerTask, r1 = Math.Min(rows, r0 + rowsPerTask);
+                if (fmt != FloatFormat.BF16 || !VectorWidth.Use512) { Rows(r0, r1); return; }
+                // Vector512: per row of blocks, tables of each scale's 256 outputs, worth building when they serve enough codes.
+                for (int ra = r0; ra < r1;)
+                {
+                    int br = ra / b0, rb = Math.Min(r1, (br + 1) * b0);
+                    if (Math.Min(b1, cols) >= 64 && (long)(rb - ra) * Math.Min(b1, cols) >= Fp8TableMinCodes)
+                        fixed (float* ps = &sf[br * gc]) VectorKernels.Fp8RowsBf16(c, cols, ra, rb, gc, b1, ps, (ushort*)o);
+                    else Rows(ra, rb);
+                    ra = rb;
                 }
             }
             Run(tasks, options, Body);
@@ -185,6 +199,11 @@ public static class BlockDequant
                     byte* prow = p + (long)r * (cols / 2);
                     byte* orow = o + (long)r * cols * ob;
                     byte* srow = s + (long)r * groups;
+                    if (VectorWidth.Use512 && groupSize % 32 == 0)
+                    {
+                        VectorKernels.Fp4Row512(prow, cols, srow, groupSize, orow, fmt);
+                        continue;
+                    }
                     for (int g = 0; g < groups; g++)
                     {
                         int c0 = g * groupSize, pairs = Math.Min(half, (cols - c0) / 2);
@@ -195,6 +214,9 @@ public static class BlockDequant
             Run(tasks, options, Body);
         }
     }
+
+    /// <summary>Codes a block must serve (rows times columns, with at least 64 columns) before the Vector512 path builds its output table.</summary>
+    const int Fp8TableMinCodes = 1024;
 
     internal static void Run(int tasks, KernelOptions options, Action<int> body)
     {

@@ -79,18 +79,40 @@ public static class BlockQuant
             void Body(int br)
             {
                 int r0 = br * b0, r1 = Math.Min(rows, r0 + b0), nr = r1 - r0;
-                var tile = new float[nr * Math.Min(b1, cols)];
+                // Vector512 and BF16 input: amax and codes straight from the input, no binary32 tile.
+                bool direct = VectorWidth.Use512 && inFmt == FloatFormat.BF16;
+                var tile = direct ? [] : new float[nr * Math.Min(b1, cols)];
                 List<(int, int)>? list = null;
+                // The direct path reads a block row in memory order. Reuse mode with usable scales: quantize with them while
+                // taking the maxima (one pass) and redo only the blocks whose scale the rules below replace; otherwise all
+                // block maxima first, then all codes (two passes).
+                float[] divs = direct ? new float[gc] : [];
+                bool guessed = direct && mode == ScaleMode.Reuse && GuessScales(new Span<byte>(sc, scaleLen), sFmt, br * gc, divs);
+                float[] guess = guessed ? (float[])divs.Clone() : [];
+                float[] amaxes;
+                if (!direct) amaxes = [];
+                else if (!guessed) amaxes = VectorKernels.AmaxBf16Blocks((ushort*)inp, cols, r0, nr, b1, gc);
+                else
+                {
+                    var acc = new System.Runtime.Intrinsics.Vector512<ushort>[gc];
+                    var tails = new int[gc];
+                    for (int r = r0; r < r1; r++)
+                        VectorKernels.QuantFp8RowsBf16((ushort*)inp + (long)r * cols, cols, b1, gc, divs, co + (long)r * cols, acc, tails);
+                    amaxes = VectorKernels.BlockMaxima(acc, tails);
+                }
                 fixed (float* pt = tile)
                 {
                     for (int bc = 0; bc < gc; bc++)
                     {
                         int j0 = bc * b1, nc = Math.Min(b1, cols - j0);
-                        for (int r = 0; r < nr; r++)
-                            VectorKernels.ToF32(inp + ((long)(r0 + r) * cols + j0) * ib, inFmt, nc, pt + r * nc);
-                        var tspan = new ReadOnlySpan<float>(pt, nr * nc);
-                        float amax = TensorPrimitives.MaxMagnitude(tspan);
-                        amax = MathF.Abs(amax);
+                        float amax;
+                        if (direct) amax = amaxes[bc];
+                        else
+                        {
+                            for (int r = 0; r < nr; r++)
+                                VectorKernels.ToF32(inp + ((long)(r0 + r) * cols + j0) * ib, inFmt, nc, pt + r * nc);
+                            amax = MathF.Abs(TensorPrimitives.MaxMagnitude(new ReadOnlySpan<float>(pt, nr * nc)));
+                        }
                         if (!float.IsFinite(amax))
                             throw new InvalidDataException($"block [{br}, {bc}] of weight [{rows}, {cols}] contains a non-finite value.");
                         var sspan = new Span<byte>(sc, scaleLen);
@@ -118,10 +140,23 @@ public static class BlockQuant
                             }
                         }
                         float div = s == 0f ? 1f : s;   // only possible for an all-zero block
-                        for (int r = 0; r < nr; r++)
-                            VectorKernels.QuantFp8Row(pt + r * nc, nc, div, co + (long)(r0 + r) * cols + j0);
+                        if (direct) divs[bc] = div;
+                        else
+                            for (int r = 0; r < nr; r++)
+                                VectorKernels.QuantFp8Row(pt + r * nc, nc, div, co + (long)(r0 + r) * cols + j0);
                     }
                 }
+                if (direct && !guessed)
+                    for (int r = r0; r < r1; r++)
+                        VectorKernels.QuantFp8RowsBf16((ushort*)inp + (long)r * cols, cols, b1, gc, divs, co + (long)r * cols);
+                else if (guessed)
+                    for (int bc = 0; bc < gc; bc++)
+                        if (BitConverter.SingleToInt32Bits(divs[bc]) != BitConverter.SingleToInt32Bits(guess[bc]))
+                            for (int r = r0; r < r1; r++)
+                            {
+                                int j0 = bc * b1;
+                                VectorKernels.QuantFp8RowBf16((ushort*)inp + (long)r * cols + j0, Math.Min(b1, cols - j0), divs[bc], co + (long)r * cols + j0);
+                            }
                 changed[br] = list ?? [];
             }
             BlockDequant.Run(gr, options, Body);
@@ -129,6 +164,19 @@ public static class BlockQuant
         var all = new List<(int BlockRow, int BlockCol)>();
         foreach (var l in changed) all.AddRange(l);
         return new QuantizeReport(all);
+    }
+
+    /// <summary>The reused scales of one row of blocks (from index <paramref name="first"/>) as divisors, or false when one is
+    /// zero or not finite (those blocks take the two-pass path, which decides what to do with them).</summary>
+    static bool GuessScales(ReadOnlySpan<byte> scales, ScaleFormat fmt, int first, float[] divs)
+    {
+        for (int bc = 0; bc < divs.Length; bc++)
+        {
+            float s = BlockDequant.ReadScale(scales, fmt, first + bc);
+            if (s == 0f || !float.IsFinite(s)) return false;
+            divs[bc] = s;
+        }
+        return true;
     }
 
     /// <summary>Canonical FP8 scale for a block with max magnitude <paramref name="amax"/>, written at index <paramref name="i"/>; returns the scale as used.</summary>

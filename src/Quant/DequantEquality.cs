@@ -35,12 +35,21 @@ public static class DequantEquality
             throw new ArgumentException($"output of {expected.Length} bytes does not fit weight [{rows}, {cols}] in {format}");
         }
         long rowBytes = (long)cols * ob;
+        // Whole row-blocks per chunk, or (when one row-block exceeds the chunk) the largest divisor of the block height that
+        // fits, so that no chunk straddles two row-blocks and the scratch stays in cache.
         int step = (int)Math.Min(rows, Math.Max(1, ChunkBytes / Math.Max(1, rowBytes) / block.Rows) * block.Rows);
+        if ((long)block.Rows * rowBytes > ChunkBytes)
+        {
+            step = 1;
+            for (int d = block.Rows; d > 1; d--)
+                if (block.Rows % d == 0 && d * rowBytes <= ChunkBytes) { step = d; break; }
+            step = Math.Min(step, rows);
+        }
         var k = new KernelOptions { MaxThreads = 1, AllowNonFiniteScales = true };
         for (int r0 = 0; r0 < rows; r0 += step)
         {
             int rc = Math.Min(step, rows - r0);
-            int g0 = r0 / block.Rows, gn = (rc + block.Rows - 1) / block.Rows;
+            int g0 = r0 / block.Rows, gn = (r0 + rc - 1) / block.Rows - g0 + 1;
             Span<byte> tmp = Scratch(rc * rowBytes);
             BlockDequant.Fp8(codes.Slice(r0 * cols, rc * cols), rc, cols, scales.Slice(g0 * gc * sb, gn * gc * sb), scaleFormat, block, tmp, format, k);
             if (!tmp.SequenceEqual(expected.Slice((int)(r0 * rowBytes), tmp.Length))) return false;

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Mtp.Quant;
 
@@ -15,7 +16,7 @@ namespace Mtp.Quant;
 /// dequantization is injective: the only codes that dequantize to the weight are the reference's own. Callers still
 /// confirm the result with <see cref="DequantEquality"/>, so a "yes" is never taken on trust.
 /// </remarks>
-public static class ExactEncode
+public static partial class ExactEncode
 {
     /// <summary>Smallest E8M0 scale code accepted for FP8: 2^-9 (the smallest E4M3 magnitude) times it is a normal BF16.</summary>
     public const int Fp8ScaleMin = 10;
@@ -54,6 +55,7 @@ public static class ExactEncode
             var bad = Vector256<ushort>.Zero;
             ushort* u = (ushort*)pi;
             long n = (long)rows * cols;
+            if (VectorWidth.Use512) return Fp4Codes512(u, n, ps, groupSize, po);
             // 32 values (one scale's worth of a 32-multiple group) per step -> 16 packed bytes.
             for (long i = 0; i < n; i += 32)
             {
@@ -110,6 +112,8 @@ public static class ExactEncode
         fixed (byte* ps = scales)
         fixed (byte* po = codes)
         {
+            if (VectorWidth.Use512 && block.Cols % 32 == 0 && cols % 32 == 0)
+                return Fp8Codes512(pi, rows, cols, ps, gc, block, po);
             var bad = Vector256<ushort>.Zero;
             for (int r = 0; r < rows; r++)
             {

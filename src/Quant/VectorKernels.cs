@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics;
 namespace Mtp.Quant;
 
 /// <summary>Row kernels shared by the block (de)quantizers. All take raw pointers; callers validate lengths.</summary>
-internal static unsafe class VectorKernels
+internal static unsafe partial class VectorKernels
 {
     // ---------------------------------------------------------------- decode helpers
 
@@ -48,7 +48,7 @@ internal static unsafe class VectorKernels
     /// <summary>dst[i] = round(fp8(src[i]) * s) for i in [0, n).</summary>
     public static void Fp8Row(byte* src, int n, float s, byte* dst, FloatFormat fmt)
     {
-        int i = 0;
+        int i = VectorWidth.Use512 ? Fp8Row512(src, n, s, dst, fmt) : 0;
         if (Vector256.IsHardwareAccelerated)
         {
             Vector256<float> sv = Vector256.Create(s);
@@ -144,7 +144,7 @@ internal static unsafe class VectorKernels
     {
         if (fmt == FloatFormat.F32) { Buffer.MemoryCopy(src, dst, (long)n * 4, (long)n * 4); return; }
         ushort* s = (ushort*)src;
-        int i = 0;
+        int i = VectorWidth.Use512 ? ToF32Bf16_512(s, n, dst) : 0;
         if (Vector256.IsHardwareAccelerated)
         {
             for (; i <= n - 16; i += 16)
@@ -175,7 +175,7 @@ internal static unsafe class VectorKernels
     /// <summary>codes[i] = E4M3(clamp(w[i] / s, -448, 448)) for finite w.</summary>
     public static void QuantFp8Row(float* w, int n, float s, byte* codes)
     {
-        int i = 0;
+        int i = VectorWidth.Use512 ? QuantFp8Row512(w, n, s, codes) : 0;
         if (Vector256.IsHardwareAccelerated)
         {
             Vector256<float> sv = Vector256.Create(s), hi = Vector256.Create(448f), lo = Vector256.Create(-448f);

@@ -37,6 +37,38 @@ public class DequantEqualityTests
         }
     }
 
+    [TestCase(128, FloatFormat.BF16)]
+    [TestCase(96, FloatFormat.F32)]
+    [TestCase(127, FloatFormat.BF16)]
+    public void Fp8WideRowsChunkInsideARowBlock(int blockRows, FloatFormat of)
+    {
+        // 300 x 4096: one row-block of 96-128 rows is 0.75-2 MB of output, more than a chunk, so chunks are a divisor of
+        // the block height (64 or 48 rows; 1 for the prime 127) and must still use their own row-block's scales.
+        const int rows = 300, cols = 4096;
+        var rng = new Random(blockRows);
+        var block = new BlockSize(blockRows, 128);
+        var (gr, gc) = block.GridFor(rows, cols);
+        var codes = new byte[rows * cols];
+        rng.NextBytes(codes);
+        for (int i = 0; i < codes.Length; i++) if ((codes[i] & 0x7F) == 0x7F) codes[i] ^= 1;
+        var scales = H.RandomScales(rng, gr * gc, ScaleFormat.F32);
+        var full = new byte[rows * cols * BlockDequant.BytesPerElement(of)];
+        BlockDequant.Fp8(codes, rows, cols, scales, ScaleFormat.F32, block, full, of);
+        Assert.That(DequantEquality.Fp8(codes, rows, cols, scales, ScaleFormat.F32, block, full, of), Is.True);
+        int rowBytes = cols * BlockDequant.BytesPerElement(of);
+        foreach (int row in new[] { blockRows - 1, blockRows + 70, rows - 1 })
+        {
+            int at = row * rowBytes + 5;
+            full[at] ^= 1;
+            Assert.That(DequantEquality.Fp8(codes, rows, cols, scales, ScaleFormat.F32, block, full, of), Is.False, $"flipped a byte of row {row}");
+            full[at] ^= 1;
+        }
+        // A scale of the second row-block changed: only chunks that read it can notice.
+        var other = (byte[])scales.Clone();
+        BitConverter.TryWriteBytes(other.AsSpan(gc * 4 + 8), BitConverter.ToSingle(other, gc * 4 + 8) * 2);
+        Assert.That(DequantEquality.Fp8(codes, rows, cols, other, ScaleFormat.F32, block, full, of), Is.False);
+    }
+
     [Test]
     public void Fp4AgreesWithWholeMatrixDequantAndCatchesOneBitAnywhere()
     {
