@@ -9,7 +9,7 @@ using TorchSharp;
 
 namespace Mtp.Cli.Commands;
 
-/// <summary><c>mtp train</c>: trains a training-layout MTP checkpoint of any family to prove it works.</summary>
+/// <summary><c>mtp train</c>: trains a checkpoint of any family (training layout or HF, loaded in memory) with its MTP depths.</summary>
 public static class TrainCommand
 {
     /// <summary>Builds the command.</summary>
@@ -41,7 +41,7 @@ public static class TrainCommand
             DefaultValueFactory = _ => "native",
         }.OneOfIgnoringCase("native", "hf");
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout at the end: every step (step, loss, mtp_losses, grad_norm, tokens_per_s, total_loss, lr), the summary and the saved folder." };
-        var cmd = new Command("train", "Train a training-layout checkpoint of any family (DeepSeek-V3/V4, Qwen3.5/Qwen3-Next) with its MTP depths (main + MTP loss) and optionally save it; proves a conversion by training.")
+        var cmd = new Command("train", "Train a checkpoint of any family (DeepSeek-V3/V4, Qwen3.5/Qwen3-Next), in the training layout or straight from its Hugging Face release, with its MTP depths (main + MTP loss, or the depths alone with --train mtp) and optionally save it.")
         {
             ckpt, steps, outDir, saveAs, device, dtype, lr, batch, seqLen, data, seed, mtpScale, warmup, total, resume, train, threads, json, force, forceAny, noSpaceCheck,
         };
