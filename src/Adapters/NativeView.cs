@@ -36,10 +36,18 @@ public sealed class NativeView : ITensorSource
     /// <exception cref="SafeTensorsException">A malformed safetensors file or index.</exception>
     public static NativeView Open(string hfDir, ConvertOptions? options = null)
     {
-        options ??= new ConvertOptions();
         if (!System.IO.Directory.Exists(hfDir) && !File.Exists(hfDir)) throw new AdapterException(AdapterErrorKind.Usage, $"{hfDir}: no such file or directory");
-        var src = Checkpoint.Open(hfDir);
-        try { return new NativeView(src, Converter.PlanNative(src, hfDir, options, new TiedCopies(null, options.DropBehind))); }
+        return Open(Checkpoint.Open(hfDir), options);
+    }
+
+    /// <summary>
+    /// Like <see cref="Open(string, ConvertOptions?)"/> on a checkpoint already open (its headers are not read again). The
+    /// view owns <paramref name="src"/> from here on: it is disposed with the view, or at once if planning fails.
+    /// </summary>
+    public static NativeView Open(Checkpoint src, ConvertOptions? options = null)
+    {
+        options ??= new ConvertOptions();
+        try { return new NativeView(src, Converter.PlanNative(src, src.Directory, options, new TiedCopies(null, options.DropBehind))); }
         catch
         {
             src.Dispose();

@@ -34,9 +34,7 @@ public static class ModelSource
             ckpt.Dispose();
             throw;
         }
-        if (!hf) return new CheckpointSource(ckpt);
-        ckpt.Dispose();
-        return NativeView.Open(dir, new ConvertOptions { DType = CheckpointDType(dtype) });
+        return hf ? NativeView.Open(ckpt, new ConvertOptions { DType = CheckpointDType(dtype) }) : new CheckpointSource(ckpt);
     }
 
     /// <summary>The source's config.json, or a <see cref="ModelConfigException"/> naming the file.</summary>
