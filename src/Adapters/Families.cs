@@ -24,22 +24,7 @@ public sealed record ModelFacts(string Family, string ModelType, int NumHiddenLa
 public static class FamilyDetector
 {
     /// <summary>The family id for a config (<c>model_type</c>, then <c>text_config.model_type</c>), or null.</summary>
-    public static string? Detect(JsonObject config)
-    {
-        string? mt = Str(config, "model_type");
-        string? tmt = (config["text_config"] as JsonObject) is JsonObject tc ? Str(tc, "model_type") : null;
-        foreach (string? t in new[] { mt, tmt })
-        {
-            switch (t)
-            {
-                case "deepseek_v3": return Families.DeepSeekV3;
-                case "deepseek_v4": return Families.DeepSeekV4;
-                case "qwen3_5" or "qwen3_5_moe" or "qwen3_5_text" or "qwen3_5_moe_text": return Families.Qwen35;
-                case "qwen3_next": return Families.Qwen3Next;
-            }
-        }
-        return null;
-    }
+    public static string? Detect(JsonObject config) => FamilyRegistry.Of(config)?.Id;
 
     internal static string? Str(JsonObject o, string key) => o[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
 }

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Mtp.Adapters;
 using Mtp.SafeTensors;
 
 namespace Mtp.Cli.Inspect;
@@ -17,14 +18,7 @@ public static partial class CheckpointInspector
     [GeneratedRegex(@"\.experts\.(gate_up_proj|down_proj)$")] private static partial Regex FusedExpert();
 
     /// <summary>Maps config.json's model_type to a family id.</summary>
-    public static string FamilyOf(string? modelType) => modelType switch
-    {
-        "deepseek_v3" => "deepseek-v3",
-        "deepseek_v4" => "deepseek-v4",
-        "qwen3_5" or "qwen3_5_moe" or "qwen3_5_text" or "qwen3_5_moe_text" => "qwen3.5",
-        "qwen3_next" => "qwen3-next",
-        _ => "unknown",
-    };
+    public static string FamilyOf(string? modelType) => FamilyRegistry.ByModelType(modelType)?.Id ?? "unknown";
 
     /// <summary>
     /// Inspects <paramref name="path"/> (directory or file), collecting problems instead of stopping at the first. The only
