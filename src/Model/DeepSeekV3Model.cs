@@ -30,7 +30,7 @@ public sealed class DeepSeekV3Body : nn.Module
     /// <summary>The decoder layers.</summary>
     public IReadOnlyList<DecoderLayer> Layers => layers.ToList();
 
-    /// <summary>Last hidden state [B, S, H] BEFORE the final norm (the MTP depths read it after the norm, see <see cref="DeepSeekV3Model.Forward"/>).</summary>
+    /// <summary>Last hidden state [B, S, H] BEFORE the final norm (the MTP depths read it after the norm, see <c>DeepSeekV3Model.MainForward</c>).</summary>
     public Tensor Hidden(Tensor ids, AttentionContext ctx)
     {
         var h = embed_tokens.forward(ids);
@@ -93,13 +93,22 @@ public sealed class MtpDepth : nn.Module
     /// h_k = Block(eh_proj(cat(enorm(emb), hnorm(h_prev)))), logits_k = head(final_layernorm(h_k)); returns (h_k, logits_k).
     /// h_prev is the normed main hidden state for the first depth, the previous depth's h_k after that.
     /// </summary>
-    public (Tensor Hidden, Tensor Logits) Forward(Tensor rolledIds, Tensor hPrev, AttentionContext ctx, Embedding sharedEmbedding, Linear sharedHead)
+    public (Tensor Hidden, Tensor Logits) Forward(Tensor rolledIds, Tensor hPrev, AttentionContext ctx, Embedding sharedEmbedding, Linear sharedHead) =>
+        MtpDepthStep.Run(Bind(sharedEmbedding, sharedHead), rolledIds, hPrev, ctx);
+
+    /// <summary>This depth's parts, with the main model's embedding and head where it has no copies of its own.</summary>
+    internal IMtpDepth<AttentionContext> Bind(Embedding sharedEmbedding, Linear sharedHead) => new Parts(this, sharedEmbedding, sharedHead);
+
+    // The next depth reads the block output, before final_layernorm.
+    sealed class Parts(MtpDepth d, Embedding sharedEmbedding, Linear sharedHead) : IMtpDepth<AttentionContext>
     {
-        var e = (embed_tokens ?? sharedEmbedding).forward(rolledIds);
-        var x = eh_proj.forward(cat(new[] { enorm.forward(e), hnorm.forward(hPrev) }, -1));
-        var h = DecoderLayer.Block(input_layernorm, self_attn, post_attention_layernorm, mlp, x, ctx);
-        var logits = (shared_head?.Head ?? sharedHead).forward(final_layernorm.forward(h));
-        return (h, logits);
+        public bool CarriesNormed => false;
+        public Tensor Embed(Tensor rolledIds) => (d.embed_tokens ?? sharedEmbedding).forward(rolledIds);
+        public Tensor Fuse(Tensor embedded, Tensor previous) => d.eh_proj.forward(cat(new[] { d.enorm.forward(embedded), d.hnorm.forward(previous) }, -1));
+        public Tensor Block(Tensor fused, Tensor rolledIds, AttentionContext ctx) =>
+            DecoderLayer.Block(d.input_layernorm, d.self_attn, d.post_attention_layernorm, d.mlp, fused, ctx);
+        public Tensor FinalNorm(Tensor blockOutput) => d.final_layernorm.forward(blockOutput);
+        public Tensor Head(Tensor normed) => (d.shared_head?.Head ?? sharedHead).forward(normed);
     }
 }
 
@@ -107,7 +116,7 @@ public sealed class MtpDepth : nn.Module
 /// DeepSeek-V3 with D MTP depths. Parameter (and buffer) names equal the training-layout checkpoint names:
 /// <c>model.*</c>, <c>lm_head.weight</c>, <c>mtp.layers.{k}.*</c>.
 /// </summary>
-public sealed class DeepSeekV3Model : MtpModel
+public sealed class DeepSeekV3Model : MtpModel<AttentionContext>
 {
     readonly DeepSeekV3Body model;
     readonly Linear lm_head;
@@ -180,34 +189,20 @@ public sealed class DeepSeekV3Model : MtpModel
         return new AttentionContext(Packing.AttentionMask(cu, rows, seqLen, Device), cos, sin);
     }
 
+    /// <inheritdoc />
+    protected override AttentionContext CreateContext(long[] cu, long rows, long seqLen, Tensor positions) => Context(cu, rows, seqLen, positions);
+
     /// <summary>
-    /// Main and MTP logits. Depth 1 reads the main hidden state AFTER the final norm (<c>model.norm</c>), the tensor
-    /// the main logits are computed from, as vLLM's and SGLang's DeepSeek MTP and Megatron-Core do (src/Model/README.md);
-    /// depth k+1 reads depth k's block output before its final_layernorm. Depth k consumes ids rolled left by k per
-    /// sequence (tail 0).
+    /// Depth 1 reads the main hidden state AFTER the final norm (<c>model.norm</c>), the tensor the main logits are
+    /// computed from, as vLLM's and SGLang's DeepSeek MTP and Megatron-Core do (src/Model/README.md); depth k+1 reads
+    /// depth k's block output before its final_layernorm (<see cref="MtpDepth.Forward"/>).
     /// </summary>
-    public override ModelOutput Forward(PackedBatch batch)
+    protected override (Tensor Hidden, Tensor Logits) MainForward(Tensor ids, AttentionContext ctx)
     {
-        long b = batch.InputIds.shape[0], s = batch.InputIds.shape[1];
-        Packing.Validate(batch.CuSeqlens, b, s);
-        var ids = batch.InputIds.to(ScalarType.Int64, Device);
-        var labels = batch.Labels.to(ScalarType.Int64, Device);
-        var positions = tensor(Packing.Positions(batch.CuSeqlens), device: Device).view(b, s);
-        var ctx = Context(batch.CuSeqlens, b, s, positions);
-        var (h, main) = MainPass(() =>
-        {
-            var normed = model.Norm.forward(model.Hidden(ids, ctx));
-            return (normed, lm_head.forward(normed));
-        });
-        var logits = new List<Tensor>();
-        var mtpLabels = new List<Tensor>();
-        for (int k = 1; k <= Config.NumNextnPredictLayers; k++)
-        {
-            var rolledIds = Packing.Roll(ids, batch.CuSeqlens, k, 0);
-            (h, var lk) = mtp.Layers[k - 1].Forward(rolledIds, h, ctx, model.EmbedTokens, lm_head);
-            logits.Add(lk);
-            mtpLabels.Add(Packing.Roll(labels, batch.CuSeqlens, k, Packing.IgnoreIndex));
-        }
-        return new ModelOutput(main, logits, mtpLabels);
+        var normed = model.Norm.forward(model.Hidden(ids, ctx));
+        return (normed, lm_head.forward(normed));
     }
+
+    /// <inheritdoc />
+    protected override IMtpDepth<AttentionContext> DepthAt(int index) => mtp.Layers[index].Bind(model.EmbedTokens, lm_head);
 }

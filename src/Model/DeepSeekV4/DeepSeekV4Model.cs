@@ -102,19 +102,35 @@ public sealed class V4MtpDepth : nn.Module
     /// h_k = Block(e_proj(enorm(emb(ids_k))) broadcast over the streams + h_proj(hnorm(h_{k-1}))), logits =
     /// head(final_layernorm(hc_head(h_k))). Returns (h_k streams, logits).
     /// </summary>
-    public (Tensor Streams, Tensor Logits) Forward(Tensor rolledIds, Tensor hPrev, V4Context ctx, Embedding sharedEmbedding, Linear sharedHead, HcHead sharedHcHead)
+    public (Tensor Streams, Tensor Logits) Forward(Tensor rolledIds, Tensor hPrev, V4Context ctx, Embedding sharedEmbedding, Linear sharedHead, HcHead sharedHcHead) =>
+        MtpDepthStep.Run(Bind(sharedEmbedding, sharedHead, sharedHcHead), rolledIds, hPrev, ctx);
+
+    /// <summary>This depth's parts, with the main model's embedding, head and hc_head where it has no copies of its own.</summary>
+    internal IMtpDepth<V4Context> Bind(Embedding sharedEmbedding, Linear sharedHead, HcHead sharedHcHead) =>
+        new Parts(this, sharedEmbedding, sharedHead, sharedHcHead);
+
+    // The state passed on is the block's hyper-connection streams [B, S, hc, H]; only the head's input is collapsed.
+    sealed class Parts(V4MtpDepth d, Embedding sharedEmbedding, Linear sharedHead, HcHead sharedHcHead) : IMtpDepth<V4Context>
     {
-        int h = _c.HiddenSize;
-        var e = enorm.forward((embed_tokens ?? sharedEmbedding).forward(rolledIds));          // [B, S, H]
-        var hn = hnorm.forward(hPrev);                                                        // [B, S, hc, H]
-        Tensor x = eh_proj is not null
-            ? nn.functional.linear(e, eh_proj.Weight.narrow(1, 0, h)).unsqueeze(2).Plus(nn.functional.linear(hn, eh_proj.Weight.narrow(1, h, h)))
-            : e_proj!.forward(e).unsqueeze(2).Plus(h_proj!.forward(hn));
-        var parts = new V4BlockParts(attn_norm, attn, ffn_norm, mlp, hc_attn_fn, hc_attn_base, hc_attn_scale, hc_ffn_fn, hc_ffn_base, hc_ffn_scale);
-        var streams = parts.Run(_c, x, rolledIds, ctx);
-        var collapsed = (hc_head ?? sharedHcHead).forward(streams);
-        var logits = (shared_head?.Head ?? sharedHead).forward(final_layernorm.forward(collapsed));
-        return (streams, logits);
+        public bool CarriesNormed => false;
+        public Tensor Embed(Tensor rolledIds) => (d.embed_tokens ?? sharedEmbedding).forward(rolledIds);
+
+        public Tensor Fuse(Tensor embedded, Tensor previous)
+        {
+            int h = d._c.HiddenSize;
+            var e = d.enorm.forward(embedded);                                                    // [B, S, H]
+            var hn = d.hnorm.forward(previous);                                                   // [B, S, hc, H]
+            return d.eh_proj is not null
+                ? nn.functional.linear(e, d.eh_proj.Weight.narrow(1, 0, h)).unsqueeze(2).Plus(nn.functional.linear(hn, d.eh_proj.Weight.narrow(1, h, h)))
+                : d.e_proj!.forward(e).unsqueeze(2).Plus(d.h_proj!.forward(hn));
+        }
+
+        public Tensor Block(Tensor fused, Tensor rolledIds, V4Context ctx) =>
+            new V4BlockParts(d.attn_norm, d.attn, d.ffn_norm, d.mlp, d.hc_attn_fn, d.hc_attn_base, d.hc_attn_scale, d.hc_ffn_fn, d.hc_ffn_base, d.hc_ffn_scale)
+                .Run(d._c, fused, rolledIds, ctx);
+
+        public Tensor FinalNorm(Tensor blockOutput) => d.final_layernorm.forward((d.hc_head ?? sharedHcHead).forward(blockOutput));
+        public Tensor Head(Tensor normed) => (d.shared_head?.Head ?? sharedHead).forward(normed);
     }
 }
 
@@ -146,7 +162,7 @@ public sealed record V4DepthLayout(bool FusedEhProj = false, bool OwnHcHead = tr
 /// with D MTP depths. Parameter and buffer names equal the training-layout names: <c>model.*</c>,
 /// <c>lm_head.weight</c>, <c>mtp.layers.{k}.*</c>.
 /// </summary>
-public sealed class DeepSeekV4Model : MtpModel
+public sealed class DeepSeekV4Model : MtpModel<V4Context>
 {
     readonly DeepSeekV4Body model;
     readonly Linear lm_head;
@@ -220,28 +236,15 @@ public sealed class DeepSeekV4Model : MtpModel
         new(Config, cu, rows, seqLen, positions ?? tensor(Packing.Positions(cu), device: Device).view(rows, seqLen), Device);
 
     /// <inheritdoc />
-    public override ModelOutput Forward(PackedBatch batch)
+    protected override V4Context CreateContext(long[] cu, long rows, long seqLen, Tensor positions) => Context(cu, rows, seqLen, positions);
+
+    /// <summary>The main logits come from the collapsed, normed streams; the first depth reads the streams before hc_head.</summary>
+    protected override (Tensor Hidden, Tensor Logits) MainForward(Tensor ids, V4Context ctx)
     {
-        long b = batch.InputIds.shape[0], s = batch.InputIds.shape[1];
-        Packing.Validate(batch.CuSeqlens, b, s);
-        var ids = batch.InputIds.to(ScalarType.Int64, Device);
-        var labels = batch.Labels.to(ScalarType.Int64, Device);
-        var positions = tensor(Packing.Positions(batch.CuSeqlens), device: Device).view(b, s);
-        using var ctx = Context(batch.CuSeqlens, b, s, positions);
-        var (h, main) = MainPass(() =>
-        {
-            var streams = model.Streams(ids, ctx, Config.HcMult);
-            return (streams, lm_head.forward(model.Norm.forward(model.HcHead.forward(streams))));
-        });
-        var logits = new List<Tensor>();
-        var mtpLabels = new List<Tensor>();
-        for (int k = 1; k <= Config.NumNextnPredictLayers; k++)
-        {
-            var rolledIds = Packing.Roll(ids, batch.CuSeqlens, k, 0);
-            (h, var lk) = mtp.Layers[k - 1].Forward(rolledIds, h, ctx, model.EmbedTokens, lm_head, model.HcHead);
-            logits.Add(lk);
-            mtpLabels.Add(Packing.Roll(labels, batch.CuSeqlens, k, Packing.IgnoreIndex));
-        }
-        return new ModelOutput(main, logits, mtpLabels);
+        var streams = model.Streams(ids, ctx, Config.HcMult);
+        return (streams, lm_head.forward(model.Norm.forward(model.HcHead.forward(streams))));
     }
+
+    /// <inheritdoc />
+    protected override IMtpDepth<V4Context> DepthAt(int index) => mtp.Layers[index].Bind(model.EmbedTokens, lm_head, model.HcHead);
 }

@@ -100,15 +100,19 @@ public sealed class QwenMtpLayer : nn.Module
         return h.Plus(mlp.forward(post_attention_layernorm.forward(h)));
     }
 
+    /// <summary>eh_proj(cat(enorm(emb), hnorm(hPrev))) with this layer's fusion modules (layer 0 holds them).</summary>
+    public Tensor Fuse(Tensor emb, Tensor hPrev) =>
+        eh_proj!.forward(cat(new[] { enorm!.forward(emb), hnorm!.forward(hPrev) }, -1));
+
+    /// <summary>The shared final_layernorm (layer 0 holds it).</summary>
+    public Tensor FinalNorm(Tensor h) => final_layernorm!.forward(h);
+
     /// <summary>
     /// One depth: <c>final_layernorm(block(eh_proj(cat(enorm(emb), hnorm(hPrev)))))</c> with this layer's block and
     /// <paramref name="fusion"/>'s shared modules. The result is both the next depth's hPrev and the head's input.
     /// </summary>
-    public Tensor Depth(Tensor emb, Tensor hPrev, QwenContext ctx, QwenMtpLayer fusion)
-    {
-        var x = fusion.eh_proj!.forward(cat(new[] { fusion.enorm!.forward(emb), fusion.hnorm!.forward(hPrev) }, -1));
-        return fusion.final_layernorm!.forward(Block(x, ctx));
-    }
+    public Tensor Depth(Tensor emb, Tensor hPrev, QwenContext ctx, QwenMtpLayer fusion) =>
+        fusion.FinalNorm(Block(fusion.Fuse(emb, hPrev), ctx));
 }
 
 /// <summary>
@@ -117,7 +121,7 @@ public sealed class QwenMtpLayer : nn.Module
 /// The vision tower (<c>model.visual.*</c>) is not modelled: loading lists it as ignored. Positions are text-only,
 /// for which Qwen3.5's interleaved MRoPE is plain 1-D RoPE.
 /// </summary>
-public sealed class QwenModel : MtpModel
+public sealed class QwenModel : MtpModel<QwenContext>
 {
     readonly QwenBody model;
     readonly Linear? lm_head;
@@ -205,33 +209,30 @@ public sealed class QwenModel : MtpModel
     /// <summary>Output head: lm_head, or the embedding when tied.</summary>
     public Tensor Head(Tensor h) => nn.functional.linear(h, lm_head?.Weight ?? model.EmbedTokens.Weight);
 
+    /// <inheritdoc />
+    protected override QwenContext CreateContext(long[] cu, long rows, long seqLen, Tensor positions) => Context(cu, rows, seqLen, positions);
+
     /// <summary>
-    /// Main and MTP logits. h_0 = the main hidden state after the final norm; depth k:
+    /// h_0 = the main hidden state after the final norm; depth k:
     /// h_k = final_layernorm(block_k(eh_proj(cat(enorm(emb(ids rolled by k)), hnorm(h_{k-1}))))), logits_k = head(h_k).
     /// </summary>
-    public override ModelOutput Forward(PackedBatch batch)
+    protected override (Tensor Hidden, Tensor Logits) MainForward(Tensor ids, QwenContext ctx)
     {
-        long b = batch.InputIds.shape[0], s = batch.InputIds.shape[1];
-        Packing.Validate(batch.CuSeqlens, b, s);
-        var ids = batch.InputIds.to(ScalarType.Int64, Device);
-        var labels = batch.Labels.to(ScalarType.Int64, Device);
-        var positions = tensor(Packing.Positions(batch.CuSeqlens), device: Device).view(b, s);
-        var ctx = Context(batch.CuSeqlens, b, s, positions);
-        var (h, main) = MainPass(() =>
-        {
-            var hidden = model.Norm.forward(model.Hidden(ids, ctx));
-            return (hidden, Head(hidden));
-        });
-        var logits = new List<Tensor>();
-        var mtpLabels = new List<Tensor>();
-        var layers = mtp.Layers;
-        for (int k = 1; k <= Depths; k++)
-        {
-            var emb = model.EmbedTokens.forward(Packing.Roll(ids, batch.CuSeqlens, k, 0));
-            h = layers[k - 1].Depth(emb, h, ctx, layers[0]);
-            logits.Add(Head(h));
-            mtpLabels.Add(Packing.Roll(labels, batch.CuSeqlens, k, Packing.IgnoreIndex));
-        }
-        return new ModelOutput(main, logits, mtpLabels);
+        var hidden = model.Norm.forward(model.Hidden(ids, ctx));
+        return (hidden, Head(hidden));
+    }
+
+    /// <inheritdoc />
+    protected override IMtpDepth<QwenContext> DepthAt(int index) => new DepthParts(this, mtp.Layers[index], mtp.Layers[0]);
+
+    // Depth k: layer k-1's block between layer 0's shared fusion modules; the next depth reads the normed state.
+    sealed class DepthParts(QwenModel m, QwenMtpLayer layer, QwenMtpLayer fusion) : IMtpDepth<QwenContext>
+    {
+        public bool CarriesNormed => true;
+        public Tensor Embed(Tensor rolledIds) => m.model.EmbedTokens.forward(rolledIds);
+        public Tensor Fuse(Tensor embedded, Tensor previous) => fusion.Fuse(embedded, previous);
+        public Tensor Block(Tensor fused, Tensor rolledIds, QwenContext ctx) => layer.Block(fused, ctx);
+        public Tensor FinalNorm(Tensor blockOutput) => fusion.FinalNorm(blockOutput);
+        public Tensor Head(Tensor normed) => m.Head(normed);
     }
 }
