@@ -3,18 +3,6 @@ using System.Text.Json.Nodes;
 
 namespace Mtp.Model;
 
-/// <summary>Thrown when a config.json cannot be used for the DeepSeek-V3 training model.</summary>
-public sealed class ModelConfigException(string message) : Exception(message);
-
-/// <summary>YaRN rope scaling parameters (as in the DeepSeek-V3 config's <c>rope_scaling</c>).</summary>
-/// <param name="Factor">Context extension factor.</param>
-/// <param name="OriginalMaxPositionEmbeddings">Pre-extension context length.</param>
-/// <param name="BetaFast">High-frequency boundary (rotations).</param>
-/// <param name="BetaSlow">Low-frequency boundary (rotations).</param>
-/// <param name="Mscale">mscale (1 when absent).</param>
-/// <param name="MscaleAllDim">mscale_all_dim (0 when absent, as in DeepSeek's modeling_deepseek.py and vLLM; see <see cref="Rope.CosSinFactor"/>).</param>
-public sealed record YarnScaling(double Factor, int OriginalMaxPositionEmbeddings, double BetaFast, double BetaSlow, double Mscale, double MscaleAllDim);
-
 /// <summary>The subset of a Hugging Face DeepSeek-V3 <c>config.json</c> the model uses, validated.</summary>
 public sealed record DeepSeekV3Config
 {
