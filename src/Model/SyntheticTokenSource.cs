@@ -1,30 +1,7 @@
-using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using static TorchSharp.torch;
 
 namespace Mtp.Model;
-
-/// <summary>SplitMix64: a tiny PRNG whose whole state is one ulong (exactly resumable).</summary>
-public sealed class SplitMix64(ulong state)
-{
-    /// <summary>Current state.</summary>
-    public ulong State { get; private set; } = state;
-
-    /// <summary>Next 64 random bits.</summary>
-    public ulong NextU64()
-    {
-        ulong z = State += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
-
-    /// <summary>Uniform integer in [0, n).</summary>
-    public int Next(int n) => (int)(NextU64() % (ulong)n);
-
-    /// <summary>Uniform double in [0, 1).</summary>
-    public double NextDouble() => (NextU64() >> 11) * (1.0 / (1UL << 53));
-}
 
 /// <summary>
 /// Learnable synthetic stream: documents of random length (8..seqLen tokens) packed into rows; inside a
@@ -34,13 +11,13 @@ public sealed class SplitMix64(ulong state)
 public sealed class SyntheticTokenSource : TokenSource
 {
     readonly int _vocab;
-    readonly SplitMix64 _rng;
+    readonly ResumableRng _rng;
 
     /// <summary>Creates the stream for a vocabulary and seed.</summary>
     public SyntheticTokenSource(int vocab, ulong seed)
     {
         _vocab = vocab;
-        _rng = new SplitMix64(seed);
+        _rng = new ResumableRng(seed);
     }
 
     /// <inheritdoc />

@@ -158,7 +158,7 @@ public static class TrainingCheckpoint
         var options = state["options"].Deserialize<TrainerOptions>() ?? throw new InvalidDataException("trainer_state.json: no options");
         if (adjust is not null) options = adjust(options);
         var model = MtpModel.Load(dir, device, CheckpointIO.ParseDType(state["dtype"]!.GetValue<string>()));
-        var config = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!;
+        var config = ConfigReader.Read(dir);
         var trainer = new Trainer(model, TokenSource.FromState((JsonObject)state["data"]!), options, config)
         {
             StepsDone = state["steps_done"]!.GetValue<long>(),

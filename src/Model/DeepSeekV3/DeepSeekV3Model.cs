@@ -1,3 +1,4 @@
+using Mtp.Adapters;
 using Mtp.SafeTensors;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -20,7 +21,7 @@ public sealed class DeepSeekV3Model : MtpModel<AttentionContext>
     /// <summary>The validated config.</summary>
     public DeepSeekV3Config Config { get; }
     /// <inheritdoc />
-    public override string Family => "deepseek-v3";
+    public override string Family => FamilyRegistry.DeepSeekV3.Id;
     /// <inheritdoc />
     public override int VocabSize => Config.VocabSize;
     /// <inheritdoc />

@@ -1,3 +1,4 @@
+using Mtp.Adapters;
 using Mtp.SafeTensors;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -21,7 +22,7 @@ public sealed class DeepSeekV4Model : MtpModel<V4Context>
     /// <summary>The validated config.</summary>
     public DeepSeekV4Config Config { get; }
     /// <inheritdoc />
-    public override string Family => "deepseek-v4";
+    public override string Family => FamilyRegistry.DeepSeekV4.Id;
     /// <inheritdoc />
     public override int VocabSize => Config.VocabSize;
     /// <inheritdoc />

@@ -17,19 +17,8 @@ public static class V4Rope
     /// <summary>Inverse frequencies (length dim/2), YaRN-interpolated when <paramref name="yarn"/> has an original length.</summary>
     public static double[] InverseFrequencies(int dim, double theta, YarnScaling? yarn)
     {
-        var inv = new double[dim / 2];
-        for (int i = 0; i < dim / 2; i++) inv[i] = 1.0 / Math.Pow(theta, 2.0 * i / dim);
-        if (yarn is not YarnScaling y || y.OriginalMaxPositionEmbeddings <= 0) return inv;
-        double CorrectionDim(double rotations) => dim * Math.Log(y.OriginalMaxPositionEmbeddings / (rotations * 2 * Math.PI)) / (2 * Math.Log(theta));
-        double low = Math.Max(Math.Floor(CorrectionDim(y.BetaFast)), 0);
-        double high = Math.Min(Math.Ceiling(CorrectionDim(y.BetaSlow)), dim - 1);
-        if (low == high) high += 0.001;
-        for (int i = 0; i < dim / 2; i++)
-        {
-            double smooth = 1 - Math.Clamp((i - low) / (high - low), 0, 1);
-            inv[i] = inv[i] / y.Factor * (1 - smooth) + inv[i] * smooth;
-        }
-        return inv;
+        var inv = Rope.InverseFrequencies(dim, theta);
+        return yarn is YarnScaling y && y.OriginalMaxPositionEmbeddings > 0 ? y.Interpolate(inv, dim, theta) : inv;
     }
 
     /// <summary>cos, sin [..., dim/2] (F32) for integer positions of any shape.</summary>

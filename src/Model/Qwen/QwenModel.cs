@@ -1,3 +1,4 @@
+using Mtp.Adapters;
 using Mtp.SafeTensors;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -31,7 +32,7 @@ public sealed class QwenModel : MtpModel<QwenContext>
     public int ChunkSize { get; set; } = 64;
 
     /// <inheritdoc />
-    public override string Family => Config.IsQwen3Next ? "qwen3-next" : "qwen3.5";
+    public override string Family => Config.IsQwen3Next ? FamilyRegistry.Qwen3Next.Id : FamilyRegistry.Qwen35.Id;
     /// <inheritdoc />
     public override int VocabSize => Config.VocabSize;
     /// <inheritdoc />

@@ -12,8 +12,7 @@ namespace Mtp.Model.Qwen;
 public static class QwenRope
 {
     /// <summary>inv_freq[i] = theta^(-2i / rotaryDim).</summary>
-    public static double[] InverseFrequencies(int rotaryDim, double theta) =>
-        Enumerable.Range(0, rotaryDim / 2).Select(i => 1.0 / Math.Pow(theta, 2.0 * i / rotaryDim)).ToArray();
+    public static double[] InverseFrequencies(int rotaryDim, double theta) => Rope.InverseFrequencies(rotaryDim, theta);
 
     /// <summary>
     /// cos/sin [B, 1, S, rotary/2] (F32) for positions [B, S]. Qwen3.5 uses interleaved MRoPE; for text-only
