@@ -11,7 +11,6 @@ namespace Mtp.Cli.Inspect;
 /// </summary>
 public static partial class CheckpointInspector
 {
-    [GeneratedRegex(@"^mtp\.layers\.(\d+)\.")] private static partial Regex MtpLayers();
     [GeneratedRegex(@"^mtp\.(\d+)\.")] private static partial Regex MtpDepthPrefix();
     [GeneratedRegex(@"^(?:model\.)?layers\.(\d+)\.")] private static partial Regex MainLayer();
     [GeneratedRegex(@"\.experts\.\d+\.")] private static partial Regex PerExpert();
@@ -136,7 +135,7 @@ public static partial class CheckpointInspector
         {
             string n = t.Name;
             Match m;
-            if ((m = MtpLayers().Match(n)).Success && int.TryParse(m.Groups[1].Value, out int j))
+            if (MtpNames.TryLayerDepth(n, out int j))
             {
                 depths.Add(j);
                 locations.Add("mtp.layers.{k}.*");
@@ -176,7 +175,7 @@ public static partial class CheckpointInspector
         string? fam = FamilyOf(Str(cfg, "model_type") ?? Str(text, "model_type"));
         var trainedNames = ck.Tensors.Where(t => t.Name.StartsWith("mtp.layers.", StringComparison.Ordinal)).Take(1).ToList();
         var quantizedNames = ck.Tensors.Where(t => t.Info.DType == DType.F8_E4M3).Take(1).ToList();
-        if (fam is "deepseek-v3" or "deepseek-v4" && trainedNames.Count > 0 && quantizedNames.Count > 0
+        if (fam is Families.DeepSeekV3 or Families.DeepSeekV4 && trainedNames.Count > 0 && quantizedNames.Count > 0
             && (trainedNames[0], quantizedNames[0]) is var (trained, quantized))
             yield return $"{trained.File.Path}: tensor '{trained.Name}': training-layout name in a checkpoint whose {System.IO.Path.GetFileName(quantized.File.Path)} holds HF FP8 weights ('{quantized.Name}'): files of two conventions?";
         // Decoder layers past num_hidden_layers (with or without "model.", as legacy V4 splits them) are one placement.

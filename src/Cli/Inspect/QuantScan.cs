@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Mtp.Adapters;
 using Mtp.SafeTensors;
 
 namespace Mtp.Cli.Inspect;
@@ -8,20 +9,18 @@ static class QuantScan
 {
     public sealed record Result(List<string> Schemes, int Fp8, int Fp4, int Problems, int Malformed = 0);
 
-    /// <summary>The scale tensor of a quantized weight: HF's <c>weight_scale_inv</c> or DeepSeek-V4's <c>scale</c>.</summary>
+    /// <summary>The scale tensor of a quantized weight, under any registered family's naming.</summary>
     static TensorLocation? ScaleOf(Checkpoint ck, string weight)
     {
-        string stem = weight.EndsWith(".weight", StringComparison.Ordinal) ? weight[..^".weight".Length] : weight;
-        foreach (string candidate in new[] { stem + ".weight_scale_inv", stem + ".scale", weight + "_scale_inv" })
+        foreach (string candidate in FamilyRegistry.ScaleNameCandidates(weight))
             if (ck.TryGet(candidate, out var loc)) return loc;
         return null;
     }
 
-    static bool ScaleElsewhere(string weight, IReadOnlySet<string> names)
-    {
-        string stem = weight.EndsWith(".weight", StringComparison.Ordinal) ? weight[..^".weight".Length] : weight;
-        return names.Contains(stem + ".weight_scale_inv") || names.Contains(stem + ".scale") || names.Contains(weight + "_scale_inv");
-    }
+    static bool ScaleElsewhere(string weight, IReadOnlySet<string> names) => FamilyRegistry.ScaleNameCandidates(weight).Any(names.Contains);
+
+    /// <summary>The scale suffixes for a message (".weight_scale_inv or .scale").</summary>
+    static string ScaleSuffixes() => string.Join(" or ", FamilyRegistry.ScaleNameCandidates("w.weight").Select(n => n[1..]));
 
     public static Result Scan(Checkpoint ck, JsonObject? cfg, JsonObject? text, List<string> problems, ScaleReader reader, IReadOnlySet<string>? inOtherShards = null)
     {
@@ -55,7 +54,7 @@ static class QuantScan
             {
                 if (isFp8 || w.DType == DType.F4)
                 {
-                    problems.Add($"{t.File.Path}: tensor '{w.Name}': {w.DType} weight has no scale tensor (.weight_scale_inv or .scale)");
+                    problems.Add($"{t.File.Path}: tensor '{w.Name}': {w.DType} weight has no scale tensor ({ScaleSuffixes()})");
                     bad++;
                 }
                 continue;
