@@ -15,8 +15,7 @@ public static class Conventions
         foreach (TensorLocation t in ck.Tensors)
         {
             if (t.Info.DType != DType.F8_E4M3) continue;
-            string stem = t.Name.EndsWith(".weight", StringComparison.Ordinal) ? t.Name[..^".weight".Length] : t.Name;
-            if (!ck.TryGet(stem + ".weight_scale_inv", out var s) && !ck.TryGet(stem + ".scale", out s)) continue;
+            if (ScaleOf(ck, t.Name) is not TensorLocation s) continue;
             if (byDType.TryAdd(s.Info.DType, s) || byDType.Count < 2) continue;
         }
         if (byDType.Count > 1)
@@ -26,5 +25,13 @@ public static class Conventions
                 $"{b.File.Path}: tensor '{b.Name}': FP8 scales are {b.Info.DType} here but {a.Info.DType} in {Path.GetFileName(a.File.Path)} ('{a.Name}'): files of two conventions in one checkpoint")
             { File = b.File.Path, Tensor = b.Name };
         }
+    }
+
+    /// <summary>The scale of a quantized weight, under any registered family's naming.</summary>
+    static TensorLocation? ScaleOf(Checkpoint ck, string weight)
+    {
+        foreach (string name in FamilyRegistry.ScaleNameCandidates(weight))
+            if (ck.TryGet(name, out var s)) return s;
+        return null;
     }
 }

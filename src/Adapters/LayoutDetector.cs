@@ -47,7 +47,7 @@ public static class LayoutDetector
         {
             if (b.Rule.Op == RuleOp.StackExperts) continue;
             hf.Add(b.Hf);
-            if (b.Rule.Quantizable) hf.Add(table.ScaleNameOf(b.Hf));
+            hf.Add(table.ScaleNameOf(b.Hf)); // a scale name only HF checkpoints can hold (unquantized rules' never occur)
             native.Add(b.Native);
         }
         int hfOnly = 0, nativeOnly = 0;

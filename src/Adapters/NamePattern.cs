@@ -20,9 +20,6 @@ public sealed class NamePattern
     /// <summary>Whether it contains a <c>{*}</c> wildcard (such rules only match, they cannot be enumerated).</summary>
     public bool HasWildcard { get; }
 
-    /// <summary>Variables used (i, k, e, *).</summary>
-    public IReadOnlyCollection<string> Variables => _groups.Select(g => g.Var).Distinct().ToList();
-
     /// <summary>Parses a pattern.</summary>
     public NamePattern(string text)
     {

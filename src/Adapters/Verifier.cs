@@ -111,10 +111,5 @@ public static class Verifier
         return new VerifyReport(compared, onlyA, onlyB, diffs, tolerance);
     }
 
-    static string? ScaleOf(Checkpoint c, string w)
-    {
-        if (c.Contains(w + "_scale_inv")) return w + "_scale_inv";
-        string v4 = w.EndsWith(".weight", StringComparison.Ordinal) ? w[..^7] + ".scale" : w + ".scale";
-        return c.Contains(v4) ? v4 : null;
-    }
+    static string? ScaleOf(Checkpoint c, string w) => FamilyRegistry.ScaleNameCandidates(w).FirstOrDefault(c.Contains);
 }

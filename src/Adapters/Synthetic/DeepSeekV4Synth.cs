@@ -20,7 +20,7 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
     public static readonly DeepSeekV4Synth Release = new(4096, 43, 256, 129280, 1, 64, 512, 64, 1024, 8, 1024, 2048, 6, 4, 64, 128, 128);
 
     /// <inheritdoc/>
-    public override string Family => "deepseek-v4";
+    public override string Family => Adapters.Families.DeepSeekV4;
     /// <inheritdoc/>
     public override int MinLayers => 3;
     /// <summary>Hash-routed layers: <see cref="HashLayerCount"/> when given (a released config's num_hash_layers), else 3 in the release shape and 1 below 8 layers.</summary>
@@ -59,7 +59,7 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
         Validate();
         var b = new PlanBuilder();
         int H = Hidden, L = Layers, E = Experts, hc = Hc, mix = (2 + hc) * hc, topk = Math.Min(TopK, E);
-        void Fp8(string stem, long rows, long cols) => b.Fp8(stem, rows, cols, DType.F8_E8M0, ".scale");
+        void Fp8(string stem, long rows, long cols) => b.Fp8(stem, rows, cols, Scheme.ScaleDType, Scheme.Naming);
         void Block(string p, int layerId, int ratio)
         {
             b.Norm(p + "attn_norm.weight", H);
@@ -104,9 +104,9 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
             else b.F32(f + "gate.bias", 0.05, E);
             for (int e = 0; e < E; e++)
             {
-                b.Fp4($"{f}experts.{e}.w1", MoeInter, H);
-                b.Fp4($"{f}experts.{e}.w2", H, MoeInter);
-                b.Fp4($"{f}experts.{e}.w3", MoeInter, H);
+                b.Fp4($"{f}experts.{e}.w1", MoeInter, H, Scheme.Naming);
+                b.Fp4($"{f}experts.{e}.w2", H, MoeInter, Scheme.Naming);
+                b.Fp4($"{f}experts.{e}.w3", MoeInter, H, Scheme.Naming);
             }
             Fp8(f + "shared_experts.w1", MoeInter, H);
             Fp8(f + "shared_experts.w2", H, MoeInter);
@@ -137,7 +137,7 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
         var cfg = new JsonObject
         {
             ["architectures"] = new JsonArray("DeepseekV4ForCausalLM"),
-            ["model_type"] = "deepseek_v4",
+            ["model_type"] = ModelTypes.DeepSeekV4,
             ["attention_bias"] = false,
             ["attention_dropout"] = 0.0,
             ["bos_token_id"] = 0,

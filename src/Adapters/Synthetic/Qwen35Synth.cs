@@ -21,7 +21,7 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
     public static readonly Qwen35Synth Release = new(2048, 40, 256, 248320, 1, 4, 16, 2, 256, 16, 32, 128, 128, 4, 8, 512, 512, 1152, 16);
 
     /// <inheritdoc/>
-    public override string Family => "qwen3.5";
+    public override string Family => Adapters.Families.Qwen35;
     /// <inheritdoc/>
     public override int MinLayers => Interval;
 
@@ -64,7 +64,7 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
         void Norm(string name, long n) => Plain(new(name, DType.BF16, new[] { n }, SynthFill.Bf16, 1.0, 0.1));
         void Proj(string stem, long rows, long cols)
         {
-            if (Fp8) b.Fp8(stem, rows, cols, DType.BF16, ".weight_scale_inv");
+            if (Fp8) b.Fp8(stem, rows, cols, DType.BF16, Scheme.Naming); // the FP8 release stores BF16 scales
             else b.Bf16(stem + ".weight", 0.02, rows, cols);
         }
         void Moe(string m, bool fused)
@@ -140,7 +140,7 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
 
         var text = new JsonObject
         {
-            ["model_type"] = "qwen3_5_moe_text",
+            ["model_type"] = ModelTypes.Qwen35MoeText,
             ["attention_bias"] = false,
             ["attention_dropout"] = 0.0,
             ["attn_output_gate"] = true,
@@ -187,7 +187,7 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
         var cfg = new JsonObject
         {
             ["architectures"] = new JsonArray("Qwen3_5MoeForConditionalGeneration"),
-            ["model_type"] = "qwen3_5_moe",
+            ["model_type"] = ModelTypes.Qwen35Moe,
             ["image_token_id"] = Vocab - 6,
             ["video_token_id"] = Vocab - 5,
             ["vision_start_token_id"] = Vocab - 4,
@@ -197,7 +197,7 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
             ["text_config"] = text,
             ["vision_config"] = new JsonObject
             {
-                ["model_type"] = "qwen3_5_moe",
+                ["model_type"] = ModelTypes.Qwen35Moe,
                 ["depth"] = 1,
                 ["hidden_act"] = "gelu_pytorch_tanh",
                 ["hidden_size"] = vh,

@@ -27,7 +27,7 @@ public static class SynthLike
         }
         switch (family)
         {
-            case "deepseek-v3":
+            case Families.DeepSeekV3:
             {
                 int routed = Int("n_routed_experts");
                 return DeepSeekV3Synth.Release with
@@ -39,7 +39,7 @@ public static class SynthLike
                     TopK = Int("num_experts_per_tok"), DenseLayers = Int("first_k_dense_replace", 0),
                 };
             }
-            case "deepseek-v4":
+            case Families.DeepSeekV4:
             {
                 int layers = Int("num_hidden_layers");
                 int[]? ratios = (text["compress_ratios"] as JsonArray)?.Select((n, i) =>
@@ -55,7 +55,7 @@ public static class SynthLike
                     Ratios = ratios, HashLayerCount = Int("num_hash_layers", 0), Tid2EidI64 = true, // the released tensor tables store tid2eid as I64
                 };
             }
-            case "qwen3.5":
+            case Families.Qwen35:
             {
                 bool fp8 = (config["quantization_config"] ?? text["quantization_config"]) is JsonObject;
                 var vision = config["vision_config"] as JsonObject;

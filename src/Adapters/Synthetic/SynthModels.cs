@@ -44,14 +44,17 @@ public abstract record SynthModel(int Hidden, int Layers, int Experts, int Vocab
     /// <summary>The model for a family id ("deepseek-v3", "deepseek-v4", "qwen3.5"), tiny or release shape.</summary>
     public static SynthModel For(string family, bool release = false, bool fp8 = false) => family switch
     {
-        "deepseek-v3" => release ? DeepSeekV3Synth.Release : DeepSeekV3Synth.Tiny,
-        "deepseek-v4" => release ? DeepSeekV4Synth.Release : DeepSeekV4Synth.Tiny,
-        "qwen3.5" => (release ? Qwen35Synth.Release : Qwen35Synth.Tiny) with { Fp8 = fp8 },
+        Adapters.Families.DeepSeekV3 => release ? DeepSeekV3Synth.Release : DeepSeekV3Synth.Tiny,
+        Adapters.Families.DeepSeekV4 => release ? DeepSeekV4Synth.Release : DeepSeekV4Synth.Tiny,
+        Adapters.Families.Qwen35 => (release ? Qwen35Synth.Release : Qwen35Synth.Tiny) with { Fp8 = fp8 },
         _ => throw new ArgumentException($"unknown family '{family}' (deepseek-v3, deepseek-v4, qwen3.5)"),
     };
 
     /// <summary>The families <see cref="For"/> knows.</summary>
-    public static readonly string[] Families = { "deepseek-v3", "deepseek-v4", "qwen3.5" };
+    public static readonly string[] Families = { Adapters.Families.DeepSeekV3, Adapters.Families.DeepSeekV4, Adapters.Families.Qwen35 };
+
+    /// <summary>The quantization scheme of <see cref="Family"/>.</summary>
+    protected QuantScheme Scheme => FamilyRegistry.Module(Family)!.Quant;
 
     /// <summary><paramref name="v"/> * <paramref name="f"/> rounded to a multiple of <paramref name="m"/>, at least <paramref name="m"/>.</summary>
     protected static int Scale(int v, double f, int m) => Math.Max(m, (int)Math.Round(v * f / m) * m);
@@ -71,7 +74,7 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
     public static readonly DeepSeekV3Synth Release = new(7168, 61, 256, 129280, 1, 128, 1536, 512, 128, 64, 128, 18432, 2048, 1, 8);
 
     /// <inheritdoc/>
-    public override string Family => "deepseek-v3";
+    public override string Family => Adapters.Families.DeepSeekV3;
     /// <inheritdoc/>
     public override int MinLayers => 2;
     /// <summary>Dense layers before the MoE ones (3 in the release; 1 below 8 layers).</summary>
@@ -97,7 +100,7 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
         Validate();
         var b = new PlanBuilder();
         int H = Hidden, L = Layers, E = Experts;
-        void Fp8(string stem, long rows, long cols) => b.Fp8(stem, rows, cols, DType.F32, ".weight_scale_inv");
+        void Fp8(string stem, long rows, long cols) => b.Fp8(stem, rows, cols, Scheme.ScaleDType, Scheme.Naming);
         void Block(int i, bool moe)
         {
             string p = $"model.layers.{i}.";
@@ -156,7 +159,7 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
         var cfg = new JsonObject
         {
             ["architectures"] = new JsonArray("DeepseekV3ForCausalLM"),
-            ["model_type"] = "deepseek_v3",
+            ["model_type"] = ModelTypes.DeepSeekV3,
             ["attention_bias"] = false,
             ["attention_dropout"] = 0.0,
             ["auto_map"] = new JsonObject

@@ -59,8 +59,8 @@ sealed class PlanBuilder
 {
     /// <summary>FP8 block size of every family's release.</summary>
     public const int Block = 128;
-    /// <summary>FP4 scale group (columns per E8M0 scale).</summary>
-    public const int Fp4Group = 32;
+    /// <summary>FP4 scale group (columns per E8M0 scale): DeepSeek-V4's.</summary>
+    public static int Fp4Group => FamilyRegistry.Module(Adapters.Families.DeepSeekV4)!.Quant.Fp4Group;
 
     public readonly List<SynthTensor> Tensors = new();
 
@@ -76,8 +76,8 @@ sealed class PlanBuilder
     /// <summary>Expert ids stored as <paramref name="type"/> (I32, or I64 as DeepSeek-V4's released tid2eid).</summary>
     public void Ids(string name, int max, DType type, params long[] shape) => Tensors.Add(new(name, type, shape, type == DType.I64 ? SynthFill.ExpertIds64 : SynthFill.ExpertIds, Max: max));
 
-    /// <summary>FP8 E4M3 block-quantized weight <c>stem.weight</c> [rows, cols] and its scale <c>stem{scaleSuffix}</c>.</summary>
-    public void Fp8(string stem, long rows, long cols, DType scaleType, string scaleSuffix)
+    /// <summary>FP8 E4M3 block-quantized weight <c>stem.weight</c> [rows, cols] and its scale, named as <paramref name="naming"/> says.</summary>
+    public void Fp8(string stem, long rows, long cols, DType scaleType, ScaleNaming naming)
     {
         Tensors.Add(new(stem + ".weight", DType.F8_E4M3, new[] { rows, cols }, SynthFill.Fp8));
         SynthFill f = scaleType switch
@@ -87,14 +87,14 @@ sealed class PlanBuilder
             DType.F8_E8M0 => SynthFill.ScaleE8M0,
             _ => throw new ArgumentOutOfRangeException(nameof(scaleType)),
         };
-        Tensors.Add(new(stem + scaleSuffix, scaleType, new[] { Ceil(rows, Block), Ceil(cols, Block) }, f));
+        Tensors.Add(new(naming.ScaleNameOf(stem + ".weight"), scaleType, new[] { Ceil(rows, Block), Ceil(cols, Block) }, f));
     }
 
-    /// <summary>DeepSeek-V4 FP4 weight: I8 [rows, cols/2] plus E8M0 <c>stem.scale</c> [rows, cols/32].</summary>
-    public void Fp4(string stem, long rows, long cols)
+    /// <summary>DeepSeek-V4 FP4 weight: I8 [rows, cols/2] plus its E8M0 scale [rows, cols/32], named as <paramref name="naming"/> says.</summary>
+    public void Fp4(string stem, long rows, long cols, ScaleNaming naming)
     {
         if (cols % Fp4Group != 0) throw new ArgumentException($"{stem}: FP4 input dimension {cols} is not a multiple of {Fp4Group}");
         Tensors.Add(new(stem + ".weight", DType.I8, new[] { rows, cols / 2 }, SynthFill.Fp4));
-        Tensors.Add(new(stem + ".scale", DType.F8_E8M0, new[] { rows, cols / Fp4Group }, SynthFill.ScaleE8M0));
+        Tensors.Add(new(naming.ScaleNameOf(stem + ".weight"), DType.F8_E8M0, new[] { rows, cols / Fp4Group }, SynthFill.ScaleE8M0));
     }
 }

@@ -1,235 +1,39 @@
-using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
-using Mtp.Adapters;
 using Mtp.SafeTensors;
+using Findings = Mtp.Adapters.Inspection.CheckpointFindings;
+using Library = Mtp.Adapters.Inspection.CheckpointInspector;
 
 namespace Mtp.Cli.Inspect;
 
-/// <summary>
-/// Summarises a checkpoint from its headers and config.json alone (no tensor data is read):
-/// family, dtypes, quantization, MTP depth and placement, expert layout, and every problem.
-/// </summary>
-public static partial class CheckpointInspector
+/// <summary><c>mtp inspect</c>'s side of an inspection: the library's findings with the exit code they imply.</summary>
+public static class CheckpointInspector
 {
-    [GeneratedRegex(@"^mtp\.layers\.(\d+)\.")] private static partial Regex MtpLayers();
-    [GeneratedRegex(@"^mtp\.(\d+)\.")] private static partial Regex MtpDepthPrefix();
-    [GeneratedRegex(@"^(?:model\.)?layers\.(\d+)\.")] private static partial Regex MainLayer();
-    [GeneratedRegex(@"\.experts\.\d+\.")] private static partial Regex PerExpert();
-    [GeneratedRegex(@"\.experts\.(gate_up_proj|down_proj)$")] private static partial Regex FusedExpert();
-
     /// <summary>Maps config.json's model_type to a family id.</summary>
-    public static string FamilyOf(string? modelType) => FamilyRegistry.ByModelType(modelType)?.Id ?? "unknown";
+    public static string FamilyOf(string? modelType) => Library.FamilyOf(modelType);
 
-    /// <summary>
-    /// Inspects <paramref name="path"/> (directory or file), collecting problems instead of stopping at the first. The only
-    /// data read are the scales (for NaN / infinite values), through <see cref="ScaleReader"/>: FP4 group scales are sampled
-    /// unless <paramref name="fullScales"/>.
-    /// </summary>
+    /// <summary>Inspects <paramref name="path"/> (see <see cref="Library.Inspect"/>).</summary>
     public static CheckpointReport Inspect(string path, bool fullScales = false)
     {
-        using Checkpoint ck = Checkpoint.Open(path, collectProblems: true);
-        var problems = ck.Problems.Select(p => p.Message).ToList();
-        var warnings = ck.Warnings.ToList();
-        // One shard of an indexed checkpoint: what lives in the other shards is not a problem of this one.
-        var elsewhere = OtherShardsNames(path, out int shardCount);
-        if (elsewhere is not null)
-            warnings.Add($"{path} is 1 of {shardCount} shards in {ShardIndex.FileName}: checks that need the whole checkpoint (config.json layers and MTP depth, scales in other shards) are skipped; inspect {ck.Directory} for them");
-        bool whole = elsewhere is null;
-        int exit = ck.Problems.Count == 0 ? 0 : ck.Problems.Select(p => ExitCodes.For(p.Error)).Min();
-
-        JsonObject? cfg = ck.Config;
-        JsonObject? text = cfg?["text_config"] as JsonObject;
-        string? modelType = Str(cfg, "model_type") ?? Str(text, "model_type");
-        string family = FamilyOf(modelType);
-        int? layers = Int(text, "num_hidden_layers") ?? Int(cfg, "num_hidden_layers");
-        int? cfgDepth = Int(text, "mtp_num_hidden_layers") ?? Int(cfg, "mtp_num_hidden_layers")
-                        ?? Int(cfg, "num_nextn_predict_layers") ?? Int(text, "num_nextn_predict_layers");
-
-        var dtypes = new SortedDictionary<string, int>(StringComparer.Ordinal);
-        foreach (var t in ck.Tensors)
-        {
-            string d = t.Info.DType.Name();
-            dtypes[d] = dtypes.GetValueOrDefault(d) + 1;
-        }
-
-        var (depth, mtpCount, locations) = FindMtp(ck, layers);
-        if (cfgDepth is int cd && cd != depth && ck.Problems.Count == 0 && whole)
-        {
-            problems.Add($"{ck.Directory}: config.json declares MTP depth {cd} but the tensors hold {depth}");
-            exit = exit == 0 ? ExitCodes.Inconsistent : exit;
-        }
-
-        if (ck.Problems.Count == 0 && whole)
-        {
-            foreach (string p in CheckConventions(ck, layers, cfg, text, locations))
-            {
-                problems.Add(p);
-                exit = exit == 0 ? ExitCodes.Inconsistent : exit;
-            }
-        }
-
-        bool perExpert = ck.Tensors.Any(t => PerExpert().IsMatch(t.Name));
-        bool fused = ck.Tensors.Any(t => FusedExpert().IsMatch(t.Name));
-        string experts = (perExpert, fused) switch { (true, true) => "mixed", (true, false) => "per-expert", (false, true) => "stacked", _ => "none" };
-
-        var reader = new ScaleReader(fullScales);
-        var quant = QuantScan.Scan(ck, cfg, text, problems, reader, elsewhere);
-        if (quant.Malformed > 0) exit = exit == 0 ? ExitCodes.Malformed : Math.Min(exit, ExitCodes.Malformed);
-        else if (quant.Problems > 0 && exit == 0) exit = ExitCodes.Inconsistent;
-
-        return new CheckpointReport
-        {
-            Path = path,
-            Family = family,
-            ModelType = modelType,
-            ShardCount = ck.Files.Count,
-            TensorCount = ck.Tensors.Count,
-            TotalBytes = ck.TotalTensorBytes,
-            DTypeCounts = dtypes,
-            Quantization = quant.Schemes,
-            Fp8Weights = quant.Fp8,
-            Fp4Weights = quant.Fp4,
-            NumHiddenLayers = layers,
-            MtpDepth = depth,
-            ConfigMtpDepth = cfgDepth,
-            MtpTensorCount = mtpCount,
-            MtpLocations = locations,
-            ExpertLayout = experts,
-            Problems = problems,
-            Warnings = warnings,
-            ProblemExitCode = exit,
-            ScaleCheck = new ScaleCheckSummary(reader.TensorsRead, reader.TensorsSampled, reader.BytesRead, reader.Full),
-        };
+        Findings f = Library.Inspect(path, fullScales);
+        return new CheckpointReport(f, ExitCode(f));
     }
 
     /// <summary>
-    /// When <paramref name="path"/> is a file that the index beside it lists with other shards: the names the index places
-    /// in those other shards (and how many shards there are); otherwise null.
+    /// The exit code the problems imply: the reader's own (the lowest of them), else inconsistent; malformed quantization
+    /// lowers either to malformed, other quantization problems make an otherwise clean checkpoint inconsistent.
     /// </summary>
-    static HashSet<string>? OtherShardsNames(string path, out int shardCount)
+    static int ExitCode(Findings f)
     {
-        shardCount = 0;
-        if (!File.Exists(path)) return null;
-        string indexPath = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, ShardIndex.FileName);
-        if (!File.Exists(indexPath)) return null;
-        ShardIndex index;
-        try { index = ShardIndex.Read(indexPath); }
-        catch (SafeTensorsException) { return null; } // a broken index is not this file's problem here
-        string self = System.IO.Path.GetFileName(path);
-        var shards = index.WeightMap.Select(kv => kv.Value).Distinct(StringComparer.Ordinal).ToList();
-        if (!shards.Contains(self, StringComparer.Ordinal) || shards.Count < 2) return null;
-        shardCount = shards.Count;
-        return index.WeightMap.Where(kv => kv.Value != self).Select(kv => kv.Key).ToHashSet(StringComparer.Ordinal);
+        int exit = f.ReaderErrors.Count == 0 ? 0 : f.ReaderErrors.Select(ExitCodes.For).Min();
+        if (f.InconsistentProblems > 0 && exit == 0) exit = ExitCodes.Inconsistent;
+        if (f.QuantMalformed > 0) exit = exit == 0 ? ExitCodes.Malformed : Math.Min(exit, ExitCodes.Malformed);
+        else if (f.QuantProblems > 0 && exit == 0) exit = ExitCodes.Inconsistent;
+        return exit;
     }
+}
 
-    /// <summary>
-    /// MTP tensors: <c>mtp.layers.{k}.*</c> (training layout, Qwen), <c>mtp.{k}.*</c> (DeepSeek-V4), other
-    /// <c>mtp.*</c> (Qwen's shared fc/norms), and decoder layers numbered past num_hidden_layers
-    /// (DeepSeek-V3 and the legacy V4 spelling).
-    /// </summary>
-    static (int Depth, int Count, List<string> Locations) FindMtp(Checkpoint ck, int? layers)
-    {
-        var depths = new SortedSet<int>();
-        var locations = new SortedSet<string>(StringComparer.Ordinal);
-        int count = 0;
-        foreach (var t in ck.Tensors)
-        {
-            string n = t.Name;
-            Match m;
-            if ((m = MtpLayers().Match(n)).Success && int.TryParse(m.Groups[1].Value, out int j))
-            {
-                depths.Add(j);
-                locations.Add("mtp.layers.{k}.*");
-            }
-            else if ((m = MtpDepthPrefix().Match(n)).Success && int.TryParse(m.Groups[1].Value, out int k0))
-            {
-                depths.Add(k0);
-                locations.Add("mtp.{k}.*");
-            }
-            else if (n.StartsWith("mtp.", StringComparison.Ordinal))
-            {
-                locations.Add("mtp.* (shared by all depths)");
-            }
-            else if (layers is int l && (m = MainLayer().Match(n)).Success && int.TryParse(m.Groups[1].Value, out int layer) && layer >= l)
-            {
-                int k = layer - l;
-                depths.Add(k);
-                locations.Add(n.StartsWith("model.", StringComparison.Ordinal) ? $"model.layers.{{{l}+k}}.*" : $"layers.{{{l}+k}}.*");
-            }
-            else continue;
-            count++;
-        }
-        // Qwen keeps fc/norms at top-level mtp.* even with one layer; a depth exists only with a block.
-        return (depths.Count, count, locations.ToList());
-    }
-
-    [GeneratedRegex(@"^(?:model\.)?layers\.(\d+)\.(?:mlp|ffn)\.experts\.(\d+)\.")] private static partial Regex ExpertIndex();
-    [GeneratedRegex(@"^(?:model\.)?layers\.(\d+)\.(?:mlp|ffn)\.experts\.(?:gate_up_proj|down_proj)$")] private static partial Regex StackedExperts();
-
-    /// <summary>
-    /// Config vs tensors and convention checks from headers: every main layer 0..L-1 present and none past it
-    /// (unless MTP layers live there), routed expert count per layer equal to the config's, MTP tensors in one placement.
-    /// </summary>
-    static IEnumerable<string> CheckConventions(Checkpoint ck, int? layers, JsonObject? cfg, JsonObject? text, List<string> mtpLocations)
-    {
-        string cfgPath = System.IO.Path.Combine(ck.Directory, "config.json");
-        string? fam = FamilyOf(Str(cfg, "model_type") ?? Str(text, "model_type"));
-        var trainedNames = ck.Tensors.Where(t => t.Name.StartsWith("mtp.layers.", StringComparison.Ordinal)).Take(1).ToList();
-        var quantizedNames = ck.Tensors.Where(t => t.Info.DType == DType.F8_E4M3).Take(1).ToList();
-        if (fam is "deepseek-v3" or "deepseek-v4" && trainedNames.Count > 0 && quantizedNames.Count > 0
-            && (trainedNames[0], quantizedNames[0]) is var (trained, quantized))
-            yield return $"{trained.File.Path}: tensor '{trained.Name}': training-layout name in a checkpoint whose {System.IO.Path.GetFileName(quantized.File.Path)} holds HF FP8 weights ('{quantized.Name}'): files of two conventions?";
-        // Decoder layers past num_hidden_layers (with or without "model.", as legacy V4 splits them) are one placement.
-        var placements = mtpLocations.Where(l => !l.StartsWith("mtp.* ", StringComparison.Ordinal))
-            .Select(l => l.Contains("+k}", StringComparison.Ordinal) ? "layers past num_hidden_layers" : l).Distinct().ToList();
-        if (placements.Count > 1)
-            yield return $"{ck.Directory}: MTP tensors use two conventions at once ({string.Join(", ", placements)}): files from different tools or layouts?";
-        if (layers is int L && L >= 0)
-        {
-            var main = new SortedSet<int>();
-            foreach (var t in ck.Tensors)
-            {
-                Match m = MainLayer().Match(t.Name);
-                if (m.Success && int.TryParse(m.Groups[1].Value, out int n)) main.Add(n);
-            }
-            if (main.Count > 0)
-            {
-                var absent = Enumerable.Range(0, L).Where(i => !main.Contains(i)).ToList();
-                if (absent.Count > 0)
-                    yield return $"{cfgPath}: num_hidden_layers is {L} but no tensors hold layer(s) {string.Join(", ", absent.Take(10))}";
-                bool mtpInline = placements.Contains("layers past num_hidden_layers");
-                var beyond = main.Where(i => i >= L).ToList();
-                if (beyond.Count > 0 && !mtpInline)
-                    yield return $"{cfgPath}: num_hidden_layers is {L} but tensors hold layer(s) {string.Join(", ", beyond.Take(10))} (and MTP layers live elsewhere)";
-            }
-        }
-        int? experts = Int(text, "n_routed_experts") ?? Int(cfg, "n_routed_experts") ?? Int(text, "num_experts") ?? Int(cfg, "num_experts");
-        if (experts is int E && E > 0)
-        {
-            var perLayer = new Dictionary<int, SortedSet<int>>();
-            foreach (var t in ck.Tensors)
-            {
-                Match m = ExpertIndex().Match(t.Name);
-                if (m.Success && int.TryParse(m.Groups[1].Value, out int l) && int.TryParse(m.Groups[2].Value, out int e))
-                {
-                    if (!perLayer.TryGetValue(l, out var set)) perLayer[l] = set = new SortedSet<int>();
-                    set.Add(e);
-                }
-                else if (StackedExperts().IsMatch(t.Name) && t.Info.Shape.Length == 3 && t.Info.Shape[0] != E)
-                    yield return $"{t.File.Path}: tensor '{t.Name}': holds {t.Info.Shape[0]} experts but config.json says {E}";
-            }
-            foreach (var (l, set) in perLayer)
-                if (set.Count != E || set.Max != E - 1)
-                {
-                    yield return $"{cfgPath}: {E} routed experts configured but layer {l} has {set.Count} (indices {set.Min}..{set.Max})";
-                    break;
-                }
-        }
-    }
-
-    internal static string? Str(JsonObject? o, string key) =>
-        o?[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
-
-    internal static int? Int(JsonObject? o, string key) =>
-        o?[key] is JsonValue v && v.TryGetValue(out int i) ? i : null;
+/// <summary>The scale reader's figures <c>mtp inspect</c> shows.</summary>
+static class ScaleReader
+{
+    /// <summary>Bytes read of each FP4 group scale when sampling.</summary>
+    public const int SampleBytes = Library.ScaleSampleBytes;
 }

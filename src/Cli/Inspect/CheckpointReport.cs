@@ -1,51 +1,54 @@
 using System.Text.Json.Nodes;
+using Mtp.Adapters.Inspection;
 
 namespace Mtp.Cli.Inspect;
 
-/// <summary>What <c>mtp inspect</c> found in a checkpoint.</summary>
-public sealed class CheckpointReport
+/// <summary>What <c>mtp inspect</c> found in a checkpoint: the library's <see cref="CheckpointFindings"/>, the exit code they
+/// imply, and their --json form.</summary>
+public sealed class CheckpointReport(CheckpointFindings findings, int problemExitCode)
 {
+    /// <summary>The findings as the library made them.</summary>
+    public CheckpointFindings Findings { get; } = findings;
     /// <summary>Inspected path.</summary>
-    public required string Path { get; init; }
+    public string Path => Findings.Path;
     /// <summary>Family id (deepseek-v3, deepseek-v4, qwen3.5, qwen3-next) or "unknown".</summary>
-    public required string Family { get; init; }
+    public string Family => Findings.Family;
     /// <summary>config.json model_type (top level or text_config), if any.</summary>
-    public string? ModelType { get; init; }
+    public string? ModelType => Findings.ModelType;
     /// <summary>Number of safetensors files read.</summary>
-    public int ShardCount { get; init; }
+    public int ShardCount => Findings.ShardCount;
     /// <summary>Number of tensors.</summary>
-    public long TensorCount { get; init; }
+    public long TensorCount => Findings.TensorCount;
     /// <summary>Sum of tensor data bytes.</summary>
-    public long TotalBytes { get; init; }
+    public long TotalBytes => Findings.TotalBytes;
     /// <summary>dtype -> number of tensors.</summary>
-    public required SortedDictionary<string, int> DTypeCounts { get; init; }
+    public SortedDictionary<string, int> DTypeCounts => Findings.DTypeCounts;
     /// <summary>Quantization schemes found, one line each ("none" when unquantized).</summary>
-    public required List<string> Quantization { get; init; }
+    public List<string> Quantization => Findings.Quantization;
     /// <summary>Number of FP8 block-quantized weights.</summary>
-    public int Fp8Weights { get; init; }
+    public int Fp8Weights => Findings.Fp8Weights;
     /// <summary>Number of FP4 block-quantized weights.</summary>
-    public int Fp4Weights { get; init; }
+    public int Fp4Weights => Findings.Fp4Weights;
     /// <summary>Main decoder layers according to config.json.</summary>
-    public int? NumHiddenLayers { get; init; }
+    public int? NumHiddenLayers => Findings.NumHiddenLayers;
     /// <summary>MTP depth found in the tensors.</summary>
-    public int MtpDepth { get; init; }
+    public int MtpDepth => Findings.MtpDepth;
     /// <summary>MTP depth declared by config.json, if any.</summary>
-    public int? ConfigMtpDepth { get; init; }
+    public int? ConfigMtpDepth => Findings.ConfigMtpDepth;
     /// <summary>Tensors belonging to the MTP layers.</summary>
-    public int MtpTensorCount { get; init; }
+    public int MtpTensorCount => Findings.MtpTensorCount;
     /// <summary>Where the MTP tensors live (name patterns).</summary>
-    public required List<string> MtpLocations { get; init; }
-    /// <summary>per-expert, fused, mixed or none.</summary>
-    public required string ExpertLayout { get; init; }
+    public List<string> MtpLocations => Findings.MtpLocations;
+    /// <summary>per-expert, stacked, mixed or none.</summary>
+    public string ExpertLayout => Findings.ExpertLayout;
     /// <summary>Every validation or consistency problem, one line each.</summary>
-    public required List<string> Problems { get; init; }
+    public List<string> Problems => Findings.Problems;
     /// <summary>Soft findings that do not make the checkpoint unusable.</summary>
-    public required List<string> Warnings { get; init; }
+    public List<string> Warnings => Findings.Warnings;
     /// <summary>Exit code the problems imply (0 when none).</summary>
-    public int ProblemExitCode { get; init; }
-
+    public int ProblemExitCode { get; } = problemExitCode;
     /// <summary>What the numeric scale check read (null when not run).</summary>
-    public ScaleCheckSummary? ScaleCheck { get; init; }
+    public ScaleCheckSummary? ScaleCheck => Findings.ScaleCheck;
 
     /// <summary>The --json form (keys are part of the CLI's contract).</summary>
     public JsonObject ToJson()
@@ -79,10 +82,3 @@ public sealed class CheckpointReport
         };
     }
 }
-
-/// <summary>What inspect's check of the scales for NaN / infinity read.</summary>
-/// <param name="TensorsRead">Scale tensors read whole.</param>
-/// <param name="TensorsSampled">FP4 group scales of which one window was read (none with --full-scales).</param>
-/// <param name="BytesRead">Scale bytes read.</param>
-/// <param name="Full">Whether --full-scales was given.</param>
-public sealed record ScaleCheckSummary(int TensorsRead, int TensorsSampled, long BytesRead, bool Full);

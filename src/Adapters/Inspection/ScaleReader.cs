@@ -1,7 +1,7 @@
 using Microsoft.Win32.SafeHandles;
 using Mtp.SafeTensors;
 
-namespace Mtp.Cli.Inspect;
+namespace Mtp.Adapters.Inspection;
 
 /// <summary>
 /// Reads scale tensors for inspect's numeric check with bounded memory and no read-ahead: positioned reads (not the
