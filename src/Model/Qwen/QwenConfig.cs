@@ -8,7 +8,7 @@ namespace Mtp.Model.Qwen;
 /// The subset of a Qwen3.5 (<c>qwen3_5</c>, <c>qwen3_5_moe</c>; text fields nested in <c>text_config</c>) or
 /// Qwen3-Next (<c>qwen3_next</c>, flat) <c>config.json</c> the model uses, validated.
 /// </summary>
-public sealed record QwenConfig
+internal sealed record QwenConfig
 {
     /// <summary>True for Qwen3-Next (fused <c>in_proj_qkvz</c> / <c>in_proj_ba</c>, optional top-k renormalisation).</summary>
     public required bool IsQwen3Next { get; init; }
