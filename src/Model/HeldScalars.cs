@@ -16,7 +16,7 @@ namespace Mtp.Model;
 /// numbers are created here and disposed after the op. ScalarLifetimeTests scans the model and its tests for
 /// any call that would still create one.
 /// </remarks>
-public static class HeldScalars
+internal static class HeldScalars
 {
     static readonly Scalar One = 1.ToScalar();
     static readonly Scalar Zero = 0.ToScalar();

@@ -10,7 +10,7 @@ namespace Mtp.Model;
 /// in-memory conversion (<see cref="NativeView"/>: the plan of <c>convert --to native</c> in the model's dtype, dequantized
 /// chunk by chunk into the parameters, no intermediate files).
 /// </summary>
-public static class ModelSource
+internal static class ModelSource
 {
     /// <summary>The checkpoint dtype a model dtype loads from (what <c>convert --dtype</c> would write).</summary>
     public static DType CheckpointDType(ScalarType dtype) => dtype == ScalarType.Float32 ? DType.F32 : DType.BF16;

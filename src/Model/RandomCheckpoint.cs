@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace Mtp.Model;
 
 /// <summary>Random-weight training-layout checkpoints (tests, smoke runs, benchmarks).</summary>
-public static class RandomCheckpoint
+internal static class RandomCheckpoint
 {
     /// <summary>
     /// A tiny DeepSeek-V3 config: V=256, H=64, 3 layers (1 dense + 2 MoE), 4 routed experts in 2 groups,

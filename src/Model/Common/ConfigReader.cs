@@ -9,7 +9,7 @@ namespace Mtp.Model;
 /// Reads a family's config.json fields, collecting every missing field as a problem so one error lists
 /// them all (the families' config classes validate on top of it).
 /// </summary>
-public sealed class ConfigReader(JsonObject fields)
+internal sealed class ConfigReader(JsonObject fields)
 {
     /// <summary>Problems found so far.</summary>
     public List<string> Problems { get; } = new();

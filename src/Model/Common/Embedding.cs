@@ -9,7 +9,7 @@ namespace Mtp.Model;
 #pragma warning disable IDE1006
 
 /// <summary>Token embedding with parameter <c>weight</c> [V, H].</summary>
-public sealed class Embedding : nn.Module<Tensor, Tensor>
+internal sealed class Embedding : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
 

@@ -12,7 +12,7 @@ namespace Mtp.Model;
 /// Stacked routed experts of every family: <c>gate_up_proj</c> [E, 2I, H] (gate rows first) and
 /// <c>down_proj</c> [E, H, I], expert e computing down(act(gate x, up x)).
 /// </summary>
-public sealed class Experts : nn.Module<Tensor, Tensor, Tensor, Tensor>
+internal sealed class Experts : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
     readonly Parameter gate_up_proj;
     readonly Parameter down_proj;

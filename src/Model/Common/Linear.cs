@@ -9,7 +9,7 @@ namespace Mtp.Model;
 #pragma warning disable IDE1006
 
 /// <summary>Bias-free linear layer whose single parameter is <c>weight</c> [out, in].</summary>
-public sealed class Linear : nn.Module<Tensor, Tensor>
+internal sealed class Linear : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
 

@@ -8,7 +8,7 @@ namespace Mtp.Model;
 /// and which state the next depth reads.
 /// </summary>
 /// <typeparam name="TContext">The family's per-forward context (masks, rope tables, ...).</typeparam>
-public interface IMtpDepth<in TContext>
+internal interface IMtpDepth<in TContext>
 {
     /// <summary>Embeds the ids rolled for this depth.</summary>
     Tensor Embed(Tensor rolledIds);
@@ -30,7 +30,7 @@ public interface IMtpDepth<in TContext>
 }
 
 /// <summary>The step of one MTP depth, written once for every family.</summary>
-public static class MtpDepthStep
+internal static class MtpDepthStep
 {
     /// <summary>
     /// h_k = Block(Fuse(Embed(ids rolled by k), h_{k-1})), logits_k = Head(FinalNorm(h_k)); returns the state the next

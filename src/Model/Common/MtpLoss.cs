@@ -9,7 +9,7 @@ namespace Mtp.Model;
 public sealed record LossOutput(Tensor Total, Tensor Main, IReadOnlyList<Tensor> Mtp);
 
 /// <summary>The MTP training objective (DeepSeek-V3 report, Megatron-Core, NeMo).</summary>
-public static class MtpLoss
+internal static class MtpLoss
 {
     /// <summary>Mean cross-entropy over labels ≠ -100 (F32); zero when no label counts.</summary>
     public static Tensor CrossEntropy(Tensor logits, Tensor labels)

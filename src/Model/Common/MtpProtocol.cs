@@ -10,7 +10,7 @@ namespace Mtp.Model;
 /// travels in the state its depths pass on.
 /// </summary>
 /// <typeparam name="TContext">The family's per-forward context; disposed after the forward when it is disposable.</typeparam>
-public abstract class MtpModel<TContext> : MtpModel where TContext : class
+internal abstract class MtpModel<TContext> : MtpModel where TContext : class
 {
     /// <summary>Creates the base with the module name, parameter dtype and device.</summary>
     protected MtpModel(string name, ScalarType dtype, Device device) : base(name, dtype, device)

@@ -7,7 +7,7 @@ namespace Mtp.Model;
 
 /// <summary>The <c>mtp.</c> prefix of every family: <c>layers</c>, one module per MTP depth (or MTP layer).</summary>
 /// <typeparam name="TDepth">The family's depth module.</typeparam>
-public sealed class MtpStack<TDepth> : nn.Module where TDepth : nn.Module
+internal sealed class MtpStack<TDepth> : nn.Module where TDepth : nn.Module
 {
     readonly ModuleList<TDepth> layers;
 

@@ -21,7 +21,7 @@ public sealed record PackedBatch(Tensor InputIds, Tensor Labels, long[] CuSeqlen
 }
 
 /// <summary>Pure helpers for packed sequences: validation, positions, masks, per-sequence rolls.</summary>
-public static class Packing
+internal static class Packing
 {
     /// <summary>The ignore index of labels.</summary>
     public const long IgnoreIndex = -100;

@@ -9,7 +9,7 @@ namespace Mtp.Model;
 #pragma warning disable IDE1006
 
 /// <summary>RMSNorm: weight * x / sqrt(mean(x^2) + eps), statistics in F32.</summary>
-public sealed class RmsNorm : nn.Module<Tensor, Tensor>
+internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
     readonly double _eps;

@@ -10,7 +10,7 @@ namespace Mtp.Model;
 /// de-interleaves into the half layout first: the same q·k products). <c>rope_interleave=false</c>
 /// selects the half-rotation convention (x[i], x[i + d/2]).
 /// </summary>
-public static class Rope
+internal static class Rope
 {
     /// <summary>Plain rope inverse frequencies theta^(-2i / dim), i &lt; dim/2, of every family.</summary>
     public static double[] InverseFrequencies(int dim, double theta)

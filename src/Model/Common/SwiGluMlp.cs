@@ -9,7 +9,7 @@ namespace Mtp.Model;
 #pragma warning disable IDE1006
 
 /// <summary>SwiGLU MLP with gate_proj / up_proj / down_proj (dense layers and shared experts).</summary>
-public sealed class SwiGluMlp : nn.Module<Tensor, Tensor>
+internal sealed class SwiGluMlp : nn.Module<Tensor, Tensor>
 {
     readonly Linear gate_proj;
     readonly Linear up_proj;

@@ -9,7 +9,7 @@ namespace Mtp.Model;
 /// <param name="BetaSlow">Low-frequency boundary (rotations).</param>
 /// <param name="Mscale">mscale (1 when absent).</param>
 /// <param name="MscaleAllDim">mscale_all_dim (0 when absent, as in DeepSeek's modeling_deepseek.py and vLLM; see <see cref="Rope.CosSinFactor"/>).</param>
-public sealed record YarnScaling(double Factor, int OriginalMaxPositionEmbeddings, double BetaFast, double BetaSlow, double Mscale, double MscaleAllDim)
+internal sealed record YarnScaling(double Factor, int OriginalMaxPositionEmbeddings, double BetaFast, double BetaSlow, double Mscale, double MscaleAllDim)
 {
     /// <summary>
     /// Reads <c>rope_scaling</c> of <paramref name="config"/>: a yarn entry (type or rope_type "yarn"), null for none or

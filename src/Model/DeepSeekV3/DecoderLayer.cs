@@ -9,7 +9,7 @@ namespace Mtp.Model;
 #pragma warning disable IDE1006
 
 /// <summary>One decoder block: pre-norm MLA attention and pre-norm MLP (dense or MoE), residuals.</summary>
-public sealed class DecoderLayer : nn.Module<Tensor, AttentionContext, Tensor>
+internal sealed class DecoderLayer : nn.Module<Tensor, AttentionContext, Tensor>
 {
     readonly RmsNorm input_layernorm;
     readonly MlaAttention self_attn;

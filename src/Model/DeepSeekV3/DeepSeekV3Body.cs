@@ -8,7 +8,7 @@ namespace Mtp.Model;
 #pragma warning disable IDE1006
 
 /// <summary>The main model under <c>model.</c>: <c>embed_tokens</c>, <c>layers</c>, <c>norm</c>.</summary>
-public sealed class DeepSeekV3Body : nn.Module
+internal sealed class DeepSeekV3Body : nn.Module
 {
     readonly Embedding embed_tokens;
     readonly ModuleList<DecoderLayer> layers;

@@ -5,7 +5,7 @@ using Mtp.Adapters;
 namespace Mtp.Model;
 
 /// <summary>The subset of a Hugging Face DeepSeek-V3 <c>config.json</c> the model uses, validated.</summary>
-public sealed record DeepSeekV3Config
+internal sealed record DeepSeekV3Config
 {
     /// <summary>vocab_size.</summary>
     public required int VocabSize { get; init; }

@@ -12,7 +12,7 @@ namespace Mtp.Model;
 /// DeepSeek-V3 with D MTP depths. Parameter (and buffer) names equal the training-layout checkpoint names:
 /// <c>model.*</c>, <c>lm_head.weight</c>, <c>mtp.layers.{k}.*</c>.
 /// </summary>
-public sealed class DeepSeekV3Model : MtpModel<AttentionContext>
+internal sealed class DeepSeekV3Model : MtpModel<AttentionContext>
 {
     readonly DeepSeekV3Body model;
     readonly Linear lm_head;

@@ -12,10 +12,10 @@ namespace Mtp.Model;
 /// <param name="Mask">[B, 1, S, S] bool, true where query i may attend key j (causal and same packed sequence).</param>
 /// <param name="Cos">[B, 1, S, rope/2] F32.</param>
 /// <param name="Sin">[B, 1, S, rope/2] F32.</param>
-public sealed record AttentionContext(Tensor Mask, Tensor Cos, Tensor Sin);
+internal sealed record AttentionContext(Tensor Mask, Tensor Cos, Tensor Sin);
 
 /// <summary>Multi-head latent attention (DeepSeek-V2/V3 MLA), training form (no KV cache).</summary>
-public sealed class MlaAttention : nn.Module<Tensor, AttentionContext, Tensor>
+internal sealed class MlaAttention : nn.Module<Tensor, AttentionContext, Tensor>
 {
     readonly Linear? q_a_proj;
     readonly RmsNorm? q_a_layernorm;

@@ -13,7 +13,7 @@ namespace Mtp.Model;
 /// (DeepSeek adjusts it with a load-balancing rule outside backprop); here it stays fixed and is
 /// saved back unchanged, in F32.
 /// </summary>
-public sealed class MoeGate : nn.Module<Tensor, (Tensor Indices, Tensor Weights)>
+internal sealed class MoeGate : nn.Module<Tensor, (Tensor Indices, Tensor Weights)>
 {
     readonly Parameter weight;
     readonly DeepSeekV3Config _c;
@@ -65,7 +65,7 @@ public sealed class MoeGate : nn.Module<Tensor, (Tensor Indices, Tensor Weights)
 }
 
 /// <summary>DeepSeek-V3 MoE block: <c>gate</c>, <c>experts</c>, <c>shared_experts</c>.</summary>
-public sealed class MoeBlock : nn.Module<Tensor, Tensor>
+internal sealed class MoeBlock : nn.Module<Tensor, Tensor>
 {
     readonly MoeGate gate;
     readonly Experts experts;

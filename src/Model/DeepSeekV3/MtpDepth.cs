@@ -8,7 +8,7 @@ namespace Mtp.Model;
 #pragma warning disable IDE1006
 
 /// <summary>Optional per-depth head copy: <c>shared_head.head.weight</c>.</summary>
-public sealed class SharedHead : nn.Module
+internal sealed class SharedHead : nn.Module
 {
     readonly Linear head;
 
@@ -28,7 +28,7 @@ public sealed class SharedHead : nn.Module
 /// a full MoE decoder block flattened under the same prefix, final_layernorm. Embedding and head are the
 /// main model's unless this depth carries its own copies (embed_tokens / shared_head.head).
 /// </summary>
-public sealed class MtpDepth : nn.Module
+internal sealed class MtpDepth : nn.Module
 {
     readonly RmsNorm enorm;
     readonly RmsNorm hnorm;

@@ -12,7 +12,7 @@ namespace Mtp.Model;
 /// sequence pools its tokens g*r .. g*r+r-1 (and, with overlap, the previous group's tokens); query at
 /// in-sequence position p sees the entries g &lt; (p+1)/r of its own sequence.
 /// </summary>
-public sealed class CompressPlan : IDisposable
+internal sealed class CompressPlan : IDisposable
 {
     /// <summary>Entries per row (padded).</summary>
     public long Count { get; }

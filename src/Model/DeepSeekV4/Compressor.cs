@@ -12,7 +12,7 @@ namespace Mtp.Model;
 /// (per channel) pool of r tokens' projections plus <c>ape</c>; ratio 4 overlaps (coff 2: the first d channels
 /// pool the previous group, the second d the own group). RMSNorm, then rope of the group's first position.
 /// </summary>
-public sealed class Compressor : nn.Module
+internal sealed class Compressor : nn.Module
 {
     readonly Linear wkv;
     readonly Linear wgate;

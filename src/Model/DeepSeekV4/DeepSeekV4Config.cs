@@ -5,7 +5,7 @@ using Mtp.Adapters;
 namespace Mtp.Model;
 
 /// <summary>The subset of a Hugging Face DeepSeek-V4 <c>config.json</c> (model_type deepseek_v4) the model uses, validated.</summary>
-public sealed record DeepSeekV4Config
+internal sealed record DeepSeekV4Config
 {
     /// <summary>vocab_size.</summary>
     public required int VocabSize { get; init; }

@@ -13,7 +13,7 @@ namespace Mtp.Model;
 /// with D MTP depths. Parameter and buffer names equal the training-layout names: <c>model.*</c>,
 /// <c>lm_head.weight</c>, <c>mtp.layers.{k}.*</c>.
 /// </summary>
-public sealed class DeepSeekV4Model : MtpModel<V4Context>
+internal sealed class DeepSeekV4Model : MtpModel<V4Context>
 {
     readonly DeepSeekV4Body model;
     readonly Linear lm_head;

@@ -10,7 +10,7 @@ namespace Mtp.Model;
 /// <summary>
 /// Hyper-connection math (DeepSeek-V4 mHC): the residual is <c>hc_mult</c> streams [B, S, hc, H].
 /// </summary>
-public static class HyperConnection
+internal static class HyperConnection
 {
     /// <summary>mixes = (flatten(x) · fnᵀ) · rsqrt(mean(flatten(x)²) + normEps), in F32: [B, S, rows of fn].</summary>
     public static Tensor Mixes(Tensor x, Tensor fn, double normEps)
@@ -54,7 +54,7 @@ public static class HyperConnection
 }
 
 /// <summary>Final stream collapse <c>hc_head</c>: <c>fn</c> [hc, hc*H], <c>base</c> [hc], <c>scale</c> [1] (all F32).</summary>
-public sealed class HcHead : nn.Module<Tensor, Tensor>
+internal sealed class HcHead : nn.Module<Tensor, Tensor>
 {
     readonly Parameter fn;
     readonly Parameter @base;

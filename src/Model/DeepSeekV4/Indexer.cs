@@ -13,7 +13,7 @@ namespace Mtp.Model;
 /// The Hadamard rotation of the reference is orthogonal on both q and k and so leaves the scores unchanged;
 /// its FP4 activation simulation is not reproduced.
 /// </summary>
-public sealed class Indexer : nn.Module
+internal sealed class Indexer : nn.Module
 {
     readonly Linear wq_b;
     readonly Linear weights_proj;

@@ -13,7 +13,7 @@ namespace Mtp.Model;
 /// (selected by the indexer at ratio 4), a per-head sink in the softmax denominator, inverse rope on
 /// the output, grouped low-rank output.
 /// </summary>
-public sealed class V4Attention : nn.Module
+internal sealed class V4Attention : nn.Module
 {
     readonly Linear wq_a;
     readonly RmsNorm q_norm;

@@ -30,7 +30,7 @@ internal sealed record V4BlockParts(RmsNorm AttnNorm, V4Attention Attn, RmsNorm 
 }
 
 /// <summary>One main V4 layer <c>model.layers.{i}</c>.</summary>
-public sealed class V4Block : nn.Module
+internal sealed class V4Block : nn.Module
 {
     readonly RmsNorm attn_norm;
     readonly V4Attention attn;

@@ -11,7 +11,7 @@ namespace Mtp.Model;
 /// Per-forward inputs of every V4 layer: positions, the sliding-window mask, both rope tables and
 /// (lazily) the compression plans. Owns its tensors.
 /// </summary>
-public sealed class V4Context : IDisposable
+internal sealed class V4Context : IDisposable
 {
     readonly Dictionary<int, (CompressPlan? Plan, Tensor? Cos, Tensor? Sin)> _plans = new();
     readonly DeepSeekV4Config _c;

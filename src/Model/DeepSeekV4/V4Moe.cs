@@ -8,7 +8,7 @@ namespace Mtp.Model;
 #pragma warning disable IDE1006
 
 /// <summary>SwiGLU with clamping (V4): gate ≤ limit, −limit ≤ up ≤ limit (no clamp when limit ≤ 0).</summary>
-public static class V4Swiglu
+internal static class V4Swiglu
 {
     /// <summary>silu(clamp(gate, max: limit)) · clamp(up, −limit, limit), computed in F32, returned in gate's dtype.</summary>
     public static Tensor Act(Tensor gate, Tensor up, double limit)
@@ -25,7 +25,7 @@ public static class V4Swiglu
 }
 
 /// <summary>The shared expert: <c>gate_proj</c>, <c>up_proj</c>, <c>down_proj</c> with the swiglu clamp.</summary>
-public sealed class V4SharedExpert : nn.Module<Tensor, Tensor>
+internal sealed class V4SharedExpert : nn.Module<Tensor, Tensor>
 {
     readonly Linear gate_proj;
     readonly Linear up_proj;
@@ -53,7 +53,7 @@ public sealed class V4SharedExpert : nn.Module<Tensor, Tensor>
 /// times routed_scaling_factor. Logits are computed in F32 from F32 copies of x and the weight whatever the model
 /// dtype. Both as DeepSeek's V4 inference/model.py <c>Gate.forward</c>, which has no norm_topk_prob (src/Model/README.md).
 /// </summary>
-public sealed class V4Gate : nn.Module
+internal sealed class V4Gate : nn.Module
 {
     readonly Parameter weight;
     readonly DeepSeekV4Config _c;
@@ -94,7 +94,7 @@ public sealed class V4Gate : nn.Module
 }
 
 /// <summary>V4 MoE <c>mlp</c>: <c>gate</c>, <c>experts</c>, <c>shared_experts</c>.</summary>
-public sealed class V4Moe : nn.Module
+internal sealed class V4Moe : nn.Module
 {
     readonly V4Gate gate;
     readonly Experts experts;

@@ -13,7 +13,7 @@ namespace Mtp.Model;
 /// <c>hc_head</c> (legacy checkpoints have none: the main model's is used) and <c>final_layernorm</c>; optional
 /// <c>embed_tokens</c> / <c>shared_head.head</c> copies.
 /// </summary>
-public sealed class V4MtpDepth : nn.Module
+internal sealed class V4MtpDepth : nn.Module
 {
     readonly Linear? e_proj;
     readonly Linear? h_proj;
@@ -99,7 +99,7 @@ public sealed class V4MtpDepth : nn.Module
 }
 
 /// <summary>Optional per-depth head copy: <c>shared_head.head.weight</c>.</summary>
-public sealed class SharedHead4 : nn.Module
+internal sealed class SharedHead4 : nn.Module
 {
     readonly Linear head;
 
@@ -119,4 +119,4 @@ public sealed class SharedHead4 : nn.Module
 /// <param name="OwnHcHead">The depth has its own hc_head.{fn,base,scale} (V4-Flash: yes; legacy: no).</param>
 /// <param name="OwnEmbedding">embed_tokens copy.</param>
 /// <param name="OwnHead">shared_head.head copy.</param>
-public sealed record V4DepthLayout(bool FusedEhProj = false, bool OwnHcHead = true, bool OwnEmbedding = false, bool OwnHead = false);
+internal sealed record V4DepthLayout(bool FusedEhProj = false, bool OwnHcHead = true, bool OwnEmbedding = false, bool OwnHead = false);

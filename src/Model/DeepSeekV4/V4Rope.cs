@@ -12,7 +12,7 @@ namespace Mtp.Model;
 /// of a head. Pure sliding-window layers use rope_theta without YaRN; layers with a compressor use
 /// compress_rope_theta with YaRN frequency interpolation (no mscale on cos/sin).
 /// </summary>
-public static class V4Rope
+internal static class V4Rope
 {
     /// <summary>Inverse frequencies (length dim/2), YaRN-interpolated when <paramref name="yarn"/> has an original length.</summary>
     public static double[] InverseFrequencies(int dim, double theta, YarnScaling? yarn)

@@ -9,7 +9,7 @@ namespace Mtp.Model.Qwen;
 #pragma warning disable IDE1006
 
 /// <summary>The gated delta rule (Gated DeltaNet) on F32, in recurrent and chunked form.</summary>
-public static class DeltaRule
+internal static class DeltaRule
 {
     /// <summary>x / sqrt(sum(x^2) + 1e-6) over the last dim (fla's l2norm).</summary>
     public static Tensor L2Norm(Tensor x) => x * x.Squared().sum(-1, keepdim: true).Plus(1e-6).rsqrt();

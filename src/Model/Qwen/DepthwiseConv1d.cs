@@ -9,7 +9,7 @@ namespace Mtp.Model.Qwen;
 #pragma warning disable IDE1006
 
 /// <summary>Depthwise causal convolution weight holder: <c>weight</c> [channels, 1, kernel].</summary>
-public sealed class DepthwiseConv1d : nn.Module<Tensor, Tensor>
+internal sealed class DepthwiseConv1d : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
     readonly long _channels, _kernel;

@@ -16,7 +16,7 @@ namespace Mtp.Model.Qwen;
 /// beta = sigmoid(b), g = -exp(A_log) * softplus(a + dt_bias), the delta rule from zero state per sequence,
 /// gated RMSNorm norm(o) * silu(z), out_proj.
 /// </summary>
-public sealed class GatedDeltaNet : nn.Module<Tensor, QwenContext, Tensor>
+internal sealed class GatedDeltaNet : nn.Module<Tensor, QwenContext, Tensor>
 {
     readonly Linear? in_proj_qkv;
     readonly Linear? in_proj_z;

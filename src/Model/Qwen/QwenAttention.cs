@@ -12,7 +12,7 @@ namespace Mtp.Model.Qwen;
 /// Gated full attention: q_proj gives query and output gate interleaved per head ([heads, 2*head_dim], split),
 /// zero-centred per-head q_norm / k_norm, partial RoPE, grouped-query attention, o_proj(attn * sigmoid(gate)).
 /// </summary>
-public sealed class QwenAttention : nn.Module<Tensor, QwenContext, Tensor>
+internal sealed class QwenAttention : nn.Module<Tensor, QwenContext, Tensor>
 {
     readonly Linear q_proj;
     readonly Linear k_proj;

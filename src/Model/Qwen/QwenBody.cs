@@ -8,7 +8,7 @@ namespace Mtp.Model.Qwen;
 #pragma warning disable IDE1006
 
 /// <summary>Token embedding <c>weight</c> [V, H], also the output head when embeddings are tied.</summary>
-public sealed class QwenEmbedding : nn.Module<Tensor, Tensor>
+internal sealed class QwenEmbedding : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
 
@@ -27,7 +27,7 @@ public sealed class QwenEmbedding : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>The main model under <c>model.</c>: <c>embed_tokens</c>, <c>layers</c>, <c>norm</c>.</summary>
-public sealed class QwenBody : nn.Module
+internal sealed class QwenBody : nn.Module
 {
     readonly QwenEmbedding embed_tokens;
     readonly ModuleList<QwenDecoderLayer> layers;

@@ -8,7 +8,7 @@ namespace Mtp.Model.Qwen;
 /// The subset of a Qwen3.5 (<c>qwen3_5</c>, <c>qwen3_5_moe</c>; text fields nested in <c>text_config</c>) or
 /// Qwen3-Next (<c>qwen3_next</c>, flat) <c>config.json</c> the model uses, validated.
 /// </summary>
-public sealed record QwenConfig
+internal sealed record QwenConfig
 {
     /// <summary>True for Qwen3-Next (fused <c>in_proj_qkvz</c> / <c>in_proj_ba</c>, optional top-k renormalisation).</summary>
     public required bool IsQwen3Next { get; init; }
@@ -99,15 +99,7 @@ public sealed record QwenConfig
         double partial = rp?["partial_rotary_factor"] is JsonNode pf ? ConfigReader.Num(pf) : Dbl("partial_rotary_factor", 1.0);
         int layers = Int("num_hidden_layers");
         int interval = Int("full_attention_interval", 4);
-        bool[] full;
-        if (tc["layer_types"] is JsonArray lt)
-        {
-            full = lt.Select(x => x?.GetValue<string>() == "full_attention").ToArray();
-            var unknown = lt.Select(x => x?.GetValue<string>()).Where(s => s is not ("full_attention" or "linear_attention")).Distinct().ToList();
-            if (unknown.Count > 0) problems.Add($"layer_types has unknown kinds: {string.Join(", ", unknown)}");
-            if (full.Length != layers) problems.Add($"layer_types has {full.Length} entries for {layers} layers");
-        }
-        else full = Enumerable.Range(0, layers).Select(i => (i + 1) % Math.Max(1, interval) == 0).ToArray();
+        bool[] full = FullAttentionLayers(tc, layers, interval, problems);
         int headDim = Int("head_dim", Int("hidden_size") / Math.Max(1, Int("num_attention_heads")));
         int? mtp = next ? (tc["num_nextn_predict_layers"] is JsonNode nn ? (int)ConfigReader.Num(nn) : null) : Int("mtp_num_hidden_layers", 0);
         if (Bool(tc, "mtp_use_dedicated_embeddings")) problems.Add("mtp_use_dedicated_embeddings=true is not supported (the MTP block shares the main embedding)");
@@ -143,17 +135,31 @@ public sealed record QwenConfig
             TieWordEmbeddings = Bool(tc, "tie_word_embeddings") || Bool(json, "tie_word_embeddings"),
             MtpLayers = mtp,
         };
-        if (problems.Count == 0)
-        {
-            if (cfg.NumAttentionHeads % cfg.NumKeyValueHeads != 0) problems.Add("num_attention_heads must be a multiple of num_key_value_heads");
-            if (cfg.LinearNumValueHeads % cfg.LinearNumKeyHeads != 0) problems.Add("linear_num_value_heads must be a multiple of linear_num_key_heads");
-            if (cfg.RotaryDim % 2 != 0 || cfg.RotaryDim > cfg.HeadDim) problems.Add($"rotary dim {cfg.RotaryDim} must be even and at most head_dim");
-            if (cfg.NumExperts > 0 && (cfg.NumExpertsPerTok < 1 || cfg.NumExpertsPerTok > cfg.NumExperts)) problems.Add("num_experts_per_tok must lie in 1..num_experts");
-            if (cfg.NumExperts > 0 && cfg.MoeIntermediateSize < 1) problems.Add("moe_intermediate_size is missing");
-            if (Enumerable.Range(0, layers).Any(i => !cfg.IsMoeLayer(i)) && cfg.IntermediateSize < 1) problems.Add("dense layers need intermediate_size");
-        }
+        if (problems.Count == 0) CheckConsistency(cfg, problems);
         if (problems.Count > 0) throw new ModelConfigException("config.json cannot be trained: " + string.Join("; ", problems));
         return cfg;
+    }
+
+    // Which main layers use full attention: layer_types when given (its problems listed), else every interval-th layer.
+    static bool[] FullAttentionLayers(JsonObject tc, int layers, int interval, List<string> problems)
+    {
+        if (tc["layer_types"] is not JsonArray lt) return Enumerable.Range(0, layers).Select(i => (i + 1) % Math.Max(1, interval) == 0).ToArray();
+        var full = lt.Select(x => x?.GetValue<string>() == "full_attention").ToArray();
+        var unknown = lt.Select(x => x?.GetValue<string>()).Where(s => s is not ("full_attention" or "linear_attention")).Distinct().ToList();
+        if (unknown.Count > 0) problems.Add($"layer_types has unknown kinds: {string.Join(", ", unknown)}");
+        if (full.Length != layers) problems.Add($"layer_types has {full.Length} entries for {layers} layers");
+        return full;
+    }
+
+    // Relations between fields, checked once every field was read.
+    static void CheckConsistency(QwenConfig cfg, List<string> problems)
+    {
+        if (cfg.NumAttentionHeads % cfg.NumKeyValueHeads != 0) problems.Add("num_attention_heads must be a multiple of num_key_value_heads");
+        if (cfg.LinearNumValueHeads % cfg.LinearNumKeyHeads != 0) problems.Add("linear_num_value_heads must be a multiple of linear_num_key_heads");
+        if (cfg.RotaryDim % 2 != 0 || cfg.RotaryDim > cfg.HeadDim) problems.Add($"rotary dim {cfg.RotaryDim} must be even and at most head_dim");
+        if (cfg.NumExperts > 0 && (cfg.NumExpertsPerTok < 1 || cfg.NumExpertsPerTok > cfg.NumExperts)) problems.Add("num_experts_per_tok must lie in 1..num_experts");
+        if (cfg.NumExperts > 0 && cfg.MoeIntermediateSize < 1) problems.Add("moe_intermediate_size is missing");
+        if (Enumerable.Range(0, cfg.NumHiddenLayers).Any(i => !cfg.IsMoeLayer(i)) && cfg.IntermediateSize < 1) problems.Add("dense layers need intermediate_size");
     }
 
     /// <summary>Reads <c>config.json</c> from a checkpoint directory.</summary>

@@ -22,7 +22,7 @@ public enum DeltaRuleMode
 /// from zero state at every sequence boundary. <c>Gather</c> [Count*MaxLen] picks flattened tokens (index
 /// N = an appended zero row for the padding at each row's end); <c>Scatter</c> [N] maps every token back.
 /// </summary>
-public sealed record SegmentLayout(Tensor Gather, Tensor Scatter, long Count, long MaxLen)
+internal sealed record SegmentLayout(Tensor Gather, Tensor Scatter, long Count, long MaxLen)
 {
     /// <summary>Builds the layout of cu_seqlens <paramref name="cu"/>.</summary>
     public static SegmentLayout Create(long[] cu, Device device)
@@ -62,4 +62,4 @@ public sealed record SegmentLayout(Tensor Gather, Tensor Scatter, long Count, lo
 /// <param name="Segments">One row per packed sequence (linear attention).</param>
 /// <param name="Mode">Delta-rule evaluation.</param>
 /// <param name="ChunkSize">Chunk length of <see cref="DeltaRuleMode.Chunked"/>.</param>
-public sealed record QwenContext(Tensor Mask, Tensor Cos, Tensor Sin, SegmentLayout Segments, DeltaRuleMode Mode, int ChunkSize);
+internal sealed record QwenContext(Tensor Mask, Tensor Cos, Tensor Sin, SegmentLayout Segments, DeltaRuleMode Mode, int ChunkSize);

@@ -12,7 +12,7 @@ namespace Mtp.Model.Qwen;
 /// One Qwen decoder block: zero-centred pre-norms, token mixer (<c>self_attn</c> full attention or
 /// <c>linear_attn</c> Gated DeltaNet), MLP (MoE or dense), residuals.
 /// </summary>
-public sealed class QwenDecoderLayer : nn.Module<Tensor, QwenContext, Tensor>
+internal sealed class QwenDecoderLayer : nn.Module<Tensor, QwenContext, Tensor>
 {
     readonly ZeroCenteredRmsNorm input_layernorm;
     readonly QwenAttention? self_attn;

@@ -14,7 +14,7 @@ namespace Mtp.Model.Qwen;
 /// The vision tower (<c>model.visual.*</c>) is not modelled: loading lists it as ignored. Positions are text-only,
 /// for which Qwen3.5's interleaved MRoPE is plain 1-D RoPE.
 /// </summary>
-public sealed class QwenModel : MtpModel<QwenContext>
+internal sealed class QwenModel : MtpModel<QwenContext>
 {
     readonly QwenBody model;
     readonly Linear? lm_head;

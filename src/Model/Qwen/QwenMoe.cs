@@ -12,7 +12,7 @@ namespace Mtp.Model.Qwen;
 /// Qwen MoE block: softmax router <c>gate</c>, top-k (renormalised when configured), stacked <c>experts</c>,
 /// <c>shared_expert</c> scaled by sigmoid(<c>shared_expert_gate</c>(x)).
 /// </summary>
-public sealed class QwenMoe : nn.Module<Tensor, Tensor>
+internal sealed class QwenMoe : nn.Module<Tensor, Tensor>
 {
     readonly Linear gate;
     readonly Experts experts;

@@ -13,7 +13,7 @@ namespace Mtp.Model.Qwen;
 /// [H, 2H], embedding half first), <c>enorm</c> / <c>hnorm</c> (<c>pre_fc_norm_embedding</c> / <c>_hidden</c>)
 /// and <c>final_layernorm</c> (<c>mtp.norm</c>).
 /// </summary>
-public sealed class QwenMtpLayer : nn.Module
+internal sealed class QwenMtpLayer : nn.Module
 {
     readonly Linear? eh_proj;
     readonly ZeroCenteredRmsNorm? enorm;

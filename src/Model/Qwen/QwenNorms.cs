@@ -9,7 +9,7 @@ namespace Mtp.Model.Qwen;
 #pragma warning disable IDE1006
 
 /// <summary>Zero-centred RMSNorm (Qwen3-Next / Qwen3.5): x * rsqrt(mean(x^2) + eps) * (1 + w), in F32.</summary>
-public sealed class ZeroCenteredRmsNorm : nn.Module<Tensor, Tensor>
+internal sealed class ZeroCenteredRmsNorm : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
     readonly double _eps;
@@ -35,7 +35,7 @@ public sealed class ZeroCenteredRmsNorm : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>Gated RMSNorm of the linear attention: (w * rmsnorm(x)) * silu(z), plain (not zero-centred) weight.</summary>
-public sealed class GatedRmsNorm : nn.Module<Tensor, Tensor, Tensor>
+internal sealed class GatedRmsNorm : nn.Module<Tensor, Tensor, Tensor>
 {
     readonly Parameter weight;
     readonly double _eps;

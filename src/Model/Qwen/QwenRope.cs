@@ -9,7 +9,7 @@ namespace Mtp.Model.Qwen;
 #pragma warning disable IDE1006
 
 /// <summary>Rotary helpers of Qwen: partial rotate-half RoPE on the first rotary dims of each head.</summary>
-public static class QwenRope
+internal static class QwenRope
 {
     /// <summary>inv_freq[i] = theta^(-2i / rotaryDim).</summary>
     public static double[] InverseFrequencies(int rotaryDim, double theta) => Rope.InverseFrequencies(rotaryDim, theta);
