@@ -134,7 +134,14 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
             b.F32(p + "hc_head_scale", 0.02, 1);
         }
 
-        var cfg = new JsonObject
+        return new SynthPlan(Family, b.Tensors, Config());
+    }
+
+    /// <summary>The config.json of this model.</summary>
+    JsonObject Config()
+    {
+        int H = Hidden, L = Layers, E = Experts, hc = Hc, topk = Math.Min(TopK, E);
+        return new JsonObject
         {
             ["architectures"] = new JsonArray("DeepseekV4ForCausalLM"),
             ["model_type"] = ModelTypes.DeepSeekV4,
@@ -196,6 +203,5 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
             ["use_cache"] = true,
             ["vocab_size"] = Vocab,
         };
-        return new SynthPlan(Family, b.Tensors, cfg);
     }
 }
