@@ -62,8 +62,43 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
     /// <summary>The config.json of this model (without the FP8 release's quantization_config).</summary>
     JsonObject Config()
     {
-        int H = Hidden, L = Layers, E = Experts, vh = VisHidden;
-        var text = new JsonObject
+        int H = Hidden, vh = VisHidden;
+        JsonObject text = TextConfig();
+        return new JsonObject
+        {
+            ["architectures"] = new JsonArray("Qwen3_5MoeForConditionalGeneration"),
+            ["model_type"] = ModelTypes.Qwen35Moe,
+            ["image_token_id"] = Vocab - 6,
+            ["video_token_id"] = Vocab - 5,
+            ["vision_start_token_id"] = Vocab - 4,
+            ["vision_end_token_id"] = Vocab - 3,
+            ["tie_word_embeddings"] = false,
+            ["transformers_version"] = "4.57.1",
+            ["text_config"] = text,
+            ["vision_config"] = new JsonObject
+            {
+                ["model_type"] = ModelTypes.Qwen35Moe,
+                ["depth"] = 1,
+                ["hidden_act"] = "gelu_pytorch_tanh",
+                ["hidden_size"] = vh,
+                ["in_channels"] = 3,
+                ["initializer_range"] = 0.02,
+                ["intermediate_size"] = 2 * vh,
+                ["num_heads"] = Math.Max(1, vh / 64),
+                ["num_position_embeddings"] = 64,
+                ["out_hidden_size"] = H,
+                ["patch_size"] = Patch,
+                ["spatial_merge_size"] = 1,
+                ["temporal_patch_size"] = 2,
+            },
+        };
+    }
+
+    /// <summary>The text model's part of config.json.</summary>
+    JsonObject TextConfig()
+    {
+        int H = Hidden, L = Layers, E = Experts;
+        return new JsonObject
         {
             ["model_type"] = ModelTypes.Qwen35MoeText,
             ["attention_bias"] = false,
@@ -108,34 +143,6 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
             ["tie_word_embeddings"] = false,
             ["use_cache"] = true,
             ["vocab_size"] = Vocab,
-        };
-        return new JsonObject
-        {
-            ["architectures"] = new JsonArray("Qwen3_5MoeForConditionalGeneration"),
-            ["model_type"] = ModelTypes.Qwen35Moe,
-            ["image_token_id"] = Vocab - 6,
-            ["video_token_id"] = Vocab - 5,
-            ["vision_start_token_id"] = Vocab - 4,
-            ["vision_end_token_id"] = Vocab - 3,
-            ["tie_word_embeddings"] = false,
-            ["transformers_version"] = "4.57.1",
-            ["text_config"] = text,
-            ["vision_config"] = new JsonObject
-            {
-                ["model_type"] = ModelTypes.Qwen35Moe,
-                ["depth"] = 1,
-                ["hidden_act"] = "gelu_pytorch_tanh",
-                ["hidden_size"] = vh,
-                ["in_channels"] = 3,
-                ["initializer_range"] = 0.02,
-                ["intermediate_size"] = 2 * vh,
-                ["num_heads"] = Math.Max(1, vh / 64),
-                ["num_position_embeddings"] = 64,
-                ["out_hidden_size"] = H,
-                ["patch_size"] = Patch,
-                ["spatial_merge_size"] = 1,
-                ["temporal_patch_size"] = 2,
-            },
         };
     }
 
