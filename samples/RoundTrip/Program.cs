@@ -27,7 +27,14 @@ try
 catch (AdapterException e)
 {
     Console.Error.WriteLine("RoundTrip: " + e.Message);
-    return e.ExitCode;
+    // The library reports a category; the program picks its exit code (the same numbers as mtp).
+    return e.Kind switch
+    {
+        AdapterErrorKind.Usage => 2,
+        AdapterErrorKind.Malformed => 3,
+        AdapterErrorKind.Inconsistent => 4,
+        _ => 5,
+    };
 }
 catch (SafeTensorsException e)
 {

@@ -1,16 +1,16 @@
 namespace Mtp.Adapters;
 
-/// <summary>What went wrong, which decides the CLI's exit code.</summary>
+/// <summary>The category of a conversion failure; a caller (the CLI) decides what each category means to it.</summary>
 public enum AdapterErrorKind
 {
-    /// <summary>Bad arguments or options (exit 2).</summary>
-    Usage = 2,
-    /// <summary>Malformed input: shapes, dtypes or configs that contradict each other (exit 3).</summary>
-    Malformed = 3,
-    /// <summary>Inconsistent checkpoint: missing expected tensors, unknown tensors, rule collisions (exit 4).</summary>
-    Inconsistent = 4,
-    /// <summary>Operating-system I/O failure (exit 5).</summary>
-    Io = 5,
+    /// <summary>Bad arguments or options.</summary>
+    Usage,
+    /// <summary>Malformed input: shapes, dtypes or configs that contradict each other.</summary>
+    Malformed,
+    /// <summary>Inconsistent checkpoint: missing expected tensors, unknown tensors, rule collisions.</summary>
+    Inconsistent,
+    /// <summary>Operating-system I/O failure.</summary>
+    Io,
 }
 
 /// <summary>A conversion failure with a one-line message.</summary>
@@ -18,9 +18,6 @@ public sealed class AdapterException : Exception
 {
     /// <summary>Kind of failure.</summary>
     public AdapterErrorKind Kind { get; }
-
-    /// <summary>Process exit code for this failure.</summary>
-    public int ExitCode => (int)Kind;
 
     /// <summary>The file concerned, when known.</summary>
     public string? File { get; init; }

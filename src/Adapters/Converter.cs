@@ -37,7 +37,12 @@ public static partial class Converter
         extra.Remove("source");
         extra[TiedCopies.ManifestKey] = tied.Record;
         extra["warnings"] = OversizedShards(shards, options, progress);
-        return Execute("to-native", inDir, outDir, plan.Family, options, progress, src, plan.Outputs, shards, plan.Config, plan.Dropped, plan.Carried, null, sw, extra, null);
+        return Execute(new ConversionPlan
+        {
+            Direction = ConversionDirection.ToNative, Family = plan.Family, InDir = inDir, OutDir = outDir, Options = options, Source = src,
+            Outputs = plan.Outputs, Shards = shards, Config = plan.Config, Dropped = plan.Dropped, Carried = plan.Carried, Extra = extra,
+            Clock = sw, PlanTime = sw.Elapsed,
+        }, progress);
     }
 
     /// <summary>
@@ -113,7 +118,7 @@ public static partial class Converter
             claimed.Add(t.Name);
             outputs.Add(p);
         }
-        if (missing.Count > 0) throw Diagnose(missing, inDir, "native", layout, options.Family, family, config, inDir);
+        if (missing.Count > 0) throw Diagnose(missing, inDir, "native", layout, new FamilyClaim(options.Family, family, config, inDir));
         var carried = HandleUnknown(unknown, options, inDir, src, outputs, order);
 
         outputs.Sort((a, b) => a.Order.CompareTo(b.Order));
@@ -132,139 +137,8 @@ public static partial class Converter
     {
         var sw = Stopwatch.StartNew();
         CheckOutput(inDir, outDir, options);
-        using Checkpoint nat = Checkpoint.Open(inDir);
-        ConversionReport? report = ConversionReport.Read(inDir);
-        using Checkpoint? reference = options.Reference != null ? Checkpoint.Open(options.Reference) : null;
-        if (options.Reference != null && Same(options.Reference, outDir))
-            throw new AdapterException(AdapterErrorKind.Usage, "the output directory must not be the reference checkpoint");
-        JsonObject config = (JsonObject?)reference?.Config?.DeepClone() ?? nat.Config
-            ?? throw new AdapterException(AdapterErrorKind.Malformed, $"{inDir}: no config.json");
-        string family = options.Family != null ? ResolveFamily(options.Family, config, inDir)
-            : report?.Family is string rf && Families.Normalize(rf) is string nf ? nf : ResolveFamily(null, config, inDir);
-        var natNames = nat.Tensors.Select(t => t.Name).ToList();
-        var layout = LayoutDetector.Detect(inDir, nat.Config, natNames);
-        if (layout.Layout == CheckpointLayout.HuggingFace && LayoutDetector.RecordedDirection(inDir) != null) throw WrongDirection(inDir, layout, "hf");
-        if (reference != null) CheckReferenceFamily(options.Reference!, reference.Config, inDir, report, nat.Config);
-
-        // Hints: the HF dtype/shape of every tensor (reference header, else the recorded source header).
-        var hints = new Dictionary<string, (DType DType, long[] Shape)>(StringComparer.Ordinal);
-        if (reference != null) foreach (var t in reference.Tensors) hints[t.Name] = (t.Info.DType, t.Info.Shape);
-        else if (options.DType == null && report?.SourceTensors is { } st)
-            foreach (var t in st) hints[t.Name] = (t.DType, t.Shape);
-        // Without a record of the source's tensors the quantization, the scales and the tied copies are unknown: an
-        // unquantized guess would look like a faithful export, so it takes an explicit --dtype.
-        // An HF checkpoint has no such record either: that it is HF is the one thing to say.
-        if (reference == null && options.DType == null && hints.Count == 0 && layout.Layout == CheckpointLayout.HuggingFace)
-            throw WrongDirection(inDir, layout, "hf");
-        if (reference == null && options.DType == null && hints.Count == 0)
-            throw new AdapterException(AdapterErrorKind.Usage, $"{inDir}: the HF format to export to is unknown ({ReportFileName} with the source's tensors is " +
-                "missing: not written by mtp convert --to native, or by mtp train from such a checkpoint); pass --reference HF_DIR (the original " +
-                "checkpoint) to return to its format, or --dtype bf16|f32 for an unquantized checkpoint") { File = inDir };
-        // The HF config: reference's, or ours with the quantization_config restored.
-        if (reference == null)
-        {
-            config = (JsonObject)config.DeepClone();
-            var q = report?.SourceQuantizationConfig;
-            if (options.DType == null && q != null && hints.Count > 0) config["quantization_config"] = q.DeepClone();
-            SetDType(config, options.DType ?? DType.BF16);
-        }
-        RuleTable table = Families.BuildTable(family, config, hints.Count > 0 ? hints.Keys : null, natNames);
-        BlockSize block = BlockOf(config);
-        var cache = new ConcurrentDictionary<string, byte[]>(StringComparer.Ordinal);
-        var claimed = new HashSet<string>(StringComparer.Ordinal);
-        var missing = new List<string>();
-        var outputs = new List<PlannedTensor>();
-        var hp = new HfPlanContext(nat, reference, table, hints, options.DType, block, cache, claimed, missing, ScalesArePowersOfTwo(config));
-
-        foreach (Binding b in table.Bindings)
-        {
-            switch (b.Rule.Op)
-            {
-                case RuleOp.Weight:
-                    if (!nat.TryGet(b.Native, out var loc))
-                    {
-                        if (!b.Rule.Optional || hints.ContainsKey(b.Hf)) missing.Add(b.Native);
-                        continue;
-                    }
-                    claimed.Add(b.Native);
-                    outputs.AddRange(hp.PlanWeight(b.Hf, Src.Whole(loc), loc.Info.Shape, b.Rule, fp4: false));
-                    break;
-                case RuleOp.DropIfTied:
-                {
-                    if (nat.TryGet(b.Native, out var kept))
-                    {
-                        claimed.Add(b.Native);
-                        outputs.AddRange(hp.PlanWeight(b.Hf, Src.Whole(kept), kept.Info.Shape, b.Rule, fp4: false));
-                        continue;
-                    }
-                    bool wanted = hints.Count > 0 ? hints.ContainsKey(b.Hf) : !b.Rule.Optional;
-                    if (!wanted) continue;
-                    string mainNative = b.Rule.TiedTo!.Native.Text;
-                    if (!nat.TryGet(mainNative, out var main)) { missing.Add(mainNative); continue; }
-                    foreach (var p in hp.PlanWeight(b.Hf, Src.Whole(main), main.Info.Shape, b.Rule, fp4: false))
-                    {
-                        p.Ops.Add($"re-created from '{mainNative}' (dropped as identical on import)");
-                        outputs.Add(p);
-                    }
-                    break;
-                }
-                case RuleOp.StackExperts:
-                    outputs.AddRange(hp.PlanExperts(b));
-                    break;
-            }
-        }
-        var unknown = new List<string>();
-        foreach (var t in nat.Tensors)
-        {
-            if (claimed.Contains(t.Name)) continue;
-            Rule? carry = table.Rules.FirstOrDefault(r => r.Op == RuleOp.CarryThrough && r.Native.TryMatch(t.Name, out _));
-            if (carry == null) { unknown.Add(t.Name); continue; }
-            carry.Native.TryMatch(t.Name, out var v);
-            var p = new PlannedTensor { Name = carry.Hf.Format(v), DType = t.Info.DType, Shape = t.Info.Shape };
-            p.Sources.Add(t.Name); p.Ops.Add("carry through byte for byte (non-text tensor)"); p.Pieces.Add(new CopyPiece(Src.Whole(t)));
-            claimed.Add(t.Name);
-            outputs.Add(p);
-        }
-        if (missing.Count > 0) throw Diagnose(missing, inDir, "hf", layout, options.Family, family, config, options.Reference ?? inDir);
-        var order = nat.Tensors.Select((t, i) => (t.Name, i)).ToDictionary(x => x.Name, x => x.i, StringComparer.Ordinal);
-        var carried = HandleUnknown(unknown, options, inDir, nat, outputs, order);
-        CheckDuplicateOutputs(outputs);
-
-        IReadOnlyList<ShardPlan> shards;
-        Dictionary<string, IReadOnlyDictionary<string, string>>? metadata = null;
-        if (reference != null)
-        {
-            var byName = outputs.ToDictionary(o => o.Name, StringComparer.Ordinal);
-            var notInRef = outputs.Where(o => !reference.Contains(o.Name)).Select(o => o.Name).ToList();
-            var notProduced = reference.Tensors.Where(t => !byName.ContainsKey(t.Name)).Select(t => t.Name).ToList();
-            if (notProduced.Count > 0)
-                throw new AdapterException(AdapterErrorKind.Inconsistent, $"{inDir}: {notProduced.Count} tensor(s) of the reference have no source in the training checkpoint: {NameList.Cut(notProduced)}")
-                { File = inDir, Tensor = notProduced[0], Names = notProduced };
-            if (notInRef.Count > 0 && !options.AllowUnknown)
-                throw new AdapterException(AdapterErrorKind.Inconsistent, $"{inDir}: {notInRef.Count} tensor(s) would be written that the reference does not have: {NameList.Cut(notInRef)}; --allow-unknown adds them to the last shard")
-                { File = inDir, Tensor = notInRef[0], Names = notInRef };
-            var list = reference.Files.Select(f => new ShardPlan(Path.GetFileName(f.Path), f.Tensors.OrderBy(t => t.Begin).Select(t => byName[t.Name].Spec).ToList())).ToList();
-            if (notInRef.Count > 0)
-            {
-                var last = list[^1];
-                list[^1] = last with { Tensors = last.Tensors.Concat(notInRef.Select(n => byName[n].Spec)).ToList() };
-            }
-            shards = list;
-            metadata = reference.Files.ToDictionary(f => Path.GetFileName(f.Path), f => f.Metadata, StringComparer.Ordinal);
-        }
-        else
-        {
-            outputs.Sort((a, b) => a.Order.CompareTo(b.Order));
-            shards = ShardPlanner.Plan(outputs.Select(o => o.Spec).ToList(), options.MaxShardBytes);
-        }
-        var extra = new JsonObject
-        {
-            ["reference"] = options.Reference == null ? null : Path.GetFullPath(options.Reference),
-            // With a reference the shards are the reference's; only our own split can make one too large.
-            ["warnings"] = reference == null ? OversizedShards(shards, options, progress) : new JsonArray(),
-        };
-        return Execute("to-hf", inDir, outDir, family, options, progress, nat, outputs, shards, config, new List<(string, string)>(), carried, metadata, sw, extra,
-            reference != null ? Path.Combine(reference.Directory, ShardIndex.FileName) : null, hp.QuantPieces);
+        using var planner = new HfExportPlanner(inDir, outDir, options, sw);
+        return Execute(planner.Plan(progress), progress);
     }
 
     // ------------------------------------------------------------------ shared helpers
@@ -286,14 +160,14 @@ public static partial class Converter
         return BlockSize.Fp8Default;
     }
 
-    static bool Same(string a, string b) =>
+    internal static bool SameDirectory(string a, string b) =>
         string.Equals(Path.GetFullPath(a).TrimEnd('/'), Path.GetFullPath(b).TrimEnd('/'), StringComparison.Ordinal);
 
     static void CheckOutput(string inDir, string outDir, ConvertOptions o)
     {
         if (!File.Exists(inDir) && !Directory.Exists(inDir))
             throw new AdapterException(AdapterErrorKind.Usage, $"{inDir}: no such file or directory");
-        if (Same(inDir, outDir)) throw new AdapterException(AdapterErrorKind.Usage, "the output directory must differ from the input (the input is never written)");
+        if (SameDirectory(inDir, outDir)) throw new AdapterException(AdapterErrorKind.Usage, "the output directory must differ from the input (the input is never written)");
         if (File.Exists(outDir)) throw new AdapterException(AdapterErrorKind.Usage, $"{outDir}: exists and is a file");
         if (o.Part is { } part)
         {
@@ -324,7 +198,7 @@ public static partial class Converter
             .SelectMany(d => Directory.EnumerateFileSystemEntries(d!).Select(Path.GetFileName)).Select(n => n!).ToHashSet(StringComparer.Ordinal),
     };
 
-    static void AsAdapterError(Action a)
+    internal static void AsAdapterError(Action a)
     {
         try { a(); }
         catch (OutputException e)
@@ -335,9 +209,9 @@ public static partial class Converter
 
     // The one thing wrong when expected tensors are missing: the checkpoint is on the other side of the conversion, or
     // --family contradicts config.json; only then the (cut) list of what is missing.
-    static AdapterException Diagnose(List<string> missing, string dir, string to, LayoutFinding layout, string? givenFamily, string family,
-        JsonObject config, string configDir)
+    internal static AdapterException Diagnose(List<string> missing, string dir, string to, LayoutFinding layout, FamilyClaim claim)
     {
+        var (givenFamily, family, config, configDir) = (claim.Given, claim.Family, claim.Config, claim.ConfigDir);
         var wrongSide = to == "native" ? CheckpointLayout.Training : CheckpointLayout.HuggingFace;
         if (layout.Layout == wrongSide) return WrongDirection(dir, layout, to);
         if (givenFamily != null && FamilyDetector.Detect(config) is string configFamily && configFamily != family)
@@ -351,12 +225,12 @@ public static partial class Converter
         { File = dir, Tensor = missing[0], Names = missing };
     }
 
-    static AdapterException WrongDirection(string dir, LayoutFinding layout, string to) => to == "native"
+    internal static AdapterException WrongDirection(string dir, LayoutFinding layout, string to) => to == "native"
         ? new AdapterException(AdapterErrorKind.Usage, $"{dir}: already in the training layout ({layout.Evidence}); --to hf converts it back to Hugging Face") { File = dir }
         : new AdapterException(AdapterErrorKind.Usage, $"{dir}: a Hugging Face checkpoint ({layout.Evidence}), not the training layout; --to native converts it") { File = dir };
 
     // A reference of another family cannot be the checkpoint the input came from; say so before any name is matched.
-    static void CheckReferenceFamily(string referenceDir, JsonObject? referenceConfig, string inDir, ConversionReport? report, JsonObject? inputConfig)
+    internal static void CheckReferenceFamily(string referenceDir, JsonObject? referenceConfig, string inDir, ConversionReport? report, JsonObject? inputConfig)
     {
         string? refFamily = referenceConfig is null ? null : FamilyDetector.Detect(referenceConfig);
         string? recorded = report?.Family is string f ? Families.Normalize(f) : null;
@@ -369,7 +243,7 @@ public static partial class Converter
         { File = refConfig };
     }
 
-    static List<string> HandleUnknown(List<string> unknown, ConvertOptions o, string dir, Checkpoint src, List<PlannedTensor> outputs, Dictionary<string, int> order)
+    internal static List<string> HandleUnknown(List<string> unknown, ConvertOptions o, string dir, Checkpoint src, List<PlannedTensor> outputs, Dictionary<string, int> order)
     {
         if (unknown.Count == 0) return unknown;
         if (!o.AllowUnknown)
@@ -385,7 +259,7 @@ public static partial class Converter
         return unknown;
     }
 
-    static void CheckDuplicateOutputs(List<PlannedTensor> outputs)
+    internal static void CheckDuplicateOutputs(List<PlannedTensor> outputs)
     {
         var seen = new Dictionary<string, PlannedTensor>(StringComparer.Ordinal);
         foreach (var o in outputs)
@@ -403,7 +277,7 @@ public static partial class Converter
         return c;
     }
 
-    static void SetDType(JsonObject c, DType t)
+    internal static void SetDType(JsonObject c, DType t)
     {
         string name = t == DType.F32 ? "float32" : "bfloat16";
         foreach (var o in new[] { c, c["text_config"] as JsonObject })

@@ -73,8 +73,14 @@ internal sealed class CastPiece(Src src, DType from, DType to) : Piece
     }
 }
 
-internal sealed class DequantFp8Piece(Src codes, Src scale, int rows, int cols, ScaleFormat sf, BlockSize block, DType outType, bool pow2 = false) : Piece
+/// <summary>An FP8 weight's logical shape and scale layout.</summary>
+internal readonly record struct Fp8Grid(int Rows, int Cols, ScaleFormat Sf, BlockSize Block);
+
+internal sealed class DequantFp8Piece(Src codes, Src scale, Fp8Grid grid, DType outType, bool pow2 = false) : Piece
 {
+    readonly int rows = grid.Rows, cols = grid.Cols;
+    readonly ScaleFormat sf = grid.Sf;
+    readonly BlockSize block = grid.Block;
     public override long Bytes => (long)rows * cols * (outType == DType.F32 ? 4 : 2);
     public override IEnumerable<Src> Inputs => new[] { codes, scale };
     public override IEnumerable<Piece> Split(long maxBytes)
@@ -89,7 +95,7 @@ internal sealed class DequantFp8Piece(Src codes, Src scale, int rows, int cols, 
             int rc = Math.Min(step, rows - r0);
             long sOff = (long)(r0 / block.Rows) * gc * se, sLen = (long)((rc + block.Rows - 1) / block.Rows) * gc * se;
             yield return new DequantFp8Piece(codes with { Offset = codes.Offset + (long)r0 * cols, Length = (long)rc * cols },
-                scale with { Offset = scale.Offset + sOff, Length = sLen }, rc, cols, sf, block, outType, pow2);
+                scale with { Offset = scale.Offset + sOff, Length = sLen }, grid with { Rows = rc }, outType, pow2);
         }
     }
     public override void Produce(Span<byte> dest, KernelOptions k)
@@ -184,6 +190,31 @@ internal static class PieceErrors
     }
 }
 
+/// <summary>The HF weight + scale pair a <see cref="QuantPiece"/> produces: names, logical shape and scheme.</summary>
+internal sealed record QuantTarget
+{
+    /// <summary>The HF weight's name.</summary>
+    public required string WeightName { get; init; }
+    /// <summary>Its scale tensor's name.</summary>
+    public required string ScaleName { get; init; }
+    /// <summary>Logical rows.</summary>
+    public required int Rows { get; init; }
+    /// <summary>Logical columns (FP4: two per byte).</summary>
+    public required int Cols { get; init; }
+    /// <summary>Packed FP4 with E8M0 group scales (else FP8 E4M3 with block scales).</summary>
+    public required bool Fp4 { get; init; }
+    /// <summary>How the scales are stored.</summary>
+    public required ScaleFormat ScaleFormat { get; init; }
+    /// <summary>FP8 block size.</summary>
+    public required BlockSize Block { get; init; }
+    /// <summary>FP4 columns per scale.</summary>
+    public required int Group { get; init; }
+    /// <summary>Bytes of the scale tensor.</summary>
+    public required long ScaleBytes { get; init; }
+    /// <summary>scale_fmt ue8m0: F32 scales that are powers of two.</summary>
+    public bool Pow2 { get; init; }
+}
+
 /// <summary>
 /// Re-quantizes a training-layout slice to FP8 or packed FP4. With a reference weight: if the reference dequantizes to
 /// exactly the input, the reference codes and scale come back byte for byte; otherwise the reference scales are reused
@@ -209,14 +240,14 @@ internal sealed class QuantPiece : Piece
     public int ChangedBlocks;
     public bool Unchanged;
 
-    public QuantPiece(string weightName, string scaleName, Src input, DType inType, int rows, int cols, bool fp4, ScaleFormat sf, BlockSize block, int group,
-        long scaleBytes, Src? refCodes, Src? refScale, ConcurrentDictionary<string, byte[]> cache, bool pow2 = false)
+    public QuantPiece(QuantTarget target, Src input, DType inType, (Src? Codes, Src? Scale) reference, ConcurrentDictionary<string, byte[]> cache)
     {
-        _pow2 = pow2 && !fp4 && sf == ScaleFormat.F32;
-        WeightName = weightName; ScaleName = scaleName;
+        _pow2 = target.Pow2 && !target.Fp4 && target.ScaleFormat == ScaleFormat.F32;
+        WeightName = target.WeightName; ScaleName = target.ScaleName;
         _input = input; _inFmt = inType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16;
-        _rows = rows; _cols = cols; _fp4 = fp4; _sf = sf; _block = block; _group = group; ScaleBytes = scaleBytes;
-        _refCodes = refCodes; _refScale = refScale; _cache = cache;
+        _rows = target.Rows; _cols = target.Cols; _fp4 = target.Fp4; _sf = target.ScaleFormat; _block = target.Block; _group = target.Group;
+        ScaleBytes = target.ScaleBytes;
+        _refCodes = reference.Codes; _refScale = reference.Scale; _cache = cache;
     }
 
     public override long Bytes => _fp4 ? (long)_rows * _cols / 2 : (long)_rows * _cols;

@@ -50,7 +50,7 @@ internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType o
                         $"{scale.File.Path}: tensor '{scaleName}': scale shape {scale.Info.ShapeText} does not fit weight {t.ShapeText} with block [{block.Rows}, {block.Cols}] (expected [{gr}, {gc}])")
                     { File = scale.File.Path, Tensor = scaleName };
                 ScaleFormat sf = ScaleFormatOf(scale);
-                p.Pieces.Add(new DequantFp8Piece(Src.Whole(loc), Src.Whole(scale), rows, cols, sf, block, outType, pow2));
+                p.Pieces.Add(new DequantFp8Piece(Src.Whole(loc), Src.Whole(scale), new Fp8Grid(rows, cols, sf, block), outType, pow2));
                 Op(p, $"dequantize FP8 E4M3 with {scale.Info.DType} block scales [{block.Rows}x{block.Cols}] -> {outType}");
                 if (pow2 && sf == ScaleFormat.F32) Op(p, "scale_fmt ue8m0: F32 scales checked to be powers of two");
             }
@@ -169,9 +169,17 @@ internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType o
 }
 
 /// <summary>Plans HF tensors from training-layout sources.</summary>
-internal sealed class HfPlanContext(Checkpoint nat, Checkpoint? reference, RuleTable table, Dictionary<string, (DType DType, long[] Shape)> hints,
-    DType? forceType, BlockSize block, ConcurrentDictionary<string, byte[]> cache, HashSet<string> claimed, List<string> missing, bool pow2 = false)
+internal sealed class HfPlanContext(HfPlanInputs inputs, ConcurrentDictionary<string, byte[]> cache, PlanningState planning, bool pow2 = false)
 {
+    readonly Checkpoint nat = inputs.Nat;
+    readonly Checkpoint? reference = inputs.Reference;
+    readonly RuleTable table = inputs.Table;
+    readonly Dictionary<string, (DType DType, long[] Shape)> hints = inputs.Hints;
+    readonly DType? forceType = inputs.ForceType;
+    readonly BlockSize block = inputs.Block;
+    readonly HashSet<string> claimed = planning.Claimed;
+    readonly List<string> missing = planning.Missing;
+
     public List<QuantPiece> QuantPieces { get; } = new();
     int _order;
 
@@ -227,7 +235,12 @@ internal sealed class HfPlanContext(Checkpoint nat, Checkpoint? reference, RuleT
             Src? rc = RefSrc(hfName), rs = RefSrc(scaleName);
             if (rc != null && rs == null) rc = null;
             long scaleBytes = sType.ByteSize(Shapes.Product(sShape))!.Value;
-            var q = new QuantPiece(hfName, scaleName, input, nt, rows, cols, isFp4, sf, block, group, scaleBytes, rc, rs, cache, pow2);
+            var qt = new QuantTarget
+            {
+                WeightName = hfName, ScaleName = scaleName, Rows = rows, Cols = cols, Fp4 = isFp4, ScaleFormat = sf, Block = block, Group = group,
+                ScaleBytes = scaleBytes, Pow2 = pow2,
+            };
+            var q = new QuantPiece(qt, input, nt, (rc, rs), cache);
             QuantPieces.Add(q);
             var w = new PlannedTensor { Name = hfName, DType = isFp4 ? DType.I8 : DType.F8_E4M3, Shape = wShape, Order = ord };
             w.Sources.Add(input.Name);

@@ -11,7 +11,7 @@ public static partial class Converter
     /// 15 GB for DeepSeek-V3's MTP layer): such a tensor gets a shard of its own. Each is logged as a warning and returned
     /// for conversion.json, with the way out (<c>--expert-layout per-expert</c>) where the tensor is a stack of experts.
     /// </summary>
-    static JsonArray OversizedShards(IReadOnlyList<ShardPlan> shards, ConvertOptions o, ConvertProgress? progress)
+    internal static JsonArray OversizedShards(IReadOnlyList<ShardPlan> shards, ConvertOptions o, ConvertProgress? progress)
     {
         var list = new JsonArray();
         foreach (ShardPlan s in shards)

@@ -16,9 +16,6 @@ internal sealed class SourceStream : IDisposable
 
     readonly ConcurrentDictionary<string, SafeFileHandle?> _handles = new(StringComparer.Ordinal);
     readonly bool _dropBehind;
-    // How the read-ahead loads the page cache: "sendfile" (default; splice to /dev/null, no copy), "read" (into a scratch
-    // buffer) or "fadvise" (a WILLNEED hint). MTP_READAHEAD picks another, to compare them on a given disk.
-    readonly string _mode = Environment.GetEnvironmentVariable("MTP_READAHEAD") ?? "sendfile";
     [ThreadStatic] static byte[]? _scratch;
 
     public SourceStream(bool dropBehind) => _dropBehind = dropBehind;
@@ -91,8 +88,8 @@ internal sealed class SourceStream : IDisposable
         for (long off = start; off < end && !stop(); off += ReadChunk)
         {
             long n = Math.Min(ReadChunk, end - off);
-            if (_mode == "fadvise") { PageCache.WillNeed(h, off, n); continue; }
-            if (_mode == "sendfile" && PageCache.Load(h, off, n)) continue;
+            // sendfile to /dev/null (no copy); where it is refused, a read into a scratch buffer.
+            if (PageCache.Load(h, off, n)) continue;
             try { RandomAccess.Read(h, (_scratch ??= new byte[ReadChunk]).AsSpan(0, (int)n), off); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { PageCache.WillNeed(h, off, n); }
         }

@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Mtp.Adapters;
+using Mtp.Model;
 using Mtp.SafeTensors;
 
 namespace Mtp.Cli;
@@ -45,32 +47,23 @@ public static class CommandRunner
         finally { output.Json = wasJson; }
     }
 
-    /// <summary>Exit code, file and tensor for an exception, walking known exception types.</summary>
+    /// <summary>Exit code, file and tensor for an exception, by its type; an exception of no known type is a bug (exit 1).</summary>
     public static (int Code, string? File, string? Tensor) Classify(Exception e) => e switch
     {
         CliException c => (c.ExitCode, c.File, c.Tensor),
-        SafeTensorsException s => (ExitCodes.For(s.Error), s.File, s.Tensor),
-        Mtp.Adapters.AdapterException a => (a.ExitCode, a.File ?? (a.InnerException as SafeTensorsException)?.File, a.Tensor ?? (a.InnerException as SafeTensorsException)?.Tensor),
-        Mtp.Model.ModelLoadException => (ExitCodes.Inconsistent, null, null),
-        Mtp.Model.ModelConfigException => (ExitCodes.Malformed, null, null),
+        SafeTensorsException s => (ErrorCategories.ExitCode(s.Error), s.File, s.Tensor),
+        AdapterException a => (ErrorCategories.ExitCode(a.Kind), a.File ?? (a.InnerException as SafeTensorsException)?.File, a.Tensor ?? (a.InnerException as SafeTensorsException)?.Tensor),
+        OutputException o => (ErrorCategories.ExitCode(o.Kind), o.File, null),
+        ModelLoadException => (ExitCodes.Inconsistent, null, null),
+        ModelConfigException => (ExitCodes.Malformed, null, null),
         InvalidDataException => (ExitCodes.Malformed, null, null),
         FileNotFoundException f => (ExitCodes.Usage, f.FileName, null),
         DirectoryNotFoundException => (ExitCodes.Usage, null, null),
         UnauthorizedAccessException => (ExitCodes.Io, null, null),
         IOException => (ExitCodes.Io, null, null),
         AggregateException a when a.InnerExceptions.Count == 1 => Classify(a.InnerExceptions[0]),
-        _ => ClassifyByName(e),
+        _ => (ExitCodes.Internal, null, null),
     };
-
-    // Exceptions from higher layers (adapters, model) carry their class in their type name; avoid a
-    // compile-time dependency cycle by reading well-known properties reflectively.
-    static (int, string?, string?) ClassifyByName(Exception e)
-    {
-        var t = e.GetType();
-        if (t.GetProperty("ExitCode")?.GetValue(e) is int code)
-            return (code, t.GetProperty("File")?.GetValue(e) as string, t.GetProperty("Tensor")?.GetValue(e) as string);
-        return (ExitCodes.Internal, null, null);
-    }
 
     static readonly System.Text.RegularExpressions.Regex TensorInMessage = new(@"tensor '([^']+)'");
 
@@ -100,8 +93,8 @@ public static class CommandRunner
     // The full list behind a message that shows only a few names ("... (and 51 more; --verbose lists all)").
     static IReadOnlyList<string>? NamesOf(Exception e) => e switch
     {
-        Mtp.Adapters.AdapterException a => a.Names,
-        Mtp.Model.ModelLoadException m => m.Names,
+        AdapterException a => a.Names,
+        ModelLoadException m => m.Names,
         AggregateException a when a.InnerExceptions.Count == 1 => NamesOf(a.InnerExceptions[0]),
         _ => null,
     };

@@ -31,13 +31,6 @@ public static class ExitCodes
         _ => "internal",
     };
 
-    /// <summary>Exit code for a reader error kind.</summary>
-    public static int For(SafeTensorsError error) => error switch
-    {
-        SafeTensorsError.BadIndex or SafeTensorsError.MissingShard or SafeTensorsError.TensorMissingFromShard
-            or SafeTensorsError.TensorNotInIndex or SafeTensorsError.TensorInTwoShards or SafeTensorsError.TensorNotFound => Inconsistent,
-        SafeTensorsError.NoCheckpoint => Usage,
-        SafeTensorsError.Io => Io,
-        _ => Malformed,
-    };
+    /// <summary>Exit code for a reader error kind (see <see cref="ErrorCategories"/>).</summary>
+    public static int For(SafeTensorsError error) => ErrorCategories.ExitCode(error);
 }

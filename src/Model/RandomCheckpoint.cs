@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Mtp.Adapters;
 using Mtp.SafeTensors;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -15,7 +16,7 @@ public static class RandomCheckpoint
     public static JsonObject TinyConfig(int mtpDepths = 1) => new()
     {
         ["architectures"] = new JsonArray("DeepseekV3ForCausalLM"),
-        ["model_type"] = "deepseek_v3",
+        ["model_type"] = FamilyRegistry.DeepSeekV3.ModelType,
         ["vocab_size"] = 256,
         ["hidden_size"] = 64,
         ["intermediate_size"] = 128,

@@ -65,122 +65,22 @@ public static class BlockQuant
         BlockDequant.CheckLength(codes.Length, (long)rows * cols, "FP8 code buffer", $"weight [{rows}, {cols}]");
         if (rows == 0 || cols == 0) return new QuantizeReport([]);
 
-        var changed = new List<(int, int)>[gr];
+        List<(int, int)>[] changed;
         fixed (byte* pin = input)
         fixed (byte* psc = scales)
         fixed (byte* pco = codes)
         {
-            byte* inp = pin, sc = psc, co = pco;
-            int b0 = block.Rows, b1 = block.Cols;
-            var inFmt = inputFormat;
-            var sFmt = scaleFormat;
-            var opts = options;
-            int scaleLen = scales.Length;
-            void Body(int br)
-            {
-                int r0 = br * b0, r1 = Math.Min(rows, r0 + b0), nr = r1 - r0;
-                // Vector512 and BF16 input: amax and codes straight from the input, no binary32 tile.
-                bool direct = VectorWidth.Use512 && inFmt == FloatFormat.BF16;
-                var tile = direct ? [] : new float[nr * Math.Min(b1, cols)];
-                List<(int, int)>? list = null;
-                // The direct path reads a block row in memory order. Reuse mode with usable scales: quantize with them while
-                // taking the maxima (one pass) and redo only the blocks whose scale the rules below replace; otherwise all
-                // block maxima first, then all codes (two passes).
-                float[] divs = direct ? new float[gc] : [];
-                bool guessed = direct && mode == ScaleMode.Reuse && GuessScales(new Span<byte>(sc, scaleLen), sFmt, br * gc, divs);
-                float[] guess = guessed ? (float[])divs.Clone() : [];
-                float[] amaxes;
-                if (!direct) amaxes = [];
-                else if (!guessed) amaxes = VectorKernels.AmaxBf16Blocks((ushort*)inp, cols, r0, nr, b1, gc);
-                else
-                {
-                    var acc = new System.Runtime.Intrinsics.Vector512<ushort>[gc];
-                    var tails = new int[gc];
-                    for (int r = r0; r < r1; r++)
-                        VectorKernels.QuantFp8RowsBf16((ushort*)inp + (long)r * cols, cols, b1, gc, divs, co + (long)r * cols, acc, tails);
-                    amaxes = VectorKernels.BlockMaxima(acc, tails);
-                }
-                fixed (float* pt = tile)
-                {
-                    for (int bc = 0; bc < gc; bc++)
-                    {
-                        int j0 = bc * b1, nc = Math.Min(b1, cols - j0);
-                        float amax;
-                        if (direct) amax = amaxes[bc];
-                        else
-                        {
-                            for (int r = 0; r < nr; r++)
-                                VectorKernels.ToF32(inp + ((long)(r0 + r) * cols + j0) * ib, inFmt, nc, pt + r * nc);
-                            amax = MathF.Abs(TensorPrimitives.MaxMagnitude(new ReadOnlySpan<float>(pt, nr * nc)));
-                        }
-                        if (!float.IsFinite(amax))
-                            throw new InvalidDataException($"block [{br}, {bc}] of weight [{rows}, {cols}] contains a non-finite value.");
-                        var sspan = new Span<byte>(sc, scaleLen);
-                        int si = br * gc + bc;
-                        float s;
-                        if (mode == ScaleMode.Canonical)
-                            s = WriteCanonicalFp8(sspan, sFmt, si, amax, opts);
-                        else
-                        {
-                            s = BlockDequant.ReadScale(sspan, sFmt, si);
-                            bool replace;
-                            if (!float.IsFinite(s))
-                            {
-                                if (!opts.AllowNonFiniteScales)
-                                    throw new InvalidDataException($"reused scale of block [{br}, {bc}] is {s}: a scale must be finite, so the file it came from is damaged (fetch it again)");
-                                replace = true;
-                            }
-                            else if (amax == 0f) replace = false;
-                            else if (s == 0f) replace = true;
-                            else replace = amax / MathF.Abs(s) > 464f;
-                            if (replace)
-                            {
-                                s = WriteCanonicalFp8(sspan, sFmt, si, amax, opts);
-                                (list ??= []).Add((br, bc));
-                            }
-                        }
-                        float div = s == 0f ? 1f : s;   // only possible for an all-zero block
-                        if (direct) divs[bc] = div;
-                        else
-                            for (int r = 0; r < nr; r++)
-                                VectorKernels.QuantFp8Row(pt + r * nc, nc, div, co + (long)(r0 + r) * cols + j0);
-                    }
-                }
-                if (direct && !guessed)
-                    for (int r = r0; r < r1; r++)
-                        VectorKernels.QuantFp8RowsBf16((ushort*)inp + (long)r * cols, cols, b1, gc, divs, co + (long)r * cols);
-                else if (guessed)
-                    for (int bc = 0; bc < gc; bc++)
-                        if (BitConverter.SingleToInt32Bits(divs[bc]) != BitConverter.SingleToInt32Bits(guess[bc]))
-                            for (int r = r0; r < r1; r++)
-                            {
-                                int j0 = bc * b1;
-                                VectorKernels.QuantFp8RowBf16((ushort*)inp + (long)r * cols + j0, Math.Min(b1, cols - j0), divs[bc], co + (long)r * cols + j0);
-                            }
-                changed[br] = list ?? [];
-            }
-            BlockDequant.Run(gr, options, Body);
+            var q = new Fp8BlockQuantizer(pin, psc, pco, (rows, cols, scales.Length), (inputFormat, scaleFormat, block), mode, options);
+            BlockDequant.Run(gr, options, q.BlockRow);
+            changed = q.Changed;
         }
         var all = new List<(int BlockRow, int BlockCol)>();
         foreach (var l in changed) all.AddRange(l);
         return new QuantizeReport(all);
     }
 
-    /// <summary>The reused scales of one row of blocks (from index <paramref name="first"/>) as divisors, or false when one is
-    /// zero or not finite (those blocks take the two-pass path, which decides what to do with them).</summary>
-    static bool GuessScales(ReadOnlySpan<byte> scales, ScaleFormat fmt, int first, float[] divs)
-    {
-        for (int bc = 0; bc < divs.Length; bc++)
-        {
-            float s = BlockDequant.ReadScale(scales, fmt, first + bc);
-            if (s == 0f || !float.IsFinite(s)) return false;
-            divs[bc] = s;
-        }
-        return true;
-    }
-
     /// <summary>Canonical FP8 scale for a block with max magnitude <paramref name="amax"/>, written at index <paramref name="i"/>; returns the scale as used.</summary>
-    static float WriteCanonicalFp8(Span<byte> scales, ScaleFormat fmt, int i, float amax, KernelOptions options)
+    internal static float WriteCanonicalFp8(Span<byte> scales, ScaleFormat fmt, int i, float amax, KernelOptions options)
     {
         switch (fmt)
         {
@@ -256,78 +156,27 @@ public static class BlockQuant
 
         int rowsPerTask = Math.Max(1, Math.Min(64, rows / (BlockDequant.Threads(options) * 4)));
         int tasks = (rows + rowsPerTask - 1) / rowsPerTask;
-        var changed = new List<(int, int)>[tasks];
+        List<(int, int)>[] changed;
         fixed (byte* pin = input)
         fixed (byte* psc = scales)
         fixed (byte* ppk = packed)
         {
-            byte* inp = pin, sc = psc, pk = ppk;
-            var inFmt = inputFormat;
-            var opts = options;
-            void Body(int t)
-            {
-                var buf = new float[groupSize];
-                List<(int, int)>? list = null;
-                int r0 = t * rowsPerTask, r1 = Math.Min(rows, r0 + rowsPerTask);
-                fixed (float* pb = buf)
-                {
-                    for (int r = r0; r < r1; r++)
-                    {
-                        for (int g = 0; g < groups; g++)
-                        {
-                            int c0 = g * groupSize, n = Math.Min(groupSize, cols - c0);
-                            VectorKernels.ToF32(inp + ((long)r * cols + c0) * ib, inFmt, n, pb);
-                            var w = new Span<float>(pb, n);
-                            float amax = MathF.Abs(TensorPrimitives.MaxMagnitude(w));
-                            if (!float.IsFinite(amax))
-                                throw new InvalidDataException($"group [{r}, {g}] of weight [{rows}, {cols}] contains a non-finite value.");
-                            byte* sp = sc + (long)r * groups + g;
-                            byte code;
-                            if (mode == ScaleMode.Canonical) code = CanonicalFp4(amax, opts);
-                            else
-                            {
-                                code = *sp;
-                                bool replace;
-                                if (code == E8M0.NaN)
-                                {
-                                    if (!opts.AllowNonFiniteScales)
-                                        throw new InvalidDataException($"reused E8M0 scale of group [{r}, {g}] is 0xFF (NaN): a scale must be finite, so the file it came from is damaged (fetch it again)");
-                                    replace = true;
-                                }
-                                else replace = amax != 0f && !(amax / E8M0.ToFloat(code) < 7f);
-                                if (replace)
-                                {
-                                    code = CanonicalFp4(amax, opts);
-                                    (list ??= []).Add((r, g));
-                                }
-                            }
-                            *sp = code;
-                            TensorPrimitives.Divide(w, E8M0.ToFloat(code), w);
-                            byte* dst = pk + (long)r * (cols / 2) + c0 / 2;
-                            for (int i = 0; i < n; i += 2)
-                            {
-                                int lo = Fp4Code(pb[i]), hi = Fp4Code(pb[i + 1]);
-                                dst[i / 2] = (byte)(lo | (hi << 4));
-                            }
-                        }
-                    }
-                }
-                changed[t] = list ?? [];
-            }
-            BlockDequant.Run(tasks, options, Body);
+            var q = new Fp4GroupQuantizer(pin, psc, ppk, (rows, cols, groupSize, rowsPerTask), inputFormat, mode, options);
+            BlockDequant.Run(tasks, options, q.Rows);
+            changed = q.Changed;
         }
         var all = new List<(int BlockRow, int BlockCol)>();
         foreach (var l in changed) all.AddRange(l);
         return new QuantizeReport(all);
     }
 
-    static int Fp4Code(float q)
+    internal static int Fp4Code(float q)
     {
         int c = Fp4E2M1.MagnitudeCode(MathF.Abs(q));
         return float.IsNegative(q) ? c | 8 : c;
     }
 
-    static byte CanonicalFp4(float amax, KernelOptions options) =>
+    internal static byte CanonicalFp4(float amax, KernelOptions options) =>
         amax == 0f ? (byte)127
         : options.IdempotentPowerOfTwoScales ? PowerOfTwoCode(amax, 7f, inclusive: false)
         : PowerOfTwoCode(amax, Fp4E2M1.MaxFinite, inclusive: true);

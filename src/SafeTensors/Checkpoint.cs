@@ -74,53 +74,16 @@ public sealed class Checkpoint : IDisposable
             problems.Add(e);
         }
 
-        string dir;
-        List<string> shardPaths;
-        ShardIndex? index = null;
-        if (File.Exists(path))
-        {
-            dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
-            shardPaths = new List<string> { path };
-        }
-        else if (System.IO.Directory.Exists(path))
-        {
-            dir = path;
-            string indexPath = System.IO.Path.Combine(path, ShardIndex.FileName);
-            if (File.Exists(indexPath))
-            {
-                index = ShardIndex.Read(indexPath);
-                shardPaths = index.WeightMap.Select(kv => kv.Value).Distinct(StringComparer.Ordinal)
-                    .OrderBy(s => s, StringComparer.Ordinal).Select(s => System.IO.Path.Combine(path, s)).ToList();
-            }
-            else
-            {
-                shardPaths = System.IO.Directory.GetFiles(path, "*.safetensors").OrderBy(s => s, StringComparer.Ordinal).ToList();
-            }
-            if (shardPaths.Count == 0)
-                throw new SafeTensorsException(SafeTensorsError.NoCheckpoint, path, null, "no .safetensors files and no index here");
-        }
-        else
-        {
-            throw new SafeTensorsException(SafeTensorsError.NoCheckpoint, path, null, "no such file or directory");
-        }
-
+        var (dir, shardPaths, index) = Locate(path);
         var files = new List<SafeTensorsFile>();
-        JsonObject? config = null;
+        JsonObject? config;
         var byName = new Dictionary<string, TensorLocation>(StringComparer.Ordinal);
         var ordered = new List<TensorLocation>();
         try
         {
             foreach (string shard in shardPaths)
             {
-                if (!File.Exists(shard))
-                {
-                    Report(new SafeTensorsException(SafeTensorsError.MissingShard, System.IO.Path.Combine(dir, ShardIndex.FileName), null,
-                        $"index names shard '{System.IO.Path.GetFileName(shard)}', which does not exist"));
-                    continue;
-                }
-                SafeTensorsFile f;
-                try { f = SafeTensorsFile.Open(shard); }
-                catch (SafeTensorsException e) { Report(e); continue; }
+                if (OpenShard(dir, shard, Report) is not SafeTensorsFile f) continue;
                 files.Add(f);
                 foreach (TensorInfo t in f.Tensors)
                 {
@@ -136,24 +99,7 @@ public sealed class Checkpoint : IDisposable
                 }
             }
             if (index != null) CrossCheck(dir, index, files, byName, Report);
-            string configPath = System.IO.Path.Combine(dir, "config.json");
-            if (File.Exists(configPath))
-            {
-                try
-                {
-                    byte[] bytes = ShardIndex.ReadCapped(configPath, SafeTensorsError.BadConfig);
-                    if (!System.Text.Unicode.Utf8.IsValid(bytes))
-                        throw new SafeTensorsException(SafeTensorsError.BadConfig, configPath, null, "config.json is not valid UTF-8");
-                    config = JsonNode.Parse(bytes) as JsonObject;
-                    if (config is null)
-                        Report(new SafeTensorsException(SafeTensorsError.BadConfig, configPath, null, "config.json is not a JSON object"));
-                }
-                catch (System.Text.Json.JsonException e)
-                {
-                    Report(new SafeTensorsException(SafeTensorsError.BadConfig, configPath, null, "config.json is not valid JSON: " + e.Message.Replace('\n', ' ')));
-                }
-                catch (SafeTensorsException e) { Report(e); }
-            }
+            config = ReadConfig(dir, Report);
         }
         catch
         {
@@ -162,6 +108,67 @@ public sealed class Checkpoint : IDisposable
         }
 
         return new Checkpoint(dir, files, index, config, byName, ordered, problems);
+    }
+
+    // The directory, the shard files to open (the index's, else every .safetensors file) and the index if there is one.
+    static (string Dir, List<string> Shards, ShardIndex? Index) Locate(string path)
+    {
+        if (File.Exists(path))
+            return (System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, new List<string> { path }, null);
+        if (!System.IO.Directory.Exists(path))
+            throw new SafeTensorsException(SafeTensorsError.NoCheckpoint, path, null, "no such file or directory");
+        ShardIndex? index = null;
+        List<string> shardPaths;
+        string indexPath = System.IO.Path.Combine(path, ShardIndex.FileName);
+        if (File.Exists(indexPath))
+        {
+            index = ShardIndex.Read(indexPath);
+            shardPaths = index.WeightMap.Select(kv => kv.Value).Distinct(StringComparer.Ordinal)
+                .OrderBy(s => s, StringComparer.Ordinal).Select(s => System.IO.Path.Combine(path, s)).ToList();
+        }
+        else
+        {
+            shardPaths = System.IO.Directory.GetFiles(path, "*.safetensors").OrderBy(s => s, StringComparer.Ordinal).ToList();
+        }
+        if (shardPaths.Count == 0)
+            throw new SafeTensorsException(SafeTensorsError.NoCheckpoint, path, null, "no .safetensors files and no index here");
+        return (path, shardPaths, index);
+    }
+
+    // One shard, or null (reported) when it is missing or does not validate.
+    static SafeTensorsFile? OpenShard(string dir, string shard, Action<SafeTensorsException> report)
+    {
+        if (!File.Exists(shard))
+        {
+            report(new SafeTensorsException(SafeTensorsError.MissingShard, System.IO.Path.Combine(dir, ShardIndex.FileName), null,
+                $"index names shard '{System.IO.Path.GetFileName(shard)}', which does not exist"));
+            return null;
+        }
+        try { return SafeTensorsFile.Open(shard); }
+        catch (SafeTensorsException e) { report(e); return null; }
+    }
+
+    // config.json next to the weights (capped, UTF-8, a JSON object), or null when absent or (reported) bad.
+    static JsonObject? ReadConfig(string dir, Action<SafeTensorsException> report)
+    {
+        string configPath = System.IO.Path.Combine(dir, "config.json");
+        if (!File.Exists(configPath)) return null;
+        JsonObject? config = null;
+        try
+        {
+            byte[] bytes = ShardIndex.ReadCapped(configPath, SafeTensorsError.BadConfig);
+            if (!System.Text.Unicode.Utf8.IsValid(bytes))
+                throw new SafeTensorsException(SafeTensorsError.BadConfig, configPath, null, "config.json is not valid UTF-8");
+            config = JsonNode.Parse(bytes) as JsonObject;
+            if (config is null)
+                report(new SafeTensorsException(SafeTensorsError.BadConfig, configPath, null, "config.json is not a JSON object"));
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            report(new SafeTensorsException(SafeTensorsError.BadConfig, configPath, null, "config.json is not valid JSON: " + e.Message.Replace('\n', ' ')));
+        }
+        catch (SafeTensorsException e) { report(e); }
+        return config;
     }
 
     static void CrossCheck(string dir, ShardIndex index, List<SafeTensorsFile> files,

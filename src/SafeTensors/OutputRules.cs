@@ -18,12 +18,12 @@ public sealed record OutputRules
 /// <summary>Why an output could not be started or finished.</summary>
 public enum OutputErrorKind
 {
-    /// <summary>The output exists and may not be replaced under the given rules (exit 2).</summary>
-    Refused = 2,
-    /// <summary>The planned output does not fit in the free space (exit 5).</summary>
-    NoSpace = 5,
-    /// <summary>An operating-system I/O failure while preparing or committing (exit 5).</summary>
-    Io = 5,
+    /// <summary>The output exists and may not be replaced under the given rules.</summary>
+    Refused,
+    /// <summary>The planned output does not fit in the free space.</summary>
+    NoSpace,
+    /// <summary>An operating-system I/O failure while preparing or committing.</summary>
+    Io,
 }
 
 /// <summary>An output directory that may not be written or replaced; one line naming the path.</summary>
@@ -31,8 +31,6 @@ public sealed class OutputException(OutputErrorKind kind, string file, string me
 {
     /// <summary>What went wrong.</summary>
     public OutputErrorKind Kind { get; } = kind;
-    /// <summary>Process exit code for this failure (2 usage, 5 I/O).</summary>
-    public int ExitCode => (int)Kind;
     /// <summary>The path concerned.</summary>
     public string File { get; } = file;
 }

@@ -92,6 +92,35 @@ public class PartsTests
     }
 
     [Test]
+    public void MergeNamesAManifestWithAMissingOrMistypedField()
+    {
+        string fx = Fx.Dir("deepseek-v3");
+        string tmp = RepoPaths.NewTempDir("parts-malformed");
+        string split = Path.Combine(tmp, "out");
+        var o = new ConvertOptions { MaxShardBytes = ShardLimit(fx) };
+        for (int i = 1; i <= 2; i++) Converter.ToNative(fx, split, o with { Part = (i, 2) });
+        string manifest = Path.Combine(split, Converter.PartsDirName, Converter.PartManifestName(2, 2));
+        string good = File.ReadAllText(manifest);
+        foreach (string field in new[] { "plan_hash", "shards" })
+        {
+            var doc = JsonNode.Parse(good)!.AsObject();
+            doc.Remove(field);
+            File.WriteAllText(manifest, doc.ToJsonString());
+            var e = Assert.Throws<AdapterException>(() => Converter.MergeParts(split))!;
+            Assert.That(e.Kind, Is.EqualTo(AdapterErrorKind.Malformed), e.Message);
+            Assert.That(e.Message, Does.Contain(manifest).And.Contain(field).And.Not.Contain("\n"));
+        }
+        var typed = JsonNode.Parse(good)!.AsObject();
+        typed["part"] = "two";
+        File.WriteAllText(manifest, typed.ToJsonString());
+        Assert.That(Assert.Throws<AdapterException>(() => Converter.MergeParts(split))!.Kind, Is.EqualTo(AdapterErrorKind.Malformed));
+        File.WriteAllText(manifest, good);
+        Converter.MergeParts(split);
+        Assert.That(File.Exists(Path.Combine(split, Converter.ReportFileName)), Is.True);
+        Directory.Delete(tmp, true);
+    }
+
+    [Test]
     public void PartitionIsContiguousAndCoversEveryShard()
     {
         for (int shards = 1; shards <= 40; shards++)

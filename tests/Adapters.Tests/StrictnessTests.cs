@@ -35,7 +35,7 @@ public class StrictnessTests
         var e = ConvertFails(dir);
         Assert.That(e.Message, Does.Contain(victim));
         Assert.That(e.Message, Does.Contain("missing"));
-        Assert.That(e.ExitCode, Is.EqualTo(4));
+        Assert.That(e.Kind, Is.EqualTo(AdapterErrorKind.Inconsistent));
     }
 
     [TestCase("deepseek-v3")]
@@ -72,7 +72,7 @@ public class StrictnessTests
         const string victim = "model.layers.0.mlp.down_proj.weight_scale_inv";
         var extra = (new TensorSpec(victim, DType.F32, new long[] { 3, 3 }), new byte[36]);
         var e = ConvertFails(Fx.Rewrite(fx, "badscale", n => n == victim, extra));
-        Assert.That(e.ExitCode, Is.EqualTo(3));
+        Assert.That(e.Kind, Is.EqualTo(AdapterErrorKind.Malformed));
         Assert.That(e.Message, Does.Contain(victim));
     }
 
@@ -83,11 +83,11 @@ public class StrictnessTests
         string outDir = RepoPaths.NewTempDir("force");
         File.WriteAllText(Path.Combine(outDir, "keep.txt"), "x");
         var e = Assert.Throws<AdapterException>(() => Converter.ToNative(fx, outDir, new ConvertOptions()))!;
-        Assert.That(e.ExitCode, Is.EqualTo(2));
+        Assert.That(e.Kind, Is.EqualTo(AdapterErrorKind.Usage));
         Assert.That(File.Exists(Path.Combine(outDir, "keep.txt")), Is.True);
         // --force replaces only a previous output: this folder is none, so it needs --force-any.
         e = Assert.Throws<AdapterException>(() => Converter.ToNative(fx, outDir, new ConvertOptions { Force = true }))!;
-        Assert.That(e.ExitCode, Is.EqualTo(2));
+        Assert.That(e.Kind, Is.EqualTo(AdapterErrorKind.Usage));
         Assert.That(e.Message, Does.Contain("keep.txt"));
         Converter.ToNative(fx, outDir, new ConvertOptions { ForceAny = true });
         Assert.That(File.Exists(Path.Combine(outDir, "keep.txt")), Is.False);

@@ -27,4 +27,31 @@ public class ModelRegistryTests
         Assert.That(e.Message, Does.Contain("llama").And.Contain("deepseek_v3"));
         Directory.Delete(dir, true);
     }
+
+    [Test]
+    public void EveryFamilyOfTheFamilyRegistryHasAModel()
+    {
+        Assert.That(ModelRegistry.Families.Select(f => f.Id), Is.EqualTo(Mtp.Adapters.FamilyRegistry.All.Select(f => f.Id)));
+        Assert.That(ModelRegistry.ModelTypes, Does.Contain("qwen3_5_moe_text").And.Contain("deepseek_v4").And.Contain("qwen3_next"));
+    }
+
+    [Test]
+    public void AConfigThatIsNotUtf8IsAClearError()
+    {
+        string dir = Mtp.Tests.Shared.RepoPaths.NewTempDir("registry-utf8");
+        File.WriteAllBytes(Path.Combine(dir, "config.json"), new byte[] { (byte)'{', (byte)'"', 0xC3, 0x28, (byte)'"', (byte)':', (byte)'1', (byte)'}' });
+        var e = Assert.Throws<ModelConfigException>(() => MtpModel.Load(dir, CPU, ScalarType.Float32))!;
+        Assert.That(e.Message, Does.Contain("config.json").And.Contain("UTF-8"));
+        Directory.Delete(dir, true);
+    }
+
+    [Test]
+    public void AConfigOverTheCapIsRefusedBeforeItIsRead()
+    {
+        string dir = Mtp.Tests.Shared.RepoPaths.NewTempDir("registry-cap");
+        using (var f = File.Create(Path.Combine(dir, "config.json"))) f.SetLength(ShardIndex.MaxJsonFileBytes + 1); // sparse
+        var e = Assert.Throws<ModelConfigException>(() => ConfigReader.Read(dir))!;
+        Assert.That(e.Message, Does.Contain("exceeds the cap"));
+        Directory.Delete(dir, true);
+    }
 }

@@ -129,7 +129,8 @@ public class OutputRulesTests
             string output = Path.Combine(work, "out");
             long planned = OutputFolder.FreeBytes(work) + (1L << 40);
             var e = Assert.Throws<OutputException>(() => OutputTransaction.Begin(output, planned, new OutputRules()))!;
-            Assert.That(e.ExitCode, Is.EqualTo(5));
+            Assert.That(e.Kind, Is.EqualTo(OutputErrorKind.NoSpace));
+            Assert.That(Mtp.Cli.ErrorCategories.ExitCode(e.Kind), Is.EqualTo(5));
             Assert.That(e.Message, Does.Contain(planned.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)).And.Contain(work).And.Contain("--no-space-check"));
             using (var t = OutputTransaction.Begin(output, planned, new OutputRules { SkipSpaceCheck = true }))
                 Assert.That(Directory.Exists(t.Directory), Is.True);

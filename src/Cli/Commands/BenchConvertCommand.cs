@@ -13,7 +13,7 @@ namespace Mtp.Cli.Commands;
 /// the I/O floor (plain sequential read of the input + write of the output, fsynced), <c>convert --to native</c> and
 /// <c>convert --to hf --reference</c>, each conversion as a child process whose peak RSS is read from the OS (VmHWM).
 /// </summary>
-public static class BenchConvertCommand
+public static partial class BenchConvertCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()
@@ -40,143 +40,20 @@ public static class BenchConvertCommand
                 if (target <= 0) throw new CliException(ExitCodes.Usage, "--size must be positive");
                 if (r.GetValue(threads) < 0) throw new CliException(ExitCodes.Usage, "--threads must be >= 0");
                 if (r.GetValue(repeat) < 1) throw new CliException(ExitCodes.Usage, "--repeat must be >= 1");
-                long maxMemory = Units.ParseSize(r.GetValue(memory)!), maxShard = Units.ParseSize(r.GetValue(shard)!);
-                var res = Run(Mtp.Adapters.Families.Normalize(r.GetValue(family)!)!, target, r.GetValue(work), r.GetValue(keep), r.GetValue(threads), r.GetValue(memory)!, maxMemory,
-                    r.GetValue(shard)!, maxShard, r.GetValue(cache)!, r.GetValue(pageCache) == "drop", r.GetValue(repeat), CliOutput.Current.Info);
+                _ = Units.ParseSize(r.GetValue(memory)!); // fails on a bad --max-memory now, not after the synthesis
+                long maxShard = Units.ParseSize(r.GetValue(shard)!);
+                var res = Run(new BenchConvertSetup
+                {
+                    Family = Mtp.Adapters.Families.Normalize(r.GetValue(family)!)!, Target = target, Work = r.GetValue(work), Keep = r.GetValue(keep),
+                    Threads = r.GetValue(threads), MemoryText = r.GetValue(memory)!, ShardText = r.GetValue(shard)!, MaxShard = maxShard,
+                    CacheMode = r.GetValue(cache)!, DropBehind = r.GetValue(pageCache) == "drop", Repeat = r.GetValue(repeat),
+                }, CliOutput.Current.Info);
                 if (asJson) { CliOutput.Document(res); return ExitCodes.Ok; }
                 Print(res);
                 return ExitCodes.Ok;
             }, r.GetValue(GlobalOptions.Verbose), asJson);
         });
         return cmd;
-    }
-
-    static JsonObject Run(string family, long target, string? workArg, bool keep, int threads, string memoryText, long maxMemory, string shardText, long maxShard,
-        string cacheMode, bool dropBehind, int repeat, Action<string> log)
-    {
-        string work = Path.GetFullPath(workArg ?? Path.Combine(Path.GetTempPath(), "mtp-bench-" + Guid.NewGuid().ToString("N")[..8]));
-        bool created = !Directory.Exists(work);
-        Directory.CreateDirectory(work);
-        string hf = Path.Combine(work, "hf"), nat = Path.Combine(work, "native"), back = Path.Combine(work, "hf-back"), floorFile = Path.Combine(work, "io-floor.bin");
-        bool drop = cacheMode switch
-        {
-            "drop" => CanDrop() ? true : throw new CliException(ExitCodes.Usage, "--cache drop needs write access to /proc/sys/vm/drop_caches (root)"),
-            "warm" => false,
-            _ => CanDrop(),
-        };
-        try
-        {
-            foreach (var d in new[] { hf, nat, back }) if (Directory.Exists(d)) Directory.Delete(d, true);
-            SynthModel model;
-            try { model = SynthSizing.Resolve(family, false, target, new SynthOverrides()); }
-            catch (ArgumentException e) { throw new CliException(ExitCodes.Usage, e.Message); }
-            SynthPlan plan = model.Build();
-            log($"bench: synthesizing {family} {Units.Bytes(plan.TotalBytes)} (hidden {model.Hidden}, layers {model.Layers}, experts {model.Experts}) in {hf}");
-            var synth = SynthWriter.WriteCheckpoint(plan, hf, 0, maxShard);
-            long inBytes = DirBytes(hf);
-
-            var common = new List<string> { "--max-memory", memoryText, "--max-shard-size", shardText, "--threads", threads.ToString(CultureInfo.InvariantCulture), "--force" };
-            if (!dropBehind) common.Add("--keep-page-cache");
-            var runs = new JsonArray();
-            var toNativeRuns = new List<ChildResult>();
-            var toHfRuns = new List<ChildResult>();
-            var floorNativeRuns = new List<FloorResult>();
-            var floorHfRuns = new List<FloorResult>();
-            var floorHfRefRuns = new List<FloorResult>();
-            long natBytes = 0, backBytes = 0;
-            string how = drop ? "page cache dropped" : "input warm in the page cache";
-            for (int rep = 1; rep <= repeat; rep++)
-            {
-                string of = repeat > 1 ? $" [{rep}/{repeat}]" : "";
-                // The previous repetition's outputs go first: --force would hold old and new side by side until the rename.
-                foreach (var d in new[] { nat, back }) if (Directory.Exists(d)) Directory.Delete(d, true);
-                log($"bench{of}: convert --to native ({how})");
-                PrepareCache(drop, hf);
-                var toNative = Child(new[] { "convert", hf, nat, "--to", "native" }.Concat(common).ToArray());
-                natBytes = DirBytes(nat);
-
-                log($"bench{of}: I/O floor for --to native (sequential read of the input, sequential fsynced write of the output size)");
-                PrepareCache(drop, hf);
-                var floorNative = Floor(hf, natBytes, floorFile, dropBehind);
-
-                log($"bench{of}: convert --to hf --reference");
-                PrepareCache(drop, nat);
-                var toHf = Child(new[] { "convert", nat, back, "--to", "hf", "--reference", hf }.Concat(common).ToArray());
-                backBytes = DirBytes(back);
-
-                log($"bench{of}: I/O floor for --to hf");
-                PrepareCache(drop, nat);
-                var floorHf = Floor(nat, backBytes, floorFile, dropBehind);
-                log($"bench{of}: I/O floor for --to hf --reference, counting the reference read too");
-                PrepareCache(drop, nat);
-                var floorHfRef = Floor(nat, backBytes, floorFile, dropBehind, hf);
-
-                toNativeRuns.Add(toNative); toHfRuns.Add(toHf);
-                floorNativeRuns.Add(floorNative); floorHfRuns.Add(floorHf); floorHfRefRuns.Add(floorHfRef);
-                runs.Add(new JsonObject
-                {
-                    ["io_floor_s"] = Math.Round(floorNative.Seconds, 3), ["to_native_s"] = Math.Round(toNative.Seconds, 3),
-                    ["io_floor_to_hf_s"] = Math.Round(floorHf.Seconds, 3), ["io_floor_to_hf_with_reference_s"] = Math.Round(floorHfRef.Seconds, 3),
-                    ["to_hf_s"] = Math.Round(toHf.Seconds, 3), ["to_native_peak_rss_bytes"] = toNative.PeakRss, ["to_hf_peak_rss_bytes"] = toHf.PeakRss,
-                    ["to_native_cpu_s"] = Math.Round(toNative.CpuSeconds, 3), ["to_hf_cpu_s"] = Math.Round(toHf.CpuSeconds, 3),
-                });
-            }
-            var floorNative1 = new FloorResult(Median(floorNativeRuns.Select(f => f.Seconds)), Median(floorNativeRuns.Select(f => f.ReadSeconds)),
-                Median(floorNativeRuns.Select(f => f.WriteSeconds)));
-            double fNative = floorNative1.Seconds, fHf = Median(floorHfRuns.Select(f => f.Seconds)), fHfRef = Median(floorHfRefRuns.Select(f => f.Seconds));
-            double tNative = Median(toNativeRuns.Select(c => c.Seconds)), tHf = Median(toHfRuns.Select(c => c.Seconds));
-            long rssNative = toNativeRuns.Max(c => c.PeakRss), rssHf = toHfRuns.Max(c => c.PeakRss);
-
-            double R(double x, int d = 3) => Math.Round(x, d);
-            var load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : null;
-            return new JsonObject
-            {
-                ["family"] = family,
-                ["input_bytes"] = inBytes,
-                ["output_bytes"] = natBytes,
-                ["io_floor_s"] = R(fNative),
-                ["to_native_s"] = R(tNative),
-                ["to_hf_s"] = R(tHf),
-                ["to_native_ratio"] = R(tNative / fNative),
-                ["to_hf_ratio"] = R(tHf / fHf),
-                ["peak_rss_bytes"] = Math.Max(rssNative, rssHf),
-                ["to_native_peak_rss_bytes"] = rssNative,
-                ["to_hf_peak_rss_bytes"] = rssHf,
-                ["to_native_cpu_s"] = R(Median(toNativeRuns.Select(c => c.CpuSeconds))),
-                ["to_hf_cpu_s"] = R(Median(toHfRuns.Select(c => c.CpuSeconds))),
-                ["to_hf_input_bytes"] = natBytes,
-                ["to_hf_output_bytes"] = backBytes,
-                ["io_floor_to_hf_s"] = R(fHf),
-                ["io_floor_to_hf_with_reference_s"] = R(fHfRef),
-                ["to_hf_ratio_with_reference_read"] = R(tHf / fHfRef),
-                ["io_floor_read_gbps"] = R(inBytes / floorNative1.ReadSeconds / 1e9),
-                ["io_floor_write_gbps"] = R(natBytes / floorNative1.WriteSeconds / 1e9),
-                ["to_native_in_gbps"] = R(inBytes / tNative / 1e9),
-                ["to_native_out_gbps"] = R(natBytes / tNative / 1e9),
-                ["to_hf_in_gbps"] = R(natBytes / tHf / 1e9),
-                ["to_hf_out_gbps"] = R(backBytes / tHf / 1e9),
-                ["round_trip_same_size"] = backBytes == inBytes,
-                ["cache"] = drop ? "dropped before each measurement" : "input warm in the page cache before each measurement",
-                ["page_cache"] = dropBehind ? "drop-behind (conversions and floor)" : "kept (conversions and floor)",
-                ["repeat"] = repeat,
-                ["runs"] = runs,
-                ["synth_s"] = R(synth.Elapsed.TotalSeconds),
-                ["max_memory"] = memoryText,
-                ["threads"] = threads == 0 ? Environment.ProcessorCount : threads,
-                ["nproc"] = Environment.ProcessorCount,
-                ["loadavg"] = load,
-                ["work"] = work,
-            };
-        }
-        finally
-        {
-            if (File.Exists(floorFile)) File.Delete(floorFile);
-            if (!keep)
-            {
-                foreach (var d in new[] { hf, nat, back }) if (Directory.Exists(d)) Directory.Delete(d, true);
-                if (created && !Directory.EnumerateFileSystemEntries(work).Any()) Directory.Delete(work);
-            }
-        }
     }
 
     static void Print(JsonObject r)

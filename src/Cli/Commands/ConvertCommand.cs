@@ -12,93 +12,88 @@ public static class ConvertCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
-        var input = new Argument<string?>("in") { Description = "Input checkpoint directory (or single .safetensors file)", Arity = ArgumentArity.ZeroOrOne };
-        var output = new Argument<string?>("out") { Description = "Output directory (written atomically; must be empty unless --force)", Arity = ArgumentArity.ZeroOrOne };
-        var to = new Option<string?>("--to") { Description = "Target layout: native (training) or hf (required unless --merge-index)" }.OneOfIgnoringCase("native", "hf");
-        var part = new Option<string?>("--part") { Description = "i/n: convert only the i-th of n disjoint sets of output shards into OUT (shared by all parts); then run --merge-index OUT" };
-        var merge = new Option<string?>("--merge-index") { Description = "OUT: once all --part i/n runs are done, check them and write the index, config.json and conversion.json" };
-        var family = new Option<string?>("--family") { Description = "Family: deepseek-v3, deepseek-v4, qwen3.5, qwen3-next (default: detect from config.json)" }.Family();
-        var dtype = new Option<string?>("--dtype") { Description = "bf16 (default) or f32 for quantized/BF16 tensors; with --to hf: write an unquantized HF checkpoint in this dtype (needed when neither --reference nor IN's conversion.json says the source format)" }.OneOfIgnoringCase("bf16|bfloat16", "f32|float32");
-        var reference = new Option<string?>("--reference") { Description = "With --to hf: the original HF checkpoint (reuses its scales, shard names, weight_map and config.json)" };
-        var layout = new Option<string>("--expert-layout") { Description = "Routed experts: stacked ([E,2I,H] gate_up_proj + [E,H,I] down_proj) or per-expert", DefaultValueFactory = _ => "stacked" }.OneOfIgnoringCase("stacked", "per-expert");
-        var threads = new Option<int>("--threads") { Description = "Worker threads (0: all cores)", DefaultValueFactory = _ => 0 }.AtLeast(0);
-        var shard = new Option<string>("--max-shard-size") { Description = "Maximum output shard size (e.g. 5GB, 500MB)", DefaultValueFactory = _ => "5GB" }.Size();
-        var memory = new Option<string>("--max-memory") { Description = "Memory budget for tensors computed at once (e.g. 2GB)", DefaultValueFactory = _ => "2GB" }.Size();
-        var keepCache = new Option<bool>("--keep-page-cache") { Description = "Leave input and output in the page cache (default: drop each range once consumed or written back, so memory stays bounded)" };
-        var force = new Option<bool>("--force") { Description = OutputFlags.ForceHelp };
-        var forceAny = new Option<bool>("--force-any") { Description = OutputFlags.ForceAnyHelp };
-        var noSpaceCheck = new Option<bool>("--no-space-check") { Description = OutputFlags.NoSpaceCheckHelp };
-        var allowUnknown = new Option<bool>("--allow-unknown") { Description = "Carry tensors no rule claims through unchanged (reported) instead of failing" };
-        var json = new Option<bool>("--json") { Description = "Print one JSON summary on stdout, --merge-index too (or {\"error\": {...}} on failure)" };
-        var cmd = new Command("convert", "Convert an MTP checkpoint between the Hugging Face layout and the training layout, losslessly")
-        {
-            input, output, to, family, dtype, reference, layout, threads, shard, memory, force, allowUnknown, json, part, merge, keepCache, forceAny, noSpaceCheck,
-        };
-        cmd.SetAction(pr => CommandRunner.Run(() =>
-            {
-                if (pr.GetValue(merge) is string mergeDir)
-                {
-                    if (pr.GetValue(input) != null || pr.GetValue(to) != null || pr.GetValue(part) != null)
-                        throw new AdapterException(AdapterErrorKind.Usage, "--merge-index OUT takes no other arguments (no IN, OUT, --to or --part)");
-                    ConversionResult m = Converter.MergeParts(mergeDir);
-                    if (pr.GetValue(json)) CliOutput.Document(SummaryJson(m, "merge-index"));
-                    else CliOutput.Current.Result($"merged {m.Shards.Count} shard(s) of {m.Family}: {m.TensorsWritten} tensors, {m.BytesWritten:N0} bytes -> {m.OutputDirectory}");
-                    return ExitCodes.Ok;
-                }
-                if (pr.GetValue(input) == null || pr.GetValue(output) == null)
-                    throw new AdapterException(AdapterErrorKind.Usage, "convert needs IN and OUT (or --merge-index OUT)");
-                if (pr.GetValue(to) == null) throw new AdapterException(AdapterErrorKind.Usage, "--to native|hf is required");
-                (int, int)? partOf = null;
-                if (pr.GetValue(part) is string ps)
-                {
-                    var bits = ps.Split('/');
-                    if (bits.Length != 2 || !int.TryParse(bits[0], out int pi) || !int.TryParse(bits[1], out int pn) || pn < 1 || pi < 1 || pi > pn)
-                        throw new AdapterException(AdapterErrorKind.Usage, $"--part must be i/n with 1 <= i <= n (e.g. 2/8), not '{ps}'");
-                    partOf = (pi, pn);
-                }
-                string dir = pr.GetValue(to)?.ToLowerInvariant() switch
-                {
-                    "native" => "native",
-                    "hf" => "hf",
-                    var x => throw new AdapterException(AdapterErrorKind.Usage, $"--to must be native or hf, not '{x}'"),
-                };
-                DType? dt = pr.GetValue(dtype)?.ToLowerInvariant() switch
-                {
-                    null => null,
-                    "bf16" or "bfloat16" => DType.BF16,
-                    "f32" or "float32" => DType.F32,
-                    var x => throw new AdapterException(AdapterErrorKind.Usage, $"--dtype must be bf16 or f32, not '{x}'"),
-                };
-                bool perExpert = pr.GetValue(layout)?.ToLowerInvariant() switch
-                {
-                    "stacked" or null => false,
-                    "per-expert" => true,
-                    var x => throw new AdapterException(AdapterErrorKind.Usage, $"--expert-layout must be stacked or per-expert, not '{x}'"),
-                };
-                if (dir == "native" && pr.GetValue(reference) != null) throw new AdapterException(AdapterErrorKind.Usage, "--reference only applies to --to hf");
-                var options = new ConvertOptions
-                {
-                    Family = pr.GetValue(family), DType = dt, Reference = pr.GetValue(reference), PerExpertLayout = perExpert,
-                    Threads = Math.Max(0, pr.GetValue(threads)), MaxShardBytes = Units.ParseSize(pr.GetValue(shard)!),
-                    MaxMemoryBytes = Units.ParseSize(pr.GetValue(memory)!), Force = pr.GetValue(force), AllowUnknown = pr.GetValue(allowUnknown),
-                    Part = partOf, DropBehind = !pr.GetValue(keepCache),
-                    ForceAny = pr.GetValue(forceAny), SkipSpaceCheck = pr.GetValue(noSpaceCheck), Cancel = Interrupt.Token,
-                    Logger = CliOutput.Current.Log,
-                };
-                string inDir = pr.GetValue(input)!, outDir = pr.GetValue(output)!;
-                bool asJson = pr.GetValue(json);
-                ConversionResult r = RunWithProgress(p => dir == "native" ? Converter.ToNative(inDir, outDir, options, p) : Converter.ToHf(inDir, outDir, options, p), asJson);
-                var cli = CliOutput.Current;
-                foreach (var u in r.CarriedUnknown) cli.Warn($"unknown tensor carried through: {u}");
-                if (asJson) CliOutput.Document(SummaryJson(r, dir));
-                else if (partOf is { } po)
-                    cli.Result($"part {po.Item1}/{po.Item2}: wrote {r.Shards.Count} shard(s), {r.BytesWritten:N0} bytes in {r.Elapsed.TotalSeconds:F1}s; " +
-                        $"run mtp convert --merge-index {outDir} once all {po.Item2} parts are done");
-                else cli.Result($"{r.Family} -> {dir}: {r.TensorsWritten} tensors, {r.BytesWritten:N0} bytes in {r.Shards.Count} shard(s), {r.Dropped.Count} dropped, " +
-                    $"{r.CarriedUnknown.Count} unknown carried, {r.Requantized.Count} re-quantized with new scales, {r.Elapsed.TotalSeconds:F1}s -> {r.OutputDirectory}");
-                return ExitCodes.Ok;
-            }, pr.GetValue(GlobalOptions.Verbose), pr.GetValue(json)));
+        var f = new ConvertFlags();
+        var cmd = new Command("convert", "Convert an MTP checkpoint between the Hugging Face layout and the training layout, losslessly");
+        foreach (Symbol s in f.All)
+            if (s is Argument a) cmd.Arguments.Add(a); else cmd.Options.Add((Option)s);
+        cmd.SetAction(pr => CommandRunner.Run(() => pr.GetValue(f.Merge) is string mergeDir ? Merge(pr, f, mergeDir) : Convert(pr, f),
+            pr.GetValue(GlobalOptions.Verbose), pr.GetValue(f.Json)));
         return cmd;
+    }
+
+    // mtp convert --merge-index OUT
+    static int Merge(ParseResult pr, ConvertFlags f, string mergeDir)
+    {
+        if (pr.GetValue(f.Input) != null || pr.GetValue(f.To) != null || pr.GetValue(f.Part) != null)
+            throw new AdapterException(AdapterErrorKind.Usage, "--merge-index OUT takes no other arguments (no IN, OUT, --to or --part)");
+        ConversionResult m = Converter.MergeParts(mergeDir);
+        if (pr.GetValue(f.Json)) CliOutput.Document(SummaryJson(m, "merge-index"));
+        else CliOutput.Current.Result($"merged {m.Shards.Count} shard(s) of {m.Family}: {m.TensorsWritten} tensors, {m.BytesWritten:N0} bytes -> {m.OutputDirectory}");
+        return ExitCodes.Ok;
+    }
+
+    // mtp convert IN OUT --to native|hf [--part i/n] ...: the checks in the order they were always made, then the conversion.
+    static int Convert(ParseResult pr, ConvertFlags f)
+    {
+        if (pr.GetValue(f.Input) == null || pr.GetValue(f.Output) == null)
+            throw new AdapterException(AdapterErrorKind.Usage, "convert needs IN and OUT (or --merge-index OUT)");
+        if (pr.GetValue(f.To) == null) throw new AdapterException(AdapterErrorKind.Usage, "--to native|hf is required");
+        var partOf = ParsePart(pr, f);
+        string dir = pr.GetValue(f.To)?.ToLowerInvariant() switch
+        {
+            "native" => "native",
+            "hf" => "hf",
+            var x => throw new AdapterException(AdapterErrorKind.Usage, $"--to must be native or hf, not '{x}'"),
+        };
+        DType? dt = pr.GetValue(f.Dtype)?.ToLowerInvariant() switch
+        {
+            null => null,
+            "bf16" or "bfloat16" => DType.BF16,
+            "f32" or "float32" => DType.F32,
+            var x => throw new AdapterException(AdapterErrorKind.Usage, $"--dtype must be bf16 or f32, not '{x}'"),
+        };
+        bool perExpert = pr.GetValue(f.Layout)?.ToLowerInvariant() switch
+        {
+            "stacked" or null => false,
+            "per-expert" => true,
+            var x => throw new AdapterException(AdapterErrorKind.Usage, $"--expert-layout must be stacked or per-expert, not '{x}'"),
+        };
+        if (dir == "native" && pr.GetValue(f.Reference) != null) throw new AdapterException(AdapterErrorKind.Usage, "--reference only applies to --to hf");
+        var options = Options(pr, f, dt, perExpert, partOf);
+        string inDir = pr.GetValue(f.Input)!, outDir = pr.GetValue(f.Output)!;
+        bool asJson = pr.GetValue(f.Json);
+        ConversionResult r = RunWithProgress(p => dir == "native" ? Converter.ToNative(inDir, outDir, options, p) : Converter.ToHf(inDir, outDir, options, p), asJson);
+        var cli = CliOutput.Current;
+        foreach (var u in r.CarriedUnknown) cli.Warn($"unknown tensor carried through: {u}");
+        if (asJson) CliOutput.Document(SummaryJson(r, dir));
+        else if (partOf is { } po)
+            cli.Result($"part {po.Item1}/{po.Item2}: wrote {r.Shards.Count} shard(s), {r.BytesWritten:N0} bytes in {r.Elapsed.TotalSeconds:F1}s; " +
+                $"run mtp convert --merge-index {outDir} once all {po.Item2} parts are done");
+        else cli.Result($"{r.Family} -> {dir}: {r.TensorsWritten} tensors, {r.BytesWritten:N0} bytes in {r.Shards.Count} shard(s), {r.Dropped.Count} dropped, " +
+            $"{r.CarriedUnknown.Count} unknown carried, {r.Requantized.Count} re-quantized with new scales, {r.Elapsed.TotalSeconds:F1}s -> {r.OutputDirectory}");
+        return ExitCodes.Ok;
+    }
+
+    static (int, int)? ParsePart(ParseResult pr, ConvertFlags f)
+    {
+        if (pr.GetValue(f.Part) is not string ps) return null;
+        var bits = ps.Split('/');
+        if (bits.Length != 2 || !int.TryParse(bits[0], out int pi) || !int.TryParse(bits[1], out int pn) || pn < 1 || pi < 1 || pi > pn)
+            throw new AdapterException(AdapterErrorKind.Usage, $"--part must be i/n with 1 <= i <= n (e.g. 2/8), not '{ps}'");
+        return (pi, pn);
+    }
+
+    static ConvertOptions Options(ParseResult pr, ConvertFlags f, DType? dt, bool perExpert, (int, int)? partOf)
+    {
+        return new ConvertOptions
+        {
+            Family = pr.GetValue(f.Family), DType = dt, Reference = pr.GetValue(f.Reference), PerExpertLayout = perExpert,
+            Threads = Math.Max(0, pr.GetValue(f.Threads)), MaxShardBytes = Units.ParseSize(pr.GetValue(f.Shard)!),
+            MaxMemoryBytes = Units.ParseSize(pr.GetValue(f.Memory)!), Force = pr.GetValue(f.Force), AllowUnknown = pr.GetValue(f.AllowUnknown),
+            Part = partOf, DropBehind = !pr.GetValue(f.KeepCache),
+            ForceAny = pr.GetValue(f.ForceAny), SkipSpaceCheck = pr.GetValue(f.NoSpaceCheck), Cancel = Interrupt.Token,
+            Logger = CliOutput.Current.Log,
+        };
     }
 
     /// <summary>The --json success summary of a conversion.</summary>

@@ -40,6 +40,34 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
     public bool Run()
     {
         Directory.CreateDirectory(work);
+        ConversionStages();
+        string[] trainingStages = { "train", "export trained", "re-import trained" };
+        if (_stages.Any(s => s.Status == "failed"))
+        {
+            // There may be no checkpoint to ask for a model: the later stages are listed as skipped (see Stage).
+            foreach (string s in trainingStages) Stage(s, () => "");
+            return false;
+        }
+        if (!HasModel())
+        {
+            string reason = $"no TorchSharp model for {family} yet (models: {string.Join(", ", ModelRegistry.ModelTypes)})";
+            foreach (string s in trainingStages) _stages.Add(new DemoStage(s, "missing", reason, 0));
+            log($"train: missing: {reason}");
+            return _stages.All(s => s.Status != "failed");
+        }
+        Stage("train", Train);
+        Stage("export trained", ExportTrained);
+        Stage("re-import trained", Reimport);
+        return _stages.All(s => s.Status != "failed");
+    }
+
+    // Set by the train and export stages, read by the re-import stage.
+    double _trainedLoss = double.NaN;
+    string _exportScheme = "unquantized";
+
+    // synthesize, inspect, convert, round trip: what needs no model.
+    void ConversionStages()
+    {
         Stage("synthesize", () =>
         {
             SynthPlan plan = SynthModel.For(family).Build();
@@ -64,59 +92,43 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
             if (!v.Identical) throw new InvalidDataException($"HF -> native -> HF differs: {v.Differences.Count} tensors, first {v.Differences.FirstOrDefault()?.Name}");
             return $"HF -> native -> HF byte-identical ({v.Compared} tensors, scales included)";
         });
+    }
 
-        string[] trainingStages = { "train", "export trained", "re-import trained" };
-        if (_stages.Any(s => s.Status == "failed"))
+    string Train()
+    {
+        using var model = MtpModel.Load(Native, CPU, ScalarType.Float32);
+        var cfg = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(Native, "config.json")))!;
+        var options = new TrainerOptions { Lr = 1e-2, Warmup = Math.Max(1, steps / 10), TotalSteps = steps, Batch = 2, SeqLen = 64 };
+        using var trainer = new Trainer(model, new SyntheticTokenSource(model.VocabSize, 1), options, cfg) { SourceDir = Native };
+        StepResult? first = null, last = null;
+        for (int i = 0; i < steps; i++)
         {
-            // There may be no checkpoint to ask for a model: the later stages are listed as skipped (see Stage).
-            foreach (string s in trainingStages) Stage(s, () => "");
-            return false;
+            last = trainer.Step();
+            first ??= last;
+            if (i % Math.Max(1, steps / 10) == 0 || i == steps - 1)
+                log($"step {last.Step,3}: main loss {last.Loss:F3}  MTP losses [{string.Join(", ", last.MtpLosses.Select(x => x.ToString("F3")))}]  {last.TokensPerSecond:F0} tok/s");
         }
-        bool hasModel = HasModel();
-        double trainedLoss = double.NaN;
-        string exportScheme = "unquantized";
-        if (!hasModel)
-        {
-            string reason = $"no TorchSharp model for {family} yet (models: {string.Join(", ", ModelRegistry.ModelTypes)})";
-            foreach (string s in trainingStages) _stages.Add(new DemoStage(s, "missing", reason, 0));
-            log($"train: missing: {reason}");
-            return _stages.All(s => s.Status != "failed");
-        }
-        Stage("train", () =>
-        {
-            using var model = MtpModel.Load(Native, CPU, ScalarType.Float32);
-            var cfg = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(Native, "config.json")))!;
-            var options = new TrainerOptions { Lr = 1e-2, Warmup = Math.Max(1, steps / 10), TotalSteps = steps, Batch = 2, SeqLen = 64 };
-            using var trainer = new Trainer(model, new SyntheticTokenSource(model.VocabSize, 1), options, cfg) { SourceDir = Native };
-            StepResult? first = null, last = null;
-            for (int i = 0; i < steps; i++)
-            {
-                last = trainer.Step();
-                first ??= last;
-                if (i % Math.Max(1, steps / 10) == 0 || i == steps - 1)
-                    log($"step {last.Step,3}: main loss {last.Loss:F3}  MTP losses [{string.Join(", ", last.MtpLosses.Select(x => x.ToString("F3")))}]  {last.TokensPerSecond:F0} tok/s");
-            }
-            trainer.Save(Trained);
-            trainedLoss = EvalLoss(Trained);
-            return steps == 0 ? "0 steps" :
-                $"{Units.Count(steps, "step")}: main {first!.Loss:F3} -> {last!.Loss:F3}, MTP {string.Join("/", first.MtpLosses.Select(x => x.ToString("F3")))} -> {string.Join("/", last.MtpLosses.Select(x => x.ToString("F3")))} -> {Trained}";
-        });
-        Stage("export trained", () =>
-        {
-            var r = Converter.ToHf(Trained, Export, new ConvertOptions { Reference = Hf, Force = true });
-            var quantized = QuantizedWeights(Export);
-            exportScheme = quantized.Scheme;
-            return ExportDetail(r.TensorsWritten, quantized, r.Requantized.Count, r.Requantized.Sum(x => x.ChangedBlocks), Export);
-        });
-        Stage("re-import trained", () =>
-        {
-            Converter.ToNative(Export, Reimported, new ConvertOptions { DType = DType.F32, Force = true });
-            double reimported = EvalLoss(Reimported);
-            if (!double.IsFinite(reimported) || Math.Abs(reimported - trainedLoss) > 0.1)
-                throw new InvalidDataException($"loss after export/re-import {reimported:F4} vs trained {trainedLoss:F4}");
-            return $"loss on a fixed batch: trained {trainedLoss:F4}, after {exportScheme} export and re-import {reimported:F4}";
-        });
-        return _stages.All(s => s.Status != "failed");
+        trainer.Save(Trained);
+        _trainedLoss = EvalLoss(Trained);
+        return steps == 0 ? "0 steps" :
+            $"{Units.Count(steps, "step")}: main {first!.Loss:F3} -> {last!.Loss:F3}, MTP {string.Join("/", first.MtpLosses.Select(x => x.ToString("F3")))} -> {string.Join("/", last.MtpLosses.Select(x => x.ToString("F3")))} -> {Trained}";
+    }
+
+    string ExportTrained()
+    {
+        var r = Converter.ToHf(Trained, Export, new ConvertOptions { Reference = Hf, Force = true });
+        var quantized = QuantizedWeights(Export);
+        _exportScheme = quantized.Scheme;
+        return ExportDetail(r.TensorsWritten, quantized, r.Requantized.Count, r.Requantized.Sum(x => x.ChangedBlocks), Export);
+    }
+
+    string Reimport()
+    {
+        Converter.ToNative(Export, Reimported, new ConvertOptions { DType = DType.F32, Force = true });
+        double reimported = EvalLoss(Reimported);
+        if (!double.IsFinite(reimported) || Math.Abs(reimported - _trainedLoss) > 0.1)
+            throw new InvalidDataException($"loss after export/re-import {reimported:F4} vs trained {_trainedLoss:F4}");
+        return $"loss on a fixed batch: trained {_trainedLoss:F4}, after {_exportScheme} export and re-import {reimported:F4}";
     }
 
     /// <summary>The export stage's line: what was re-quantized, and to what, only when the source is quantized at all.</summary>

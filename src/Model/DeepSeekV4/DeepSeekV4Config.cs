@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using Mtp.Adapters;
 
 namespace Mtp.Model;
 
@@ -84,8 +85,8 @@ public sealed record DeepSeekV4Config
         var reader = new ConfigReader(json);
         var problems = reader.Problems;
         string? modelType = json["model_type"]?.GetValue<string>();
-        if (modelType != "deepseek_v4")
-            throw new ModelConfigException($"config.json: model_type is '{modelType}', expected 'deepseek_v4'");
+        if (FamilyRegistry.ByModelType(modelType) != FamilyRegistry.DeepSeekV4)
+            throw new ModelConfigException($"config.json: model_type is '{modelType}', expected '{FamilyRegistry.DeepSeekV4.ModelType}'");
         if (json["quantization_config"] is not null)
             problems.Add("quantization_config is present: dequantize the checkpoint (mtp convert) before training");
         int Int(string k, int? def = null) => reader.Int(k, def);
@@ -93,18 +94,7 @@ public sealed record DeepSeekV4Config
         string sf = json["scoring_func"]?.GetValue<string>() ?? "sqrtsoftplus";
         if (sf is not ("sqrtsoftplus" or "sigmoid" or "softmax")) problems.Add($"scoring_func '{sf}' is not supported (sqrtsoftplus, sigmoid, softmax)");
         if (json["tie_word_embeddings"]?.GetValue<bool>() == true) problems.Add("tie_word_embeddings=true is not supported (DeepSeek-V4 has a separate head)");
-        YarnScaling? yarn = null;
-        if (json["rope_scaling"] is JsonObject rs)
-        {
-            string? type = rs["type"]?.GetValue<string>() ?? rs["rope_type"]?.GetValue<string>();
-            if (type == "yarn")
-            {
-                double G(string k, double d) => rs[k] is JsonNode v ? ConfigReader.Num(v) : d;
-                yarn = new YarnScaling(G("factor", 1), (int)G("original_max_position_embeddings", 0), G("beta_fast", 32), G("beta_slow", 1), 1, 0);
-            }
-            else if (type != "default")
-                problems.Add($"rope_scaling type '{type}' is not supported (yarn or none)");
-        }
+        var yarn = YarnScaling.Read(json, problems, originalDefault: 0, withMscale: false);
         int[] ratios = json["compress_ratios"] is JsonArray ca ? ca.Select(n => (int)ConfigReader.Num(n!)).ToArray() : Array.Empty<int>();
         var cfg = new DeepSeekV4Config
         {

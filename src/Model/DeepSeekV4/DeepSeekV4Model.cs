@@ -1,3 +1,4 @@
+using Mtp.Adapters;
 using Mtp.SafeTensors;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -7,146 +8,12 @@ namespace Mtp.Model;
 
 #pragma warning disable IDE1006
 
-/// <summary>The main model under <c>model.</c>: <c>embed_tokens</c>, <c>layers</c>, <c>norm</c>, <c>hc_head</c>.</summary>
-public sealed class DeepSeekV4Body : nn.Module
-{
-    readonly Embedding embed_tokens;
-    readonly ModuleList<V4Block> layers;
-    readonly RmsNorm norm;
-    readonly HcHead hc_head;
-
-    /// <summary>Creates the body.</summary>
-    public DeepSeekV4Body(DeepSeekV4Config c, ScalarType dtype, Device device) : base("DeepSeekV4Body")
-    {
-        embed_tokens = new Embedding(c.VocabSize, c.HiddenSize, dtype, device);
-        layers = new ModuleList<V4Block>(Enumerable.Range(0, c.NumHiddenLayers).Select(i => new V4Block(c, i, dtype, device)).ToArray());
-        norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        hc_head = new HcHead(c, device);
-        RegisterComponents();
-    }
-
-    /// <summary>The token embedding (shared with the MTP depths).</summary>
-    public Embedding EmbedTokens => embed_tokens;
-    /// <summary>The final norm.</summary>
-    public RmsNorm Norm => norm;
-    /// <summary>The final stream collapse.</summary>
-    public HcHead HcHead => hc_head;
-    /// <summary>The layers.</summary>
-    public IReadOnlyList<V4Block> Layers => layers.ToList();
-
-    /// <summary>Final hidden streams [B, S, hc, H] (before hc_head and norm).</summary>
-    public Tensor Streams(Tensor ids, V4Context ctx, int hcMult)
-    {
-        var h = embed_tokens.forward(ids).unsqueeze(2).repeat(1, 1, hcMult, 1);
-        foreach (var l in layers) h = l.Forward(h, ids, ctx);
-        return h;
-    }
-}
-
-/// <summary>
-/// One V4 MTP depth <c>mtp.layers.{k}</c>: <c>e_proj</c> and <c>h_proj</c> (or the legacy fused <c>eh_proj</c> [H, 2H],
-/// embedding half first), <c>enorm</c>, <c>hnorm</c>, the block's keys flat under the same prefix, its own
-/// <c>hc_head</c> (legacy checkpoints have none: the main model's is used) and <c>final_layernorm</c>; optional
-/// <c>embed_tokens</c> / <c>shared_head.head</c> copies.
-/// </summary>
-public sealed class V4MtpDepth : nn.Module
-{
-    readonly Linear? e_proj;
-    readonly Linear? h_proj;
-    readonly Linear? eh_proj;
-    readonly RmsNorm enorm;
-    readonly RmsNorm hnorm;
-    readonly RmsNorm attn_norm;
-    readonly V4Attention attn;
-    readonly RmsNorm ffn_norm;
-    readonly V4Moe mlp;
-    readonly Parameter hc_attn_fn;
-    readonly Parameter hc_attn_base;
-    readonly Parameter hc_attn_scale;
-    readonly Parameter hc_ffn_fn;
-    readonly Parameter hc_ffn_base;
-    readonly Parameter hc_ffn_scale;
-    readonly HcHead? hc_head;
-    readonly RmsNorm final_layernorm;
-    readonly Embedding? embed_tokens;
-    readonly SharedHead4? shared_head;
-    readonly DeepSeekV4Config _c;
-
-    /// <summary>Creates depth <paramref name="k"/> (0-based).</summary>
-    public V4MtpDepth(DeepSeekV4Config c, int k, V4DepthLayout layout, ScalarType dtype, Device device) : base("V4MtpDepth")
-    {
-        _c = c;
-        int layer = c.NumHiddenLayers + k, h = c.HiddenSize;
-        if (layout.FusedEhProj) eh_proj = new Linear(2L * h, h, dtype, device);
-        else { e_proj = new Linear(h, h, dtype, device); h_proj = new Linear(h, h, dtype, device); }
-        enorm = new RmsNorm(h, c.RmsNormEps, dtype, device);
-        hnorm = new RmsNorm(h, c.RmsNormEps, dtype, device);
-        attn_norm = new RmsNorm(h, c.RmsNormEps, dtype, device);
-        attn = new V4Attention(c, c.CompressRatio(layer), dtype, device);
-        ffn_norm = new RmsNorm(h, c.RmsNormEps, dtype, device);
-        mlp = new V4Moe(c, c.IsHashLayer(layer), dtype, device);
-        hc_attn_fn = V4BlockParts.Mix(c, true, device);
-        hc_attn_base = V4BlockParts.Mix(c, false, device);
-        hc_attn_scale = V4BlockParts.Scale(device);
-        hc_ffn_fn = V4BlockParts.Mix(c, true, device);
-        hc_ffn_base = V4BlockParts.Mix(c, false, device);
-        hc_ffn_scale = V4BlockParts.Scale(device);
-        if (layout.OwnHcHead) hc_head = new HcHead(c, device);
-        final_layernorm = new RmsNorm(h, c.RmsNormEps, dtype, device);
-        if (layout.OwnEmbedding) embed_tokens = new Embedding(c.VocabSize, h, dtype, device);
-        if (layout.OwnHead) shared_head = new SharedHead4(c, dtype, device);
-        RegisterComponents();
-    }
-
-    /// <summary>
-    /// h_k = Block(e_proj(enorm(emb(ids_k))) broadcast over the streams + h_proj(hnorm(h_{k-1}))), logits =
-    /// head(final_layernorm(hc_head(h_k))). Returns (h_k streams, logits).
-    /// </summary>
-    public (Tensor Streams, Tensor Logits) Forward(Tensor rolledIds, Tensor hPrev, V4Context ctx, Embedding sharedEmbedding, Linear sharedHead, HcHead sharedHcHead)
-    {
-        int h = _c.HiddenSize;
-        var e = enorm.forward((embed_tokens ?? sharedEmbedding).forward(rolledIds));          // [B, S, H]
-        var hn = hnorm.forward(hPrev);                                                        // [B, S, hc, H]
-        Tensor x = eh_proj is not null
-            ? nn.functional.linear(e, eh_proj.Weight.narrow(1, 0, h)).unsqueeze(2).Plus(nn.functional.linear(hn, eh_proj.Weight.narrow(1, h, h)))
-            : e_proj!.forward(e).unsqueeze(2).Plus(h_proj!.forward(hn));
-        var parts = new V4BlockParts(attn_norm, attn, ffn_norm, mlp, hc_attn_fn, hc_attn_base, hc_attn_scale, hc_ffn_fn, hc_ffn_base, hc_ffn_scale);
-        var streams = parts.Run(_c, x, rolledIds, ctx);
-        var collapsed = (hc_head ?? sharedHcHead).forward(streams);
-        var logits = (shared_head?.Head ?? sharedHead).forward(final_layernorm.forward(collapsed));
-        return (streams, logits);
-    }
-}
-
-/// <summary>Optional per-depth head copy: <c>shared_head.head.weight</c>.</summary>
-public sealed class SharedHead4 : nn.Module
-{
-    readonly Linear head;
-
-    /// <summary>Creates the head.</summary>
-    public SharedHead4(DeepSeekV4Config c, ScalarType dtype, Device device) : base("SharedHead4")
-    {
-        head = new Linear(c.HiddenSize, c.VocabSize, dtype, device);
-        RegisterComponents();
-    }
-
-    /// <summary>The head.</summary>
-    public Linear Head => head;
-}
-
-/// <summary>Which optional tensors one MTP depth carries.</summary>
-/// <param name="FusedEhProj">Legacy spelling: one eh_proj [H, 2H] instead of e_proj / h_proj.</param>
-/// <param name="OwnHcHead">The depth has its own hc_head.{fn,base,scale} (V4-Flash: yes; legacy: no).</param>
-/// <param name="OwnEmbedding">embed_tokens copy.</param>
-/// <param name="OwnHead">shared_head.head copy.</param>
-public sealed record V4DepthLayout(bool FusedEhProj = false, bool OwnHcHead = true, bool OwnEmbedding = false, bool OwnHead = false);
-
 /// <summary>
 /// DeepSeek-V4 (hyper-connections, sliding-window + compressed attention with sinks, hash/sqrtsoftplus MoE)
 /// with D MTP depths. Parameter and buffer names equal the training-layout names: <c>model.*</c>,
 /// <c>lm_head.weight</c>, <c>mtp.layers.{k}.*</c>.
 /// </summary>
-public sealed class DeepSeekV4Model : MtpModel
+public sealed class DeepSeekV4Model : MtpModel<V4Context>
 {
     readonly DeepSeekV4Body model;
     readonly Linear lm_head;
@@ -155,7 +22,7 @@ public sealed class DeepSeekV4Model : MtpModel
     /// <summary>The validated config.</summary>
     public DeepSeekV4Config Config { get; }
     /// <inheritdoc />
-    public override string Family => "deepseek-v4";
+    public override string Family => FamilyRegistry.DeepSeekV4.Id;
     /// <inheritdoc />
     public override int VocabSize => Config.VocabSize;
     /// <inheritdoc />
@@ -220,28 +87,15 @@ public sealed class DeepSeekV4Model : MtpModel
         new(Config, cu, rows, seqLen, positions ?? tensor(Packing.Positions(cu), device: Device).view(rows, seqLen), Device);
 
     /// <inheritdoc />
-    public override ModelOutput Forward(PackedBatch batch)
+    protected override V4Context CreateContext(long[] cu, long rows, long seqLen, Tensor positions) => Context(cu, rows, seqLen, positions);
+
+    /// <summary>The main logits come from the collapsed, normed streams; the first depth reads the streams before hc_head.</summary>
+    protected override (Tensor Hidden, Tensor Logits) MainForward(Tensor ids, V4Context ctx)
     {
-        long b = batch.InputIds.shape[0], s = batch.InputIds.shape[1];
-        Packing.Validate(batch.CuSeqlens, b, s);
-        var ids = batch.InputIds.to(ScalarType.Int64, Device);
-        var labels = batch.Labels.to(ScalarType.Int64, Device);
-        var positions = tensor(Packing.Positions(batch.CuSeqlens), device: Device).view(b, s);
-        using var ctx = Context(batch.CuSeqlens, b, s, positions);
-        var (h, main) = MainPass(() =>
-        {
-            var streams = model.Streams(ids, ctx, Config.HcMult);
-            return (streams, lm_head.forward(model.Norm.forward(model.HcHead.forward(streams))));
-        });
-        var logits = new List<Tensor>();
-        var mtpLabels = new List<Tensor>();
-        for (int k = 1; k <= Config.NumNextnPredictLayers; k++)
-        {
-            var rolledIds = Packing.Roll(ids, batch.CuSeqlens, k, 0);
-            (h, var lk) = mtp.Layers[k - 1].Forward(rolledIds, h, ctx, model.EmbedTokens, lm_head, model.HcHead);
-            logits.Add(lk);
-            mtpLabels.Add(Packing.Roll(labels, batch.CuSeqlens, k, Packing.IgnoreIndex));
-        }
-        return new ModelOutput(main, logits, mtpLabels);
+        var streams = model.Streams(ids, ctx, Config.HcMult);
+        return (streams, lm_head.forward(model.Norm.forward(model.HcHead.forward(streams))));
     }
+
+    /// <inheritdoc />
+    protected override IMtpDepth<V4Context> DepthAt(int index) => mtp.Layers[index].Bind(model.EmbedTokens, lm_head, model.HcHead);
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using Mtp.Adapters;
 
 namespace Mtp.Model.Qwen;
 
@@ -80,8 +81,9 @@ public sealed record QwenConfig
         string? top = json["model_type"]?.GetValue<string>();
         var tc = json["text_config"] as JsonObject ?? json;
         string? text = tc["model_type"]?.GetValue<string>();
-        bool next = top == "qwen3_next" || text == "qwen3_next";
-        bool q35 = new[] { top, text }.Any(t => t is "qwen3_5" or "qwen3_5_moe" or "qwen3_5_text" or "qwen3_5_moe_text");
+        var families = new[] { FamilyRegistry.ByModelType(top), FamilyRegistry.ByModelType(text) };
+        bool next = families.Contains(FamilyRegistry.Qwen3Next);
+        bool q35 = families.Contains(FamilyRegistry.Qwen35);
         if (!next && !q35) throw new ModelConfigException($"config.json: model_type is '{top}', expected qwen3_5, qwen3_5_moe or qwen3_next");
         var reader = new ConfigReader(tc);
         var problems = reader.Problems;

@@ -1,3 +1,4 @@
+using Mtp.Adapters;
 using Mtp.SafeTensors;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -7,117 +8,13 @@ namespace Mtp.Model.Qwen;
 
 #pragma warning disable IDE1006
 
-/// <summary>Token embedding <c>weight</c> [V, H], also the output head when embeddings are tied.</summary>
-public sealed class QwenEmbedding : nn.Module<Tensor, Tensor>
-{
-    readonly Parameter weight;
-
-    /// <summary>Creates a zero-initialised embedding.</summary>
-    public QwenEmbedding(long vocab, long hidden, ScalarType dtype, Device device) : base("QwenEmbedding")
-    {
-        weight = P.Make(new[] { vocab, hidden }, dtype, device);
-        RegisterComponents();
-    }
-
-    /// <summary>The table [V, H].</summary>
-    public Parameter Weight => weight;
-
-    /// <inheritdoc />
-    public override Tensor forward(Tensor ids) => weight.index_select(0, ids.flatten()).unflatten(0, ids.shape);
-}
-
-/// <summary>The main model under <c>model.</c>: <c>embed_tokens</c>, <c>layers</c>, <c>norm</c>.</summary>
-public sealed class QwenBody : nn.Module
-{
-    readonly QwenEmbedding embed_tokens;
-    readonly ModuleList<QwenDecoderLayer> layers;
-    readonly ZeroCenteredRmsNorm norm;
-
-    /// <summary>Creates the body.</summary>
-    public QwenBody(QwenConfig c, ScalarType dtype, Device device) : base("QwenBody")
-    {
-        embed_tokens = new QwenEmbedding(c.VocabSize, c.HiddenSize, dtype, device);
-        layers = new ModuleList<QwenDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers)
-            .Select(i => new QwenDecoderLayer(c, c.FullAttention[i], c.IsMoeLayer(i), dtype, device)).ToArray());
-        norm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        RegisterComponents();
-    }
-
-    /// <summary>The token embedding.</summary>
-    public QwenEmbedding EmbedTokens => embed_tokens;
-    /// <summary>The final norm.</summary>
-    public ZeroCenteredRmsNorm Norm => norm;
-    /// <summary>The decoder layers.</summary>
-    public IReadOnlyList<QwenDecoderLayer> Layers => layers.ToList();
-
-    /// <summary>Last hidden state [B, S, H] before the final norm.</summary>
-    public Tensor Hidden(Tensor ids, QwenContext ctx)
-    {
-        var h = embed_tokens.forward(ids);
-        foreach (var l in layers) h = l.forward(h, ctx);
-        return h;
-    }
-}
-
-/// <summary>
-/// MTP layer <c>mtp.layers.{j}</c>: a full-attention decoder block (MoE or dense like the model) flattened under
-/// the prefix; layer 0 also holds the fusion modules every depth shares: <c>eh_proj</c> (HF <c>mtp.fc</c>,
-/// [H, 2H], embedding half first), <c>enorm</c> / <c>hnorm</c> (<c>pre_fc_norm_embedding</c> / <c>_hidden</c>)
-/// and <c>final_layernorm</c> (<c>mtp.norm</c>).
-/// </summary>
-public sealed class QwenMtpLayer : nn.Module
-{
-    readonly Linear? eh_proj;
-    readonly ZeroCenteredRmsNorm? enorm;
-    readonly ZeroCenteredRmsNorm? hnorm;
-    readonly ZeroCenteredRmsNorm? final_layernorm;
-    readonly ZeroCenteredRmsNorm input_layernorm;
-    readonly QwenAttention self_attn;
-    readonly ZeroCenteredRmsNorm post_attention_layernorm;
-    readonly nn.Module<Tensor, Tensor> mlp;
-
-    /// <summary>Creates the layer; <paramref name="fusion"/> adds the shared fusion modules (layer 0).</summary>
-    public QwenMtpLayer(QwenConfig c, bool fusion, ScalarType dtype, Device device) : base("QwenMtpLayer")
-    {
-        if (fusion)
-        {
-            eh_proj = new Linear(2L * c.HiddenSize, c.HiddenSize, dtype, device);
-            enorm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-            hnorm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-            final_layernorm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        }
-        input_layernorm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        self_attn = new QwenAttention(c, dtype, device);
-        post_attention_layernorm = new ZeroCenteredRmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        mlp = c.NumExperts > 0 ? new QwenMoe(c, dtype, device) : new SwiGluMlp(c.HiddenSize, c.IntermediateSize, dtype, device);
-        RegisterComponents();
-    }
-
-    /// <summary>The decoder block of this layer.</summary>
-    public Tensor Block(Tensor x, QwenContext ctx)
-    {
-        var h = x.Plus(self_attn.forward(input_layernorm.forward(x), ctx));
-        return h.Plus(mlp.forward(post_attention_layernorm.forward(h)));
-    }
-
-    /// <summary>
-    /// One depth: <c>final_layernorm(block(eh_proj(cat(enorm(emb), hnorm(hPrev)))))</c> with this layer's block and
-    /// <paramref name="fusion"/>'s shared modules. The result is both the next depth's hPrev and the head's input.
-    /// </summary>
-    public Tensor Depth(Tensor emb, Tensor hPrev, QwenContext ctx, QwenMtpLayer fusion)
-    {
-        var x = fusion.eh_proj!.forward(cat(new[] { fusion.enorm!.forward(emb), fusion.hnorm!.forward(hPrev) }, -1));
-        return fusion.final_layernorm!.forward(Block(x, ctx));
-    }
-}
-
 /// <summary>
 /// Qwen3.5 (dense or MoE) and Qwen3-Next with their MTP layers, in training layout: <c>model.embed_tokens</c>,
 /// <c>model.layers.{i}.*</c>, <c>model.norm</c>, <c>lm_head</c> (absent when tied), <c>mtp.layers.{j}.*</c>.
 /// The vision tower (<c>model.visual.*</c>) is not modelled: loading lists it as ignored. Positions are text-only,
 /// for which Qwen3.5's interleaved MRoPE is plain 1-D RoPE.
 /// </summary>
-public sealed class QwenModel : MtpModel
+public sealed class QwenModel : MtpModel<QwenContext>
 {
     readonly QwenBody model;
     readonly Linear? lm_head;
@@ -135,7 +32,7 @@ public sealed class QwenModel : MtpModel
     public int ChunkSize { get; set; } = 64;
 
     /// <inheritdoc />
-    public override string Family => Config.IsQwen3Next ? "qwen3-next" : "qwen3.5";
+    public override string Family => Config.IsQwen3Next ? FamilyRegistry.Qwen3Next.Id : FamilyRegistry.Qwen35.Id;
     /// <inheritdoc />
     public override int VocabSize => Config.VocabSize;
     /// <inheritdoc />
@@ -205,33 +102,30 @@ public sealed class QwenModel : MtpModel
     /// <summary>Output head: lm_head, or the embedding when tied.</summary>
     public Tensor Head(Tensor h) => nn.functional.linear(h, lm_head?.Weight ?? model.EmbedTokens.Weight);
 
+    /// <inheritdoc />
+    protected override QwenContext CreateContext(long[] cu, long rows, long seqLen, Tensor positions) => Context(cu, rows, seqLen, positions);
+
     /// <summary>
-    /// Main and MTP logits. h_0 = the main hidden state after the final norm; depth k:
+    /// h_0 = the main hidden state after the final norm; depth k:
     /// h_k = final_layernorm(block_k(eh_proj(cat(enorm(emb(ids rolled by k)), hnorm(h_{k-1}))))), logits_k = head(h_k).
     /// </summary>
-    public override ModelOutput Forward(PackedBatch batch)
+    protected override (Tensor Hidden, Tensor Logits) MainForward(Tensor ids, QwenContext ctx)
     {
-        long b = batch.InputIds.shape[0], s = batch.InputIds.shape[1];
-        Packing.Validate(batch.CuSeqlens, b, s);
-        var ids = batch.InputIds.to(ScalarType.Int64, Device);
-        var labels = batch.Labels.to(ScalarType.Int64, Device);
-        var positions = tensor(Packing.Positions(batch.CuSeqlens), device: Device).view(b, s);
-        var ctx = Context(batch.CuSeqlens, b, s, positions);
-        var (h, main) = MainPass(() =>
-        {
-            var hidden = model.Norm.forward(model.Hidden(ids, ctx));
-            return (hidden, Head(hidden));
-        });
-        var logits = new List<Tensor>();
-        var mtpLabels = new List<Tensor>();
-        var layers = mtp.Layers;
-        for (int k = 1; k <= Depths; k++)
-        {
-            var emb = model.EmbedTokens.forward(Packing.Roll(ids, batch.CuSeqlens, k, 0));
-            h = layers[k - 1].Depth(emb, h, ctx, layers[0]);
-            logits.Add(Head(h));
-            mtpLabels.Add(Packing.Roll(labels, batch.CuSeqlens, k, Packing.IgnoreIndex));
-        }
-        return new ModelOutput(main, logits, mtpLabels);
+        var hidden = model.Norm.forward(model.Hidden(ids, ctx));
+        return (hidden, Head(hidden));
+    }
+
+    /// <inheritdoc />
+    protected override IMtpDepth<QwenContext> DepthAt(int index) => new DepthParts(this, mtp.Layers[index], mtp.Layers[0]);
+
+    // Depth k: layer k-1's block between layer 0's shared fusion modules; the next depth reads the normed state.
+    sealed class DepthParts(QwenModel m, QwenMtpLayer layer, QwenMtpLayer fusion) : IMtpDepth<QwenContext>
+    {
+        public bool CarriesNormed => true;
+        public Tensor Embed(Tensor rolledIds) => m.model.EmbedTokens.forward(rolledIds);
+        public Tensor Fuse(Tensor embedded, Tensor previous) => fusion.Fuse(embedded, previous);
+        public Tensor Block(Tensor fused, Tensor rolledIds, QwenContext ctx) => layer.Block(fused, ctx);
+        public Tensor FinalNorm(Tensor blockOutput) => fusion.FinalNorm(blockOutput);
+        public Tensor Head(Tensor normed) => m.Head(normed);
     }
 }

@@ -1,19 +1,8 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using Mtp.Adapters;
 
 namespace Mtp.Model;
-
-/// <summary>Thrown when a config.json cannot be used for the DeepSeek-V3 training model.</summary>
-public sealed class ModelConfigException(string message) : Exception(message);
-
-/// <summary>YaRN rope scaling parameters (as in the DeepSeek-V3 config's <c>rope_scaling</c>).</summary>
-/// <param name="Factor">Context extension factor.</param>
-/// <param name="OriginalMaxPositionEmbeddings">Pre-extension context length.</param>
-/// <param name="BetaFast">High-frequency boundary (rotations).</param>
-/// <param name="BetaSlow">Low-frequency boundary (rotations).</param>
-/// <param name="Mscale">mscale (1 when absent).</param>
-/// <param name="MscaleAllDim">mscale_all_dim (0 when absent, as in DeepSeek's modeling_deepseek.py and vLLM; see <see cref="Rope.CosSinFactor"/>).</param>
-public sealed record YarnScaling(double Factor, int OriginalMaxPositionEmbeddings, double BetaFast, double BetaSlow, double Mscale, double MscaleAllDim);
 
 /// <summary>The subset of a Hugging Face DeepSeek-V3 <c>config.json</c> the model uses, validated.</summary>
 public sealed record DeepSeekV3Config
@@ -92,14 +81,14 @@ public sealed record DeepSeekV3Config
         public const int FirstKDenseReplace = 3;
     }
 
-    /// <summary>Reads and validates a config.json object (model_type deepseek_v3); missing routing keys take <see cref="Defaults"/>.</summary>
+    /// <summary>Reads and validates a config.json object (a model_type of <see cref="FamilyRegistry.DeepSeekV3"/>); missing routing keys take <see cref="Defaults"/>.</summary>
     public static DeepSeekV3Config FromJson(JsonObject json)
     {
         var reader = new ConfigReader(json);
         var problems = reader.Problems;
         string? modelType = json["model_type"]?.GetValue<string>();
-        if (modelType != "deepseek_v3")
-            throw new ModelConfigException($"config.json: model_type is '{modelType}', expected 'deepseek_v3'");
+        if (FamilyRegistry.ByModelType(modelType) != FamilyRegistry.DeepSeekV3)
+            throw new ModelConfigException($"config.json: model_type is '{modelType}', expected '{FamilyRegistry.DeepSeekV3.ModelType}'");
         if (json["quantization_config"] is not null)
             problems.Add("quantization_config is present: dequantize the checkpoint (mtp convert) before training");
         int Int(string k, int? def = null) => reader.Int(k, def);
@@ -109,18 +98,7 @@ public sealed record DeepSeekV3Config
         if (Str("topk_method") is string tm && tm != "noaux_tc") problems.Add($"topk_method '{tm}' is not supported (noaux_tc only)");
         if (Int("moe_layer_freq", 1) != 1) problems.Add("moe_layer_freq other than 1 is not supported");
         if (json["tie_word_embeddings"]?.GetValue<bool>() == true) problems.Add("tie_word_embeddings=true is not supported (DeepSeek-V3 has a separate lm_head)");
-        YarnScaling? yarn = null;
-        if (json["rope_scaling"] is JsonObject rs)
-        {
-            string? type = rs["type"]?.GetValue<string>() ?? rs["rope_type"]?.GetValue<string>();
-            if (type == "yarn")
-            {
-                double G(string k, double d) => rs[k] is JsonNode v ? ConfigReader.Num(v) : d;
-                yarn = new YarnScaling(G("factor", 1), (int)G("original_max_position_embeddings", 4096), G("beta_fast", 32), G("beta_slow", 1), G("mscale", 1), G("mscale_all_dim", 0));
-            }
-            else if (type != "default")
-                problems.Add($"rope_scaling type '{type}' is not supported (yarn or none)");
-        }
+        var yarn = YarnScaling.Read(json, problems, originalDefault: 4096, withMscale: true);
         var cfg = new DeepSeekV3Config
         {
             VocabSize = Int("vocab_size"),

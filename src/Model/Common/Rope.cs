@@ -12,28 +12,19 @@ namespace Mtp.Model;
 /// </summary>
 public static class Rope
 {
-    /// <summary>
-    /// Inverse frequencies (length dim/2), YaRN-corrected when configured: the correction range and linear ramp of
-    /// DeepSeek's inference/model.py <c>precompute_freqs_cis</c> (transformers' <c>_compute_yarn_parameters</c> computes the same).
-    /// </summary>
+    /// <summary>Plain rope inverse frequencies theta^(-2i / dim), i &lt; dim/2, of every family.</summary>
+    public static double[] InverseFrequencies(int dim, double theta)
+    {
+        var inv = new double[dim / 2];
+        for (int i = 0; i < dim / 2; i++) inv[i] = 1.0 / Math.Pow(theta, 2.0 * i / dim);
+        return inv;
+    }
+
+    /// <summary>DeepSeek-V3's inverse frequencies (length qk_rope_head_dim/2), YaRN-corrected when configured (<see cref="YarnScaling.Interpolate"/>).</summary>
     public static double[] InverseFrequencies(DeepSeekV3Config cfg)
     {
-        int dim = cfg.QkRopeHeadDim;
-        double b = cfg.RopeTheta;
-        var inv = new double[dim / 2];
-        for (int i = 0; i < dim / 2; i++) inv[i] = 1.0 / Math.Pow(b, 2.0 * i / dim);
-        if (cfg.Yarn is not YarnScaling y) return inv;
-        double CorrectionDim(double rotations) => dim * Math.Log(y.OriginalMaxPositionEmbeddings / (rotations * 2 * Math.PI)) / (2 * Math.Log(b));
-        double low = Math.Max(Math.Floor(CorrectionDim(y.BetaFast)), 0);
-        double high = Math.Min(Math.Ceiling(CorrectionDim(y.BetaSlow)), dim - 1);
-        if (low == high) high += 0.001;
-        for (int i = 0; i < dim / 2; i++)
-        {
-            double ramp = Math.Clamp((i - low) / (high - low), 0, 1);
-            double extrapolationFactor = 1 - ramp;
-            inv[i] = inv[i] / y.Factor * (1 - extrapolationFactor) + inv[i] * extrapolationFactor;
-        }
-        return inv;
+        var inv = InverseFrequencies(cfg.QkRopeHeadDim, cfg.RopeTheta);
+        return cfg.Yarn is YarnScaling y ? y.Interpolate(inv, cfg.QkRopeHeadDim, cfg.RopeTheta) : inv;
     }
 
     /// <summary>YaRN's mscale: 0.1 * m * ln(scale) + 1 (1 when scale ≤ 1).</summary>
