@@ -58,60 +58,9 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
     {
         Validate();
         var b = new PlanBuilder();
-        int H = Hidden, L = Layers, E = Experts, hc = Hc, mix = (2 + hc) * hc, topk = Math.Min(TopK, E);
+        int H = Hidden, L = Layers, hc = Hc;
         void Fp8(string stem, long rows, long cols) => b.Fp8(stem, rows, cols, Scheme.ScaleDType, Scheme.Naming);
-        void Block(string p, int layerId, int ratio)
-        {
-            b.Norm(p + "attn_norm.weight", H);
-            b.Norm(p + "ffn_norm.weight", H);
-            foreach (string k in new[] { "attn", "ffn" })
-            {
-                b.F32($"{p}hc_{k}_fn", 0.02, mix, hc * H);
-                b.F32($"{p}hc_{k}_base", 0.02, mix);
-                b.F32($"{p}hc_{k}_scale", 0.02, 3);
-            }
-            string a = p + "attn.";
-            b.F32(a + "attn_sink", 0.5, Heads);
-            Fp8(a + "wq_a", QLora, H);
-            b.Norm(a + "q_norm.weight", QLora);
-            Fp8(a + "wq_b", Heads * HeadDim, QLora);
-            Fp8(a + "wkv", HeadDim, H);
-            b.Norm(a + "kv_norm.weight", HeadDim);
-            Fp8(a + "wo_a", OGroups * OLora, Heads * HeadDim / OGroups);
-            Fp8(a + "wo_b", H, OGroups * OLora);
-            if (ratio > 0)
-            {
-                int coff = ratio == 4 ? 2 : 1;
-                string cp = a + "compressor.";
-                b.F32(cp + "ape", 0.02, ratio, coff * HeadDim);
-                b.Bf16(cp + "wkv.weight", 0.02, coff * HeadDim, H);
-                b.Bf16(cp + "wgate.weight", 0.02, coff * HeadDim, H);
-                b.Norm(cp + "norm.weight", HeadDim);
-                if (ratio == 4)
-                {
-                    string ip = a + "indexer.";
-                    Fp8(ip + "wq_b", IndexHeads * IndexHeadDim, QLora);
-                    b.Bf16(ip + "weights_proj.weight", 0.02, IndexHeads, H);
-                    b.F32(ip + "compressor.ape", 0.02, ratio, coff * IndexHeadDim);
-                    b.Bf16(ip + "compressor.wkv.weight", 0.02, coff * IndexHeadDim, H);
-                    b.Bf16(ip + "compressor.wgate.weight", 0.02, coff * IndexHeadDim, H);
-                    b.Norm(ip + "compressor.norm.weight", IndexHeadDim);
-                }
-            }
-            string f = p + "ffn.";
-            b.Bf16(f + "gate.weight", 0.02, E, H);
-            if (layerId < HashLayers) b.Ids(f + "gate.tid2eid", E, Tid2EidI64 ? DType.I64 : DType.I32, Vocab, topk);
-            else b.F32(f + "gate.bias", 0.05, E);
-            for (int e = 0; e < E; e++)
-            {
-                b.Fp4($"{f}experts.{e}.w1", MoeInter, H, Scheme.Naming);
-                b.Fp4($"{f}experts.{e}.w2", H, MoeInter, Scheme.Naming);
-                b.Fp4($"{f}experts.{e}.w3", MoeInter, H, Scheme.Naming);
-            }
-            Fp8(f + "shared_experts.w1", MoeInter, H);
-            Fp8(f + "shared_experts.w2", H, MoeInter);
-            Fp8(f + "shared_experts.w3", MoeInter, H);
-        }
+        void Block(string p, int layerId, int ratio) => AddBlock(b, p, layerId, ratio);
 
         b.Bf16("embed.weight", 0.02, Vocab, H);
         for (int i = 0; i < L; i++) Block($"layers.{i}.", i, RatioOf(i));
@@ -134,7 +83,70 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
             b.F32(p + "hc_head_scale", 0.02, 1);
         }
 
-        var cfg = new JsonObject
+        return new SynthPlan(Family, b.Tensors, Config());
+    }
+
+    /// <summary>One decoder block (a main layer, or an MTP depth's) under prefix <paramref name="p"/>.</summary>
+    void AddBlock(PlanBuilder b, string p, int layerId, int ratio)
+    {
+        int H = Hidden, E = Experts, hc = Hc, mix = (2 + hc) * hc, topk = Math.Min(TopK, E);
+        void Fp8(string stem, long rows, long cols) => b.Fp8(stem, rows, cols, Scheme.ScaleDType, Scheme.Naming);
+        b.Norm(p + "attn_norm.weight", H);
+        b.Norm(p + "ffn_norm.weight", H);
+        foreach (string k in new[] { "attn", "ffn" })
+        {
+            b.F32($"{p}hc_{k}_fn", 0.02, mix, hc * H);
+            b.F32($"{p}hc_{k}_base", 0.02, mix);
+            b.F32($"{p}hc_{k}_scale", 0.02, 3);
+        }
+        string a = p + "attn.";
+        b.F32(a + "attn_sink", 0.5, Heads);
+        Fp8(a + "wq_a", QLora, H);
+        b.Norm(a + "q_norm.weight", QLora);
+        Fp8(a + "wq_b", Heads * HeadDim, QLora);
+        Fp8(a + "wkv", HeadDim, H);
+        b.Norm(a + "kv_norm.weight", HeadDim);
+        Fp8(a + "wo_a", OGroups * OLora, Heads * HeadDim / OGroups);
+        Fp8(a + "wo_b", H, OGroups * OLora);
+        if (ratio > 0)
+        {
+            int coff = ratio == 4 ? 2 : 1;
+            string cp = a + "compressor.";
+            b.F32(cp + "ape", 0.02, ratio, coff * HeadDim);
+            b.Bf16(cp + "wkv.weight", 0.02, coff * HeadDim, H);
+            b.Bf16(cp + "wgate.weight", 0.02, coff * HeadDim, H);
+            b.Norm(cp + "norm.weight", HeadDim);
+            if (ratio == 4)
+            {
+                string ip = a + "indexer.";
+                Fp8(ip + "wq_b", IndexHeads * IndexHeadDim, QLora);
+                b.Bf16(ip + "weights_proj.weight", 0.02, IndexHeads, H);
+                b.F32(ip + "compressor.ape", 0.02, ratio, coff * IndexHeadDim);
+                b.Bf16(ip + "compressor.wkv.weight", 0.02, coff * IndexHeadDim, H);
+                b.Bf16(ip + "compressor.wgate.weight", 0.02, coff * IndexHeadDim, H);
+                b.Norm(ip + "compressor.norm.weight", IndexHeadDim);
+            }
+        }
+        string f = p + "ffn.";
+        b.Bf16(f + "gate.weight", 0.02, E, H);
+        if (layerId < HashLayers) b.Ids(f + "gate.tid2eid", E, Tid2EidI64 ? DType.I64 : DType.I32, Vocab, topk);
+        else b.F32(f + "gate.bias", 0.05, E);
+        for (int e = 0; e < E; e++)
+        {
+            b.Fp4($"{f}experts.{e}.w1", MoeInter, H, Scheme.Naming);
+            b.Fp4($"{f}experts.{e}.w2", H, MoeInter, Scheme.Naming);
+            b.Fp4($"{f}experts.{e}.w3", MoeInter, H, Scheme.Naming);
+        }
+        Fp8(f + "shared_experts.w1", MoeInter, H);
+        Fp8(f + "shared_experts.w2", H, MoeInter);
+        Fp8(f + "shared_experts.w3", MoeInter, H);
+    }
+
+    /// <summary>The config.json of this model.</summary>
+    JsonObject Config()
+    {
+        int H = Hidden, L = Layers, E = Experts, hc = Hc, topk = Math.Min(TopK, E);
+        return new JsonObject
         {
             ["architectures"] = new JsonArray("DeepseekV4ForCausalLM"),
             ["model_type"] = ModelTypes.DeepSeekV4,
@@ -196,6 +208,5 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
             ["use_cache"] = true,
             ["vocab_size"] = Vocab,
         };
-        return new SynthPlan(Family, b.Tensors, cfg);
     }
 }

@@ -52,93 +52,53 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
     public override SynthPlan Build()
     {
         Validate();
-        var b = new PlanBuilder();
+        var t = new Tensors(this);
+        t.AddAll();
+        JsonObject cfg = Config();
+        if (Fp8) cfg["quantization_config"] = Quantization(t.NotConvert);
+        return new SynthPlan(Family, t.B.Tensors, cfg);
+    }
+
+    /// <summary>The config.json of this model (without the FP8 release's quantization_config).</summary>
+    JsonObject Config()
+    {
+        int H = Hidden, vh = VisHidden;
+        JsonObject text = TextConfig();
+        return new JsonObject
+        {
+            ["architectures"] = new JsonArray("Qwen3_5MoeForConditionalGeneration"),
+            ["model_type"] = ModelTypes.Qwen35Moe,
+            ["image_token_id"] = Vocab - 6,
+            ["video_token_id"] = Vocab - 5,
+            ["vision_start_token_id"] = Vocab - 4,
+            ["vision_end_token_id"] = Vocab - 3,
+            ["tie_word_embeddings"] = false,
+            ["transformers_version"] = "4.57.1",
+            ["text_config"] = text,
+            ["vision_config"] = new JsonObject
+            {
+                ["model_type"] = ModelTypes.Qwen35Moe,
+                ["depth"] = 1,
+                ["hidden_act"] = "gelu_pytorch_tanh",
+                ["hidden_size"] = vh,
+                ["in_channels"] = 3,
+                ["initializer_range"] = 0.02,
+                ["intermediate_size"] = 2 * vh,
+                ["num_heads"] = Math.Max(1, vh / 64),
+                ["num_position_embeddings"] = 64,
+                ["out_hidden_size"] = H,
+                ["patch_size"] = Patch,
+                ["spatial_merge_size"] = 1,
+                ["temporal_patch_size"] = 2,
+            },
+        };
+    }
+
+    /// <summary>The text model's part of config.json.</summary>
+    JsonObject TextConfig()
+    {
         int H = Hidden, L = Layers, E = Experts;
-        var notConvert = new List<string>();
-        void Plain(SynthTensor t)
-        {
-            b.Tensors.Add(t);
-            if (Fp8) notConvert.Add(t.Name.EndsWith(".weight", StringComparison.Ordinal) ? t.Name[..^".weight".Length] : t.Name);
-        }
-        void PlainBf16(string name, double std, params long[] shape) => Plain(new(name, DType.BF16, shape, SynthFill.Bf16, 0, std));
-        void Norm(string name, long n) => Plain(new(name, DType.BF16, new[] { n }, SynthFill.Bf16, 1.0, 0.1));
-        void Proj(string stem, long rows, long cols)
-        {
-            if (Fp8) b.Fp8(stem, rows, cols, DType.BF16, Scheme.Naming); // the FP8 release stores BF16 scales
-            else b.Bf16(stem + ".weight", 0.02, rows, cols);
-        }
-        void Moe(string m, bool fused)
-        {
-            PlainBf16(m + "gate.weight", 0.02, E, H);
-            if (fused)
-            {
-                b.Bf16(m + "experts.gate_up_proj", 0.02, E, 2 * MoeInter, H);
-                b.Bf16(m + "experts.down_proj", 0.02, E, H, MoeInter);
-            }
-            else
-                for (int e = 0; e < E; e++)
-                {
-                    Proj($"{m}experts.{e}.gate_proj", MoeInter, H);
-                    Proj($"{m}experts.{e}.up_proj", MoeInter, H);
-                    Proj($"{m}experts.{e}.down_proj", H, MoeInter);
-                }
-            Proj(m + "shared_expert.gate_proj", SharedInter, H);
-            Proj(m + "shared_expert.up_proj", SharedInter, H);
-            Proj(m + "shared_expert.down_proj", H, SharedInter);
-            PlainBf16(m + "shared_expert_gate.weight", 0.02, 1, H);
-        }
-        void Layer(string p, bool full, bool fused)
-        {
-            Norm(p + "input_layernorm.weight", H);
-            Norm(p + "post_attention_layernorm.weight", H);
-            if (full)
-            {
-                string a = p + "self_attn.";
-                Proj(a + "q_proj", Heads * HeadDim * 2, H);
-                Proj(a + "k_proj", KvHeads * HeadDim, H);
-                Proj(a + "v_proj", KvHeads * HeadDim, H);
-                Proj(a + "o_proj", H, Heads * HeadDim);
-                Norm(a + "q_norm.weight", HeadDim);
-                Norm(a + "k_norm.weight", HeadDim);
-            }
-            else
-            {
-                string a = p + "linear_attn.";
-                int kd = LkHeads * LkDim, vd = LvHeads * LvDim;
-                Proj(a + "in_proj_qkv", 2 * kd + vd, H);
-                Proj(a + "in_proj_z", vd, H);
-                PlainBf16(a + "in_proj_b.weight", 0.02, LvHeads, H);
-                PlainBf16(a + "in_proj_a.weight", 0.02, LvHeads, H);
-                PlainBf16(a + "conv1d.weight", 0.3, 2 * kd + vd, 1, Conv);
-                Plain(new(a + "A_log", DType.F32, new long[] { LvHeads }, SynthFill.F32, 0, 1.0));
-                PlainBf16(a + "dt_bias", 1.0, LvHeads);
-                Norm(a + "norm.weight", LvDim);
-                Proj(a + "out_proj", H, vd);
-            }
-            Moe(p + "mlp.", fused);
-        }
-
-        int vh = VisHidden;
-        b.Bf16("model.visual.patch_embed.proj.weight", 0.02, vh, 3, 2, Patch, Patch);
-        b.Bf16("model.visual.patch_embed.proj.bias", 0.02, vh);
-        b.Norm("model.visual.blocks.0.norm1.weight", vh);
-        b.Bf16("model.visual.blocks.0.attn.qkv.weight", 0.02, 3 * vh, vh);
-        b.Bf16("model.visual.blocks.0.attn.qkv.bias", 0.02, 3 * vh);
-        b.Bf16("model.visual.merger.linear_fc2.weight", 0.02, H, vh);
-        PlainBf16("model.language_model.embed_tokens.weight", 0.02, Vocab, H);
-        for (int i = 0; i < L; i++) Layer($"model.language_model.layers.{i}.", LayerType(i) == "full_attention", fused: !Fp8);
-        Norm("model.language_model.norm.weight", H);
-        PlainBf16("lm_head.weight", 0.02, Vocab, H);
-        if (MtpDepth > 0)
-        {
-            PlainBf16("mtp.fc.weight", 0.02, H, 2 * H);
-            Norm("mtp.pre_fc_norm_embedding.weight", H);
-            Norm("mtp.pre_fc_norm_hidden.weight", H);
-            for (int j = 0; j < MtpDepth; j++) Layer($"mtp.layers.{j}.", full: true, fused: false);
-            Norm("mtp.norm.weight", H);
-        }
-
-        var text = new JsonObject
+        return new JsonObject
         {
             ["model_type"] = ModelTypes.Qwen35MoeText,
             ["attention_bias"] = false,
@@ -184,47 +144,120 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
             ["use_cache"] = true,
             ["vocab_size"] = Vocab,
         };
-        var cfg = new JsonObject
+    }
+
+    /// <summary>The FP8 release's quantization_config: the modules kept in BF16 listed by name.</summary>
+    static JsonObject Quantization(List<string> notConvert)
+    {
+        notConvert.Sort(StringComparer.Ordinal);
+        notConvert.Add("model.visual");
+        return new JsonObject
         {
-            ["architectures"] = new JsonArray("Qwen3_5MoeForConditionalGeneration"),
-            ["model_type"] = ModelTypes.Qwen35Moe,
-            ["image_token_id"] = Vocab - 6,
-            ["video_token_id"] = Vocab - 5,
-            ["vision_start_token_id"] = Vocab - 4,
-            ["vision_end_token_id"] = Vocab - 3,
-            ["tie_word_embeddings"] = false,
-            ["transformers_version"] = "4.57.1",
-            ["text_config"] = text,
-            ["vision_config"] = new JsonObject
-            {
-                ["model_type"] = ModelTypes.Qwen35Moe,
-                ["depth"] = 1,
-                ["hidden_act"] = "gelu_pytorch_tanh",
-                ["hidden_size"] = vh,
-                ["in_channels"] = 3,
-                ["initializer_range"] = 0.02,
-                ["intermediate_size"] = 2 * vh,
-                ["num_heads"] = Math.Max(1, vh / 64),
-                ["num_position_embeddings"] = 64,
-                ["out_hidden_size"] = H,
-                ["patch_size"] = Patch,
-                ["spatial_merge_size"] = 1,
-                ["temporal_patch_size"] = 2,
-            },
+            ["activation_scheme"] = "dynamic",
+            ["fmt"] = "e4m3",
+            ["quant_method"] = "fp8",
+            ["weight_block_size"] = Ints(new[] { PlanBuilder.Block, PlanBuilder.Block }),
+            ["modules_to_not_convert"] = new JsonArray(notConvert.Select(n => (JsonNode?)n).ToArray()),
         };
-        if (Fp8)
+    }
+
+    /// <summary>The tensors of one model, in write order; in the FP8 release, the names of those left unquantized.</summary>
+    sealed class Tensors(Qwen35Synth m)
+    {
+        public readonly PlanBuilder B = new();
+        public readonly List<string> NotConvert = new();
+        readonly int H = m.Hidden, E = m.Experts;
+
+        void Plain(SynthTensor t)
         {
-            notConvert.Sort(StringComparer.Ordinal);
-            notConvert.Add("model.visual");
-            cfg["quantization_config"] = new JsonObject
-            {
-                ["activation_scheme"] = "dynamic",
-                ["fmt"] = "e4m3",
-                ["quant_method"] = "fp8",
-                ["weight_block_size"] = Ints(new[] { PlanBuilder.Block, PlanBuilder.Block }),
-                ["modules_to_not_convert"] = new JsonArray(notConvert.Select(n => (JsonNode?)n).ToArray()),
-            };
+            B.Tensors.Add(t);
+            if (m.Fp8) NotConvert.Add(t.Name.EndsWith(".weight", StringComparison.Ordinal) ? t.Name[..^".weight".Length] : t.Name);
         }
-        return new SynthPlan(Family, b.Tensors, cfg);
+
+        void PlainBf16(string name, double std, params long[] shape) => Plain(new(name, DType.BF16, shape, SynthFill.Bf16, 0, std));
+
+        void Norm(string name, long n) => Plain(new(name, DType.BF16, new[] { n }, SynthFill.Bf16, 1.0, 0.1));
+
+        void Proj(string stem, long rows, long cols)
+        {
+            if (m.Fp8) B.Fp8(stem, rows, cols, DType.BF16, m.Scheme.Naming); // the FP8 release stores BF16 scales
+            else B.Bf16(stem + ".weight", 0.02, rows, cols);
+        }
+
+        void Moe(string p, bool fused)
+        {
+            int mi = m.MoeInter, si = m.SharedInter;
+            PlainBf16(p + "gate.weight", 0.02, E, H);
+            if (fused)
+            {
+                B.Bf16(p + "experts.gate_up_proj", 0.02, E, 2 * mi, H);
+                B.Bf16(p + "experts.down_proj", 0.02, E, H, mi);
+            }
+            else
+                for (int e = 0; e < E; e++)
+                {
+                    Proj($"{p}experts.{e}.gate_proj", mi, H);
+                    Proj($"{p}experts.{e}.up_proj", mi, H);
+                    Proj($"{p}experts.{e}.down_proj", H, mi);
+                }
+            Proj(p + "shared_expert.gate_proj", si, H);
+            Proj(p + "shared_expert.up_proj", si, H);
+            Proj(p + "shared_expert.down_proj", H, si);
+            PlainBf16(p + "shared_expert_gate.weight", 0.02, 1, H);
+        }
+
+        void FullAttention(string a)
+        {
+            Proj(a + "q_proj", m.Heads * m.HeadDim * 2, H);
+            Proj(a + "k_proj", m.KvHeads * m.HeadDim, H);
+            Proj(a + "v_proj", m.KvHeads * m.HeadDim, H);
+            Proj(a + "o_proj", H, m.Heads * m.HeadDim);
+            Norm(a + "q_norm.weight", m.HeadDim);
+            Norm(a + "k_norm.weight", m.HeadDim);
+        }
+
+        void LinearAttention(string a)
+        {
+            int kd = m.LkHeads * m.LkDim, vd = m.LvHeads * m.LvDim;
+            Proj(a + "in_proj_qkv", 2 * kd + vd, H);
+            Proj(a + "in_proj_z", vd, H);
+            PlainBf16(a + "in_proj_b.weight", 0.02, m.LvHeads, H);
+            PlainBf16(a + "in_proj_a.weight", 0.02, m.LvHeads, H);
+            PlainBf16(a + "conv1d.weight", 0.3, 2 * kd + vd, 1, m.Conv);
+            Plain(new(a + "A_log", DType.F32, new long[] { m.LvHeads }, SynthFill.F32, 0, 1.0));
+            PlainBf16(a + "dt_bias", 1.0, m.LvHeads);
+            Norm(a + "norm.weight", m.LvDim);
+            Proj(a + "out_proj", H, vd);
+        }
+
+        void Layer(string p, bool full, bool fused)
+        {
+            Norm(p + "input_layernorm.weight", H);
+            Norm(p + "post_attention_layernorm.weight", H);
+            if (full) FullAttention(p + "self_attn.");
+            else LinearAttention(p + "linear_attn.");
+            Moe(p + "mlp.", fused);
+        }
+
+        public void AddAll()
+        {
+            int vh = m.VisHidden, patch = m.Patch;
+            B.Bf16("model.visual.patch_embed.proj.weight", 0.02, vh, 3, 2, patch, patch);
+            B.Bf16("model.visual.patch_embed.proj.bias", 0.02, vh);
+            B.Norm("model.visual.blocks.0.norm1.weight", vh);
+            B.Bf16("model.visual.blocks.0.attn.qkv.weight", 0.02, 3 * vh, vh);
+            B.Bf16("model.visual.blocks.0.attn.qkv.bias", 0.02, 3 * vh);
+            B.Bf16("model.visual.merger.linear_fc2.weight", 0.02, H, vh);
+            PlainBf16("model.language_model.embed_tokens.weight", 0.02, m.Vocab, H);
+            for (int i = 0; i < m.Layers; i++) Layer($"model.language_model.layers.{i}.", m.LayerType(i) == "full_attention", fused: !m.Fp8);
+            Norm("model.language_model.norm.weight", H);
+            PlainBf16("lm_head.weight", 0.02, m.Vocab, H);
+            if (m.MtpDepth == 0) return;
+            PlainBf16("mtp.fc.weight", 0.02, H, 2 * H);
+            Norm("mtp.pre_fc_norm_embedding.weight", H);
+            Norm("mtp.pre_fc_norm_hidden.weight", H);
+            for (int j = 0; j < m.MtpDepth; j++) Layer($"mtp.layers.{j}.", full: true, fused: false);
+            Norm("mtp.norm.weight", H);
+        }
     }
 }

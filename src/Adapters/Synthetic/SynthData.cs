@@ -75,6 +75,13 @@ public static class SynthData
 
     static void FillWords(SynthTensor t, ref SplitMix64 rng, Span<byte> dest)
     {
+        if (t.Fill is SynthFill.Fp8 or SynthFill.Fp4 or SynthFill.ScaleE8M0 or SynthFill.ScaleF32 or SynthFill.ScaleBf16) FillQuantized(t, ref rng, dest);
+        else FillValues(t, ref rng, dest);
+    }
+
+    /// <summary>Quantized codes and their scales.</summary>
+    static void FillQuantized(SynthTensor t, ref SplitMix64 rng, Span<byte> dest)
+    {
         int words = dest.Length / 8;
         Span<byte> tail = stackalloc byte[8];
         switch (t.Fill)
@@ -118,6 +125,18 @@ public static class SynthData
                 }
                 break;
             }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(t), t.Fill, "unknown fill");
+        }
+    }
+
+    /// <summary>Plain values: BF16 / F32 normals and expert ids.</summary>
+    static void FillValues(SynthTensor t, ref SplitMix64 rng, Span<byte> dest)
+    {
+        int words = dest.Length / 8;
+        Span<byte> tail = stackalloc byte[8];
+        switch (t.Fill)
+        {
             case SynthFill.Bf16:
             {
                 ushort[] tab = Bf16Table(t.Mean, t.Std);

@@ -151,12 +151,19 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
             b.CopyOf(p + "embed_tokens.weight", "model.embed_tokens.weight");
             b.CopyOf(p + "shared_head.head.weight", "lm_head.weight");
         }
+        return new SynthPlan(Family, b.Tensors, Config());
+    }
+
+    /// <summary>The config.json of this model.</summary>
+    JsonObject Config()
+    {
+        int H = Hidden, L = Layers, E = Experts;
         int nGroup = E % 8 == 0 && E >= 16 ? 8 : E % 2 == 0 && E >= 4 ? 2 : 1; // group-limited routing scores a group by its top 2
         // Half the groups kept, as the release does, but never fewer experts than a token is routed to: a model must be
         // able to load what synth writes (8 experts in 2 groups, top-8, keeps both groups).
         int topK = Math.Min(TopK, E), perGroup = E / nGroup;
         int topkGroup = Math.Min(nGroup, Math.Max(Math.Max(1, nGroup / 2), (topK + perGroup - 1) / perGroup));
-        var cfg = new JsonObject
+        return new JsonObject
         {
             ["architectures"] = new JsonArray("DeepseekV3ForCausalLM"),
             ["model_type"] = ModelTypes.DeepSeekV3,
@@ -217,6 +224,5 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
             ["v_head_dim"] = VHead,
             ["vocab_size"] = Vocab,
         };
-        return new SynthPlan(Family, b.Tensors, cfg);
     }
 }
