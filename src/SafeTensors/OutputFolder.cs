@@ -13,6 +13,9 @@ public static class OutputFolder
     /// <summary>Suffix of every temporary output directory: <c>OUT.partial-PID</c> (PID: the writing process).</summary>
     public const string PartialSuffix = ".partial-";
 
+    /// <summary>Suffix of a scratch directory beside OUT: <c>OUT.partial-PID.scratch</c> (see <see cref="OutputTransaction.ScratchPathFor"/>).</summary>
+    public const string ScratchSuffix = ".scratch";
+
     // Files and directories a checkpoint written by mtp consists of (besides the auxiliary files it carried).
     static readonly HashSet<string> CheckpointNames = new(StringComparer.Ordinal)
     {
@@ -81,7 +84,7 @@ public static class OutputFolder
         : string.Create(CultureInfo.InvariantCulture, $"{b / (double)(1L << 20):0.0} MiB");
 
     /// <summary>
-    /// Removes every <c>OUT.partial-PID</c> sibling of <paramref name="outDir"/> (and its <c>.replaced</c> companion) whose
+    /// Removes every <c>OUT.partial-PID</c> sibling of <paramref name="outDir"/> (and its <c>.replaced</c> and <c>.scratch</c> companions) whose
     /// process is no longer running; a live process's temporary and this process's are kept. Returns what was removed.
     /// </summary>
     public static IReadOnlyList<string> RemoveStale(string outDir)
@@ -90,7 +93,7 @@ public static class OutputFolder
         string full = Path.GetFullPath(outDir).TrimEnd('/');
         string? parent = Path.GetDirectoryName(full);
         if (parent == null || !Directory.Exists(parent)) return removed;
-        var rx = new Regex("^" + Regex.Escape(Path.GetFileName(full) + PartialSuffix) + @"(\d+)(\.replaced)?$");
+        var rx = new Regex("^" + Regex.Escape(Path.GetFileName(full) + PartialSuffix) + @"(\d+)(\.replaced|" + Regex.Escape(ScratchSuffix) + ")?$");
         foreach (string d in Directory.EnumerateDirectories(parent))
         {
             Match m = rx.Match(Path.GetFileName(d));

@@ -48,7 +48,7 @@ public sealed class SafeTensorsWriter : IDisposable
         WriteMode mode = WriteMode.Cached)
     {
         byte[] header = BuildHeader(tensors, metadata);
-        string tmp = AtomicFile.TempPathFor(path);
+        string tmp = OutputTransaction.FileTempPathFor(path);
         var fs = SequentialFile.Create(tmp, mode);
         try
         {
