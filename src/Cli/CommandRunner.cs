@@ -102,7 +102,7 @@ public static class CommandRunner
     static void Report(Exception e, int code, string? file, string? tensor, bool verbose, bool json)
     {
         var names = NamesOf(e);
-        string message = code == ExitCodes.Internal ? $"internal error: {e.GetType().Name}: {e.Message}" : e.Message;
+        string message = code == ExitCodes.Internal ? $"internal error: {e.GetType().Name}: {e.Message}" : ErrorCategories.MessageOf(e);
         message = message.Replace('\r', ' ').Replace('\n', ' ');
         if (json)
         {

@@ -36,4 +36,26 @@ public static class ErrorCategories
         SafeTensorsError.Io => ExitCodes.Io,
         _ => ExitCodes.Malformed,
     };
+
+    /// <summary>
+    /// The one line <c>mtp</c> prints for <paramref name="e"/>: its message, plus the flag that would change the outcome
+    /// when the failure is an output the command may not replace or that does not fit (the library names no flags).
+    /// </summary>
+    public static string MessageOf(Exception e)
+    {
+        string message = e.Message;
+        // The output failure may be wrapped (a conversion reports it as its own error, with the same message).
+        for (Exception? x = e; x is not null; x = x is AggregateException { InnerExceptions.Count: 1 } a ? a.InnerExceptions[0] : x.InnerException)
+            if (x is OutputException o)
+                return message.EndsWith(o.Message, StringComparison.Ordinal) ? message + Hint(o) : message;
+        return message;
+    }
+
+    static string Hint(OutputException o) => o.Kind == OutputErrorKind.NoSpace ? " (use --no-space-check to try anyway)" : o.Refusal switch
+    {
+        OutputRefusal.NotEmpty => " (use --force to replace a previous output)",
+        OutputRefusal.NotPreviousOutput => "; --force replaces only a previous output (use --force-any to replace it anyway)",
+        OutputRefusal.ForeignEntry => "; --force would delete it (move it away, or use --force-any)",
+        _ => "",
+    };
 }

@@ -13,6 +13,9 @@ public static class OutputFolder
     /// <summary>Suffix of every temporary output directory: <c>OUT.partial-PID</c> (PID: the writing process).</summary>
     public const string PartialSuffix = ".partial-";
 
+    /// <summary>Suffix of a scratch directory beside OUT: <c>OUT.partial-PID.scratch</c> (see <see cref="OutputTransaction.ScratchPathFor"/>).</summary>
+    public const string ScratchSuffix = ".scratch";
+
     // Files and directories a checkpoint written by mtp consists of (besides the auxiliary files it carried).
     static readonly HashSet<string> CheckpointNames = new(StringComparer.Ordinal)
     {
@@ -45,22 +48,24 @@ public static class OutputFolder
 
     /// <summary>
     /// Throws <see cref="OutputException"/> when <paramref name="outDir"/> may not be written under <paramref name="rules"/>:
-    /// a file; a non-empty directory without --force; with --force, one that is no previous output or holds anything else
-    /// (named), unless --force-any.
+    /// a file; a non-empty directory without <see cref="OutputRules.Force"/>; with it, one that is no previous output or holds
+    /// anything else (named), unless <see cref="OutputRules.ForceAny"/>. The message says what is there; which flag would
+    /// change the outcome is the caller's to say (<see cref="OutputException.Refusal"/>).
     /// </summary>
     public static void CheckReplaceable(string outDir, OutputRules rules)
     {
-        if (File.Exists(outDir)) throw new OutputException(OutputErrorKind.Refused, outDir, $"{outDir}: exists and is a file");
+        if (File.Exists(outDir)) throw new OutputException(OutputErrorKind.Refused, outDir, $"{outDir}: exists and is a file") { Refusal = OutputRefusal.IsFile };
         if (!Directory.Exists(outDir) || rules.ForceAny || !Directory.EnumerateFileSystemEntries(outDir).Any()) return;
         if (!rules.Force)
-            throw new OutputException(OutputErrorKind.Refused, outDir, $"{outDir}: exists and is not empty (use --force to replace a previous output)");
+            throw new OutputException(OutputErrorKind.Refused, outDir, $"{outDir}: exists and is not empty") { Refusal = OutputRefusal.NotEmpty };
         string? foreign = ForeignEntry(outDir, rules.CarriedNames);
         if (!IsPreviousOutput(outDir))
             throw new OutputException(OutputErrorKind.Refused, outDir,
-                $"{outDir}: not a previous checkpoint output (no conversion.json, index, training_state or config.json with .safetensors) and holds '{foreign}'; --force replaces only a previous output (use --force-any to replace it anyway)");
+                $"{outDir}: not a previous checkpoint output (no conversion.json, index, training_state or config.json with .safetensors) and holds '{foreign}'")
+            { Refusal = OutputRefusal.NotPreviousOutput };
         if (foreign != null)
             throw new OutputException(OutputErrorKind.Refused, outDir,
-                $"{outDir}: holds '{foreign}', which is not part of a checkpoint; --force would delete it (move it away, or use --force-any)");
+                $"{outDir}: holds '{foreign}', which is not part of a checkpoint") { Refusal = OutputRefusal.ForeignEntry };
     }
 
     /// <summary>Bytes available to this process on the file system of <paramref name="dir"/> (an existing directory).</summary>
@@ -74,14 +79,14 @@ public static class OutputFolder
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { return; } // unknown: let the writes tell
         if (plannedBytes <= free) return;
         throw new OutputException(OutputErrorKind.NoSpace, outDir, string.Create(CultureInfo.InvariantCulture,
-            $"{outDir}: needs {plannedBytes:N0} bytes ({Human(plannedBytes)}) but {dir} has {free:N0} bytes ({Human(free)}) free (use --no-space-check to try anyway)"));
+            $"{outDir}: needs {plannedBytes:N0} bytes ({Human(plannedBytes)}) but {dir} has {free:N0} bytes ({Human(free)}) free"));
     }
 
     static string Human(long b) => b >= 1L << 30 ? string.Create(CultureInfo.InvariantCulture, $"{b / (double)(1L << 30):0.0} GiB")
         : string.Create(CultureInfo.InvariantCulture, $"{b / (double)(1L << 20):0.0} MiB");
 
     /// <summary>
-    /// Removes every <c>OUT.partial-PID</c> sibling of <paramref name="outDir"/> (and its <c>.replaced</c> companion) whose
+    /// Removes every <c>OUT.partial-PID</c> sibling of <paramref name="outDir"/> (and its <c>.replaced</c> and <c>.scratch</c> companions) whose
     /// process is no longer running; a live process's temporary and this process's are kept. Returns what was removed.
     /// </summary>
     public static IReadOnlyList<string> RemoveStale(string outDir)
@@ -90,7 +95,7 @@ public static class OutputFolder
         string full = Path.GetFullPath(outDir).TrimEnd('/');
         string? parent = Path.GetDirectoryName(full);
         if (parent == null || !Directory.Exists(parent)) return removed;
-        var rx = new Regex("^" + Regex.Escape(Path.GetFileName(full) + PartialSuffix) + @"(\d+)(\.replaced)?$");
+        var rx = new Regex("^" + Regex.Escape(Path.GetFileName(full) + PartialSuffix) + @"(\d+)(\.replaced|" + Regex.Escape(ScratchSuffix) + ")?$");
         foreach (string d in Directory.EnumerateDirectories(parent))
         {
             Match m = rx.Match(Path.GetFileName(d));

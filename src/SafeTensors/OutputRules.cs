@@ -26,6 +26,21 @@ public enum OutputErrorKind
     Io,
 }
 
+/// <summary>Why <see cref="OutputFolder.CheckReplaceable"/> refused an existing output.</summary>
+public enum OutputRefusal
+{
+    /// <summary>Not a refusal (no space, I/O).</summary>
+    None,
+    /// <summary>The output path is a file.</summary>
+    IsFile,
+    /// <summary>A non-empty directory, and replacing was not asked for.</summary>
+    NotEmpty,
+    /// <summary>Replacing a previous output was asked for, but the directory is none.</summary>
+    NotPreviousOutput,
+    /// <summary>A previous output, but it also holds an entry that is not part of a checkpoint.</summary>
+    ForeignEntry,
+}
+
 /// <summary>An output directory that may not be written or replaced; one line naming the path.</summary>
 public sealed class OutputException(OutputErrorKind kind, string file, string message, Exception? inner = null) : Exception(message, inner)
 {
@@ -33,6 +48,8 @@ public sealed class OutputException(OutputErrorKind kind, string file, string me
     public OutputErrorKind Kind { get; } = kind;
     /// <summary>The path concerned.</summary>
     public string File { get; } = file;
+    /// <summary>Why an existing output was refused (<see cref="OutputErrorKind.Refused"/>); None otherwise.</summary>
+    public OutputRefusal Refusal { get; init; }
 }
 
 /// <summary>

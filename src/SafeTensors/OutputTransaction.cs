@@ -7,8 +7,10 @@ namespace Mtp.SafeTensors;
 /// and renamed to OUT only when complete (<see cref="Commit"/>); a failure or a cancellation removes it
 /// (<see cref="Abort"/>). Beginning one checks whether OUT may be replaced (<see cref="OutputFolder.CheckReplaceable"/>),
 /// whether the planned bytes fit in the free space, and removes the temporaries of dead processes.
+/// A single file is written the same way (<see cref="WriteFile"/>), and a command that needs a working folder beside OUT
+/// takes <see cref="ScratchPathFor"/>, which the same stale-temporary rule cleans up.
 /// </summary>
-public sealed class OutputTransaction : IDisposable
+public sealed partial class OutputTransaction : IDisposable
 {
     readonly OutputRules _rules;
     bool _done;
@@ -27,6 +29,13 @@ public sealed class OutputTransaction : IDisposable
 
     /// <summary>The temporary directory this process writes <paramref name="outDir"/> into.</summary>
     public static string TempPathFor(string outDir) => Path.GetFullPath(outDir).TrimEnd('/') + OutputFolder.PartialSuffix + Environment.ProcessId;
+
+    /// <summary>
+    /// A working directory beside <paramref name="outDir"/> for intermediates that are not part of the output
+    /// (<c>OUT.partial-PID.scratch</c>): the caller creates and removes it; one a dead process left behind is removed by
+    /// the next transaction on OUT, like its temporary.
+    /// </summary>
+    public static string ScratchPathFor(string outDir) => TempPathFor(outDir) + OutputFolder.ScratchSuffix;
 
     /// <summary>
     /// Checks <paramref name="outDir"/> against <paramref name="rules"/> and <paramref name="plannedBytes"/> against the

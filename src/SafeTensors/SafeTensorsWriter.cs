@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Mtp.SafeTensors.IO;
 
 namespace Mtp.SafeTensors;
 
@@ -17,8 +18,8 @@ public sealed class SafeTensorsWriter : IDisposable
     int _current;
     long _writtenInCurrent;
     bool _completed;
-    /// <summary>The default write-behind depth of <see cref="WriteMode.WriteBehind"/> files: 128 MiB under write-back at most.</summary>
-    public const long DefaultWriteBehindBytes = 128L << 20;
+    /// <summary>The default write-behind depth of <see cref="WriteMode.WriteBehind"/> files (see <see cref="SequentialFile.DefaultWriteBehindBytes"/>).</summary>
+    public const long DefaultWriteBehindBytes = SequentialFile.DefaultWriteBehindBytes;
 
     /// <summary>Final path of the file.</summary>
     public string Path { get; }
@@ -47,7 +48,7 @@ public sealed class SafeTensorsWriter : IDisposable
         WriteMode mode = WriteMode.Cached)
     {
         byte[] header = BuildHeader(tensors, metadata);
-        string tmp = AtomicFile.TempPathFor(path);
+        string tmp = OutputTransaction.FileTempPathFor(path);
         var fs = SequentialFile.Create(tmp, mode);
         try
         {
@@ -134,24 +135,6 @@ public sealed class SafeTensorsWriter : IDisposable
             _writtenInCurrent += n;
             if (_writtenInCurrent == spec.ByteLength) { _current++; _writtenInCurrent = 0; SkipEmpty(); }
         }
-    }
-
-    /// <summary>Copies <paramref name="length"/> bytes from <paramref name="source"/> at <paramref name="offset"/> as the next bytes.</summary>
-    public void AppendFrom(FileStream source, long offset, long length)
-    {
-        var buf = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 20);
-        try
-        {
-            source.Position = offset;
-            while (length > 0)
-            {
-                int n = source.Read(buf, 0, (int)Math.Min(buf.Length, length));
-                if (n <= 0) throw new EndOfStreamException($"{source.Name}: ended {length} bytes early");
-                Append(buf.AsSpan(0, n));
-                length -= n;
-            }
-        }
-        finally { System.Buffers.ArrayPool<byte>.Shared.Return(buf); }
     }
 
     void SkipEmpty()

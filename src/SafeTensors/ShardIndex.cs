@@ -86,6 +86,6 @@ public sealed record ShardIndex(long? TotalSize, IReadOnlyList<KeyValuePair<stri
         var wm = new JsonObject();
         foreach (var kv in weightMap.OrderBy(k => k.Key, StringComparer.Ordinal)) wm[kv.Key] = kv.Value;
         var root = new JsonObject { ["metadata"] = meta, ["weight_map"] = wm };
-        AtomicFile.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        OutputTransaction.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 }

@@ -66,7 +66,7 @@ public class TrainFromHfTests
         }
         Assert.That(got.Count(kv => !kv.Value.Bytes.AsSpan().SequenceEqual(source[kv.Key].Bytes)), Is.GreaterThan(0), "training changed weights");
         Assert.That(Directory.Exists(Path.Combine(direct, "training_state")), Is.False);
-        Assert.That(Directory.GetFileSystemEntries(_dir).Select(Path.GetFileName), Has.None.Contains(".train-"), "the temporary training-layout copy is gone");
+        Assert.That(Directory.GetFileSystemEntries(_dir).Select(Path.GetFileName), Has.None.Contains(OutputFolder.PartialSuffix), "the temporary training-layout copy (OUT's scratch folder) is gone");
     }
 
     [Test]

@@ -1,3 +1,4 @@
+using Mtp.SafeTensors.IO;
 using Mtp.Tests.Shared;
 
 namespace Mtp.SafeTensors.Tests;

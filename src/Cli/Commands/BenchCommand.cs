@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
-using Mtp.Quant;
+using Mtp.Cli.Bench;
 using Spectre.Console;
 
 namespace Mtp.Cli.Commands;

@@ -75,7 +75,7 @@ public static class RoundtripCommand
                 {
                     // CI shows a round trip that could not finish as an errored test, not as a missing report.
                     string cls = e is OperationCanceledException ? "interrupted" : ExitCodes.ClassName(CommandRunner.Classify(e).Code);
-                    JUnitWriter.Save(JUnitWriter.Error(options.Input, e.Message.Replace('\r', ' ').Replace('\n', ' '), cls), junitPath);
+                    JUnitWriter.Save(JUnitWriter.Error(options.Input, ErrorCategories.MessageOf(e).Replace('\r', ' ').Replace('\n', ' '), cls), junitPath);
                     throw;
                 }
             }, pr.GetValue(GlobalOptions.Verbose), pr.GetValue(json)));

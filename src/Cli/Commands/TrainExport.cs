@@ -13,12 +13,12 @@ public static class TrainExport
 {
     /// <summary>
     /// Writes <paramref name="trainer"/>'s model into <paramref name="outDir"/> in the HF layout. The training-layout
-    /// weights pass through a temporary folder beside OUT (removed afterwards, also on failure); no training_state is kept.
+    /// weights pass through OUT's scratch folder (<see cref="OutputTransaction.ScratchPathFor"/>: removed afterwards, also on
+    /// failure, and by the next run on OUT if this process dies); no training_state is kept.
     /// </summary>
     public static ConversionResult SaveAsHf(Trainer trainer, string outDir, string? reference, OutputRules rules)
     {
-        string full = Path.GetFullPath(outDir).TrimEnd('/');
-        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.train-{Environment.ProcessId}");
+        string tmp = OutputTransaction.ScratchPathFor(outDir);
         try
         {
             var model = trainer.Model;

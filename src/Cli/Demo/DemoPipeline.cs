@@ -182,8 +182,9 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
         }
         catch (Exception e)
         {
-            _stages.Add(new DemoStage(name, "failed", e.Message.Replace('\n', ' '), sw.Elapsed.TotalSeconds));
-            log($"{name}: FAILED: {e.Message}");
+            string message = ErrorCategories.MessageOf(e);
+            _stages.Add(new DemoStage(name, "failed", message.Replace('\n', ' '), sw.Elapsed.TotalSeconds));
+            log($"{name}: FAILED: {message}");
         }
     }
 }

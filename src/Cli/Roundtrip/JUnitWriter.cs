@@ -56,7 +56,7 @@ public static class JUnitWriter
         {
             string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
             if (dir != null) Directory.CreateDirectory(dir);
-            AtomicFile.WriteAllText(path, doc.Declaration + "\n" + doc.Root + "\n");
+            OutputTransaction.WriteAllText(path, doc.Declaration + "\n" + doc.Root + "\n");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

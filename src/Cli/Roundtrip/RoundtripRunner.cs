@@ -129,7 +129,7 @@ public static class RoundtripRunner
         try
         {
             Directory.CreateDirectory(work.Verdicts);
-            AtomicFile.WriteAllText(VerdictPath(work, i, n), verdict.ToJsonString(CommandRunner.Indented) + "\n");
+            OutputTransaction.WriteAllText(VerdictPath(work, i, n), verdict.ToJsonString(CommandRunner.Indented) + "\n");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
-namespace Mtp.SafeTensors;
+namespace Mtp.SafeTensors.IO;
 
 /// <summary>
 /// Page-cache hints for streaming hundreds of GB through a machine without filling its memory: start the read-ahead of a

@@ -1,6 +1,7 @@
 using System.Diagnostics;
+using Mtp.Quant;
 
-namespace Mtp.Quant;
+namespace Mtp.Cli.Bench;
 
 /// <summary>
 /// Throughput of the block kernels, in GB/s (10^9 bytes per second). Dequant kernels and the memcpy baseline count

@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
-namespace Mtp.SafeTensors;
+namespace Mtp.SafeTensors.IO;
 
 /// <summary>How a <see cref="SequentialFile"/> moves its bytes to the disk.</summary>
 public enum WriteMode
@@ -37,8 +37,11 @@ public abstract class SequentialFile : IDisposable
     /// <summary>Closes the file (an incomplete one is left as it is; the caller deletes it).</summary>
     public abstract void Dispose();
 
+    /// <summary>The default write-behind depth of <see cref="WriteMode.WriteBehind"/> files: 128 MiB under write-back at most.</summary>
+    public const long DefaultWriteBehindBytes = 128L << 20;
+
     /// <summary>Creates (truncates) <paramref name="path"/> for writing in <paramref name="mode"/>.</summary>
-    public static SequentialFile Create(string path, WriteMode mode, long writeBehindBytes = SafeTensorsWriter.DefaultWriteBehindBytes)
+    public static SequentialFile Create(string path, WriteMode mode, long writeBehindBytes = DefaultWriteBehindBytes)
     {
         if (mode == WriteMode.Direct && DirectFile.TryOpen(path) is { } direct) return direct;
         return new CachedFile(path, mode == WriteMode.Cached ? 0 : writeBehindBytes);

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
-namespace Mtp.SafeTensors;
+namespace Mtp.SafeTensors.IO;
 
 /// <summary>
 /// Where a file's holes are (lseek SEEK_DATA), so that a scan can skip ranges that are holes in every file it reads:

@@ -1,6 +1,6 @@
 using Microsoft.Win32.SafeHandles;
 
-namespace Mtp.SafeTensors;
+namespace Mtp.SafeTensors.IO;
 
 /// <summary>
 /// Write-behind for one sequentially written file: the write-back of every <see cref="PageCache.WritebackChunk"/> written is

@@ -1,6 +1,9 @@
-namespace Mtp.Quant.Tests;
+using Mtp.Cli.Bench;
 
-public class BenchTests
+namespace Mtp.Cli.Tests;
+
+/// <summary>The kernel bench of `mtp bench kernels` (a CLI harness, not part of Mtp.Quant) runs and reports every kernel.</summary>
+public class KernelBenchTests
 {
     [Test]
     public void SmallBenchRuns()
