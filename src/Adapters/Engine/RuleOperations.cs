@@ -29,6 +29,18 @@ internal abstract class RuleOperation
 
     /// <summary>Plans <paramref name="b"/>'s HF outputs from the training checkpoint of <paramref name="side"/>.</summary>
     public abstract void ToHf(Binding b, HfSide side);
+
+    /// <summary>The concrete HF names <paramref name="b"/> can read.</summary>
+    public virtual IEnumerable<string> HfNames(Binding b, ModelFacts facts) => new[] { b.Hf };
+
+    /// <summary>The concrete training-layout names <paramref name="b"/> writes.</summary>
+    public virtual IEnumerable<string> NativeNames(Binding b) => new[] { b.Native };
+
+    /// <summary>Whether one name maps to one name (so the table translates it both ways by pattern).</summary>
+    public virtual bool TranslatesOneName => true;
+
+    /// <summary>Whether another rule may read the same HF name (a tied copy names its main tensor's source too).</summary>
+    public virtual bool MayShareHfName => false;
 }
 
 /// <summary>Rename one tensor (dequantized / cast on the way in, re-quantized / cast back on the way out).</summary>
@@ -67,11 +79,31 @@ internal sealed class StackExpertsOperation : RuleOperation
 
     /// <inheritdoc />
     public override void ToHf(Binding b, HfSide side) => side.Outputs.AddRange(side.Ctx.PlanExperts(b));
+
+    /// <summary>Per-expert gate/up/down of every expert, then the fused alternatives.</summary>
+    public override IEnumerable<string> HfNames(Binding b, ModelFacts facts)
+    {
+        ExpertNames x = b.Rule.Experts!;
+        for (int e = 0; e < facts.NumExperts; e++)
+            foreach (string s in new[] { x.Gate, x.Up, x.Down })
+                yield return b.Hf + "." + new NamePattern(s).Format(new PatternVars(E: e));
+        if (x.FusedGateUp != null) yield return b.Hf + "." + x.FusedGateUp;
+        if (x.FusedDown != null) yield return b.Hf + "." + x.FusedDown;
+    }
+
+    /// <summary>The two stacks.</summary>
+    public override IEnumerable<string> NativeNames(Binding b) => new[] { b.Native + ".gate_up_proj", b.Native + ".down_proj" };
+
+    /// <inheritdoc />
+    public override bool TranslatesOneName => false;
 }
 
 /// <summary>A per-depth copy of a shared tensor: dropped when identical to the main one (kept otherwise), re-created from it on the way out.</summary>
 internal sealed class DropIfTiedOperation : RuleOperation
 {
+    /// <inheritdoc />
+    public override bool MayShareHfName => true;
+
     /// <inheritdoc />
     public override void ToNative(Binding b, NativeSide side)
     {
