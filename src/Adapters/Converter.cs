@@ -64,66 +64,20 @@ public static partial class Converter
         BlockSize block = BlockOf(config);
         var order = src.Tensors.Select((t, i) => (t.Name, i)).ToDictionary(x => x.Name, x => x.i, StringComparer.Ordinal);
 
-        var claimed = new HashSet<string>(StringComparer.Ordinal);
-        var missing = new List<string>();
-        var outputs = new List<PlannedTensor>();
-        var dropped = new List<(string, string)>();
-        var ctx = new NativePlanContext(src, table, outType, block, claimed, missing, ScalesArePowersOfTwo(config));
-
-        foreach (Binding b in table.Bindings)
+        var planning = new PlanningState();
+        var side = new NativeSide
         {
-            switch (b.Rule.Op)
-            {
-                case RuleOp.Weight:
-                {
-                    if (!src.TryGet(b.Hf, out var loc)) { if (!b.Rule.Optional) missing.Add(b.Hf); continue; }
-                    var p = new PlannedTensor { Name = b.Native, DType = ctx.OutDType(loc, b.Rule), Shape = ctx.LogicalShape(loc, b.Rule) };
-                    ctx.AddWeightPieces(p, loc, b.Rule, fp4Allowed: false);
-                    if (p.Pieces.Count > 0) { p.Order = (0, order[b.Hf]); outputs.Add(p); }
-                    break;
-                }
-                case RuleOp.DropIfTied:
-                {
-                    if (!src.TryGet(b.Hf, out var copy)) { if (!b.Rule.Optional) missing.Add(b.Hf); continue; }
-                    claimed.Add(b.Hf);
-                    string mainName = b.Rule.TiedTo!.Hf.Text;
-                    if (src.TryGet(mainName, out var main) && tied.Same(copy, main))
-                    {
-                        dropped.Add((b.Hf, $"identical to '{mainName}' (shared with the main model); re-created from it on export"));
-                        continue;
-                    }
-                    var p = new PlannedTensor { Name = b.Native, DType = ctx.OutDType(copy, b.Rule), Shape = copy.Info.Shape };
-                    claimed.Remove(b.Hf);
-                    ctx.AddWeightPieces(p, copy, b.Rule, fp4Allowed: false);
-                    p.Ops.Add($"kept: differs from '{mainName}'");
-                    p.Order = (0, order[b.Hf]);
-                    outputs.Add(p);
-                    break;
-                }
-                case RuleOp.StackExperts:
-                    foreach (var p in ctx.PlanExperts(b, options.PerExpertLayout)) { p.Order = (0, order.GetValueOrDefault(p.Sources[0], int.MaxValue)); outputs.Add(p); }
-                    break;
-            }
-        }
-        // Wildcard carry-through rules, then anything unclaimed.
-        var unknown = new List<string>();
-        foreach (TensorLocation t in src.Tensors)
-        {
-            if (claimed.Contains(t.Name)) continue;
-            Rule? carry = table.Rules.FirstOrDefault(r => r.Op == RuleOp.CarryThrough && r.Hf.TryMatch(t.Name, out _));
-            if (carry == null) { unknown.Add(t.Name); continue; }
-            carry.Hf.TryMatch(t.Name, out var v);
-            var p = new PlannedTensor { Name = carry.Native.Format(v), DType = t.Info.DType, Shape = t.Info.Shape, Order = (0, order[t.Name]) };
-            p.Sources.Add(t.Name); p.Ops.Add("carry through byte for byte (non-text tensor)"); p.Pieces.Add(new CopyPiece(Src.Whole(t)));
-            claimed.Add(t.Name);
-            outputs.Add(p);
-        }
+            Source = src, Planning = planning, Ctx = new NativePlanContext(src, table, outType, block, planning, ScalesArePowersOfTwo(config)),
+            Tied = tied, PerExpert = options.PerExpertLayout, Order = order,
+        };
+        side.PlanBindings(table);
+        var (outputs, missing) = (side.Outputs, planning.Missing);
         if (missing.Count > 0) throw Diagnose(missing, inDir, "native", layout, new FamilyClaim(options.Family, family, config, inDir));
-        var carried = HandleUnknown(unknown, options, inDir, src, outputs, order);
+        var carried = HandleUnknown(planning.Unknown, options, inDir, src, outputs, order);
 
         outputs.Sort((a, b) => a.Order.CompareTo(b.Order));
         CheckDuplicateOutputs(outputs);
-        return new NativePlan(family, inDir, outputs, dropped, carried, NativeConfig(config, outType), config);
+        return new NativePlan(family, inDir, outputs, side.Dropped, carried, NativeConfig(config, outType), config);
     }
 
     /// <summary>

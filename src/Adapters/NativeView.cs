@@ -99,7 +99,7 @@ public sealed class NativeView : ITensorSource
                     { File = sub.Inputs.FirstOrDefault().File?.Path, Tensor = t.Sources.FirstOrDefault() };
                 }
                 sink.End(at, n);
-                foreach (Src s in sub.Consumed) Converter.Unmap(s, 0, s.Length);
+                foreach (Src s in sub.Consumed) MappedPages.Unmap(s, 0, s.Length);
                 at += n;
             }
         }

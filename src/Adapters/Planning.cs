@@ -5,9 +5,11 @@ using Mtp.SafeTensors;
 namespace Mtp.Adapters;
 
 /// <summary>Plans training-layout tensors from HF sources (headers only).</summary>
-internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType outType, BlockSize block, HashSet<string> claimed, List<string> missing,
-    bool pow2 = false)
+internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType outType, BlockSize block, PlanningState planning, bool pow2 = false)
 {
+    readonly HashSet<string> claimed = planning.Claimed;
+    readonly List<string> missing = planning.Missing;
+
     const long ChunkBytes = 256L << 20;
 
     static bool IsQuantized(TensorLocation l, bool fp4Allowed) => l.Info.DType == DType.F8_E4M3 || (fp4Allowed && l.Info.DType == DType.I8);

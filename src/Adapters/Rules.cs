@@ -1,6 +1,9 @@
 namespace Mtp.Adapters;
 
-/// <summary>The operation a rule applies on the way to the training layout; <c>to-hf</c> applies its reverse.</summary>
+/// <summary>
+/// The name of the operation a rule applies on the way to the training layout; <c>to-hf</c> applies its reverse. Each names
+/// a <see cref="RuleOperation"/> object, which plans both directions.
+/// </summary>
 public enum RuleOp
 {
     /// <summary>
@@ -158,24 +161,10 @@ public sealed class RuleTable
     }
 
     /// <summary>Concrete HF weight names a binding can read (per-expert and fused alternatives for experts).</summary>
-    public IEnumerable<string> HfNames(Binding b)
-    {
-        if (b.Rule.Op != RuleOp.StackExperts) { yield return b.Hf; yield break; }
-        ExpertNames x = b.Rule.Experts!;
-        for (int e = 0; e < Facts.NumExperts; e++)
-            foreach (string s in new[] { x.Gate, x.Up, x.Down })
-                yield return b.Hf + "." + new NamePattern(s).Format(new PatternVars(E: e));
-        if (x.FusedGateUp != null) yield return b.Hf + "." + x.FusedGateUp;
-        if (x.FusedDown != null) yield return b.Hf + "." + x.FusedDown;
-    }
+    public IEnumerable<string> HfNames(Binding b) => RuleOperation.Of(b.Rule.Op).HfNames(b, Facts);
 
     /// <summary>Concrete training-layout names a binding writes (stacked layout).</summary>
-    public static IEnumerable<string> NativeNames(Binding b)
-    {
-        if (b.Rule.Op != RuleOp.StackExperts) { yield return b.Native; yield break; }
-        yield return b.Native + ".gate_up_proj";
-        yield return b.Native + ".down_proj";
-    }
+    public static IEnumerable<string> NativeNames(Binding b) => RuleOperation.Of(b.Rule.Op).NativeNames(b);
 
     void CheckCollisions()
     {
@@ -184,7 +173,7 @@ public sealed class RuleTable
         foreach (Binding b in Bindings)
         {
             foreach (string n in HfNames(b))
-                if (!hf.TryAdd(n, b.Rule) && !(b.Rule.Op == RuleOp.DropIfTied))
+                if (!hf.TryAdd(n, b.Rule) && !RuleOperation.Of(b.Rule.Op).MayShareHfName)
                     throw new AdapterException(AdapterErrorKind.Inconsistent, $"rule table {Family}: rules '{hf[n]}' and '{b.Rule}' both read '{n}'");
             foreach (string n in NativeNames(b))
                 if (!nat.TryAdd(n, b.Rule))
@@ -203,7 +192,7 @@ public sealed class RuleTable
         foreach (Rule r in Rules)
         {
             NamePattern from = toNative ? r.Hf : r.Native, to = toNative ? r.Native : r.Hf;
-            if (r.Op == RuleOp.StackExperts) continue;
+            if (!RuleOperation.Of(r.Op).TranslatesOneName) continue;
             if (!from.TryMatch(name, out var v) || !InDomain(r, v)) continue;
             return to.Format(v);
         }

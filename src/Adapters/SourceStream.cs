@@ -31,7 +31,7 @@ internal sealed class SourceStream : IDisposable
     /// <summary>Done with [off, off+n) of <paramref name="x"/>: unmap its pages and (drop-behind) evict them from the cache.</summary>
     public void Release(Src x, long off, long n)
     {
-        Converter.Unmap(x, off, n);
+        MappedPages.Unmap(x, off, n);
         if (_dropBehind && Handle(x.File.Path) is { } h) PageCache.Drop(h, Start(x) + off, n);
     }
 

@@ -84,7 +84,9 @@ internal sealed class HfExportPlanner : IDisposable
         var planning = new PlanningState();
         var hp = new HfPlanContext(new HfPlanInputs(_nat, _reference, table, _hints, _o.DType, Converter.BlockOf(_config)),
             new ConcurrentDictionary<string, byte[]>(StringComparer.Ordinal), planning, Converter.ScalesArePowersOfTwo(_config));
-        var outputs = PlanBindings(table, hp, planning);
+        var side = new HfSide { Source = _nat, Planning = planning, Ctx = hp, Hints = _hints };
+        side.PlanBindings(table);
+        var outputs = side.Outputs;
         if (planning.Missing.Count > 0)
             throw Converter.Diagnose(planning.Missing, _inDir, "hf", _layout, new FamilyClaim(_o.Family, _family, _config, _o.Reference ?? _inDir));
         var order = _nat.Tensors.Select((t, i) => (t.Name, i)).ToDictionary(x => x.Name, x => x.i, StringComparer.Ordinal);
@@ -104,62 +106,6 @@ internal sealed class HfExportPlanner : IDisposable
             ReferenceIndexPath = _reference != null ? Path.Combine(_reference.Directory, ShardIndex.FileName) : null,
             QuantPieces = hp.QuantPieces,
         };
-    }
-
-    // Every binding of the table read backwards, then the carry-through rules; what is left is unknown.
-    List<PlannedTensor> PlanBindings(RuleTable table, HfPlanContext hp, PlanningState planning)
-    {
-        var outputs = new List<PlannedTensor>();
-        foreach (Binding b in table.Bindings)
-        {
-            switch (b.Rule.Op)
-            {
-                case RuleOp.Weight:
-                    if (!_nat.TryGet(b.Native, out var loc))
-                    {
-                        if (!b.Rule.Optional || _hints.ContainsKey(b.Hf)) planning.Missing.Add(b.Native);
-                        continue;
-                    }
-                    planning.Claimed.Add(b.Native);
-                    outputs.AddRange(hp.PlanWeight(b.Hf, Src.Whole(loc), loc.Info.Shape, b.Rule, fp4: false));
-                    break;
-                case RuleOp.DropIfTied:
-                    outputs.AddRange(PlanTiedCopy(b, hp, planning));
-                    break;
-                case RuleOp.StackExperts:
-                    outputs.AddRange(hp.PlanExperts(b));
-                    break;
-            }
-        }
-        foreach (var t in _nat.Tensors)
-        {
-            if (planning.Claimed.Contains(t.Name)) continue;
-            Rule? carry = table.Rules.FirstOrDefault(r => r.Op == RuleOp.CarryThrough && r.Native.TryMatch(t.Name, out _));
-            if (carry == null) { planning.Unknown.Add(t.Name); continue; }
-            carry.Native.TryMatch(t.Name, out var v);
-            var p = new PlannedTensor { Name = carry.Hf.Format(v), DType = t.Info.DType, Shape = t.Info.Shape };
-            p.Sources.Add(t.Name); p.Ops.Add("carry through byte for byte (non-text tensor)"); p.Pieces.Add(new CopyPiece(Src.Whole(t)));
-            planning.Claimed.Add(t.Name);
-            outputs.Add(p);
-        }
-        return outputs;
-    }
-
-    // A copy kept on import is written back as it is; one dropped as identical is re-created from the main tensor.
-    IEnumerable<PlannedTensor> PlanTiedCopy(Binding b, HfPlanContext hp, PlanningState planning)
-    {
-        if (_nat.TryGet(b.Native, out var kept))
-        {
-            planning.Claimed.Add(b.Native);
-            return hp.PlanWeight(b.Hf, Src.Whole(kept), kept.Info.Shape, b.Rule, fp4: false);
-        }
-        bool wanted = _hints.Count > 0 ? _hints.ContainsKey(b.Hf) : !b.Rule.Optional;
-        if (!wanted) return Array.Empty<PlannedTensor>();
-        string mainNative = b.Rule.TiedTo!.Native.Text;
-        if (!_nat.TryGet(mainNative, out var main)) { planning.Missing.Add(mainNative); return Array.Empty<PlannedTensor>(); }
-        var outs = hp.PlanWeight(b.Hf, Src.Whole(main), main.Info.Shape, b.Rule, fp4: false).ToList();
-        foreach (var p in outs) p.Ops.Add($"re-created from '{mainNative}' (dropped as identical on import)");
-        return outs;
     }
 
     (IReadOnlyList<ShardPlan>, Dictionary<string, IReadOnlyDictionary<string, string>>?) OwnShards(List<PlannedTensor> outputs)

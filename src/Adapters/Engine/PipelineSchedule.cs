@@ -22,9 +22,10 @@ internal sealed class PipelineSlot
 }
 
 /// <summary>
-/// The scheduler of the shard pipeline: per shard, its pieces in output order, computed pieces split into row blocks; a
-/// scale written after its weight waits for the weight's slot and takes its scale from the cache, a scale whose weight is
-/// not written in this run (another <c>--part</c>) recomputes it.
+/// The scheduler of the shard pipeline: per shard, its pieces in output order, computed pieces split into row blocks. A
+/// re-quantized weight whose scale this run writes after it is scheduled as one quantization producing both
+/// (<see cref="WeightAndScalePiece"/>), and the scale's slot waits for it; a scale whose weight is not written before it in
+/// this run (another <c>--part</c>) is scheduled as its own recomputation.
 /// </summary>
 internal sealed class PipelineSchedule
 {
@@ -41,21 +42,12 @@ internal sealed class PipelineSchedule
     /// <summary>Schedules <paramref name="shards"/>, splitting computed pieces into blocks of about <paramref name="blockBytes"/>.</summary>
     public PipelineSchedule(IReadOnlyList<ShardPlan> shards, Dictionary<string, PlannedTensor> byName, long blockBytes)
     {
+        var pieces = shards.Select(shard => shard.Tensors.Select(t => byName[t.Name]).SelectMany(pt => pt.Pieces
+            .SelectMany(p => p.Direct != null ? new[] { p } : p.Split(Math.Max(1, blockBytes))).Select(p => (pt, p))).ToList()).ToList();
+        var handOver = WeightsWithScaleLater(pieces.SelectMany(x => x).Select(x => x.p));
         var quantAt = new Dictionary<QuantPiece, int>();
-        foreach (ShardPlan shard in shards)
-        {
-            var list = new List<PipelineSlot>();
-            foreach (TensorSpec t in shard.Tensors)
-            {
-                PlannedTensor pt = byName[t.Name];
-                foreach (Piece p in pt.Pieces)
-                {
-                    if (p.Direct != null) { list.Add(new PipelineSlot { T = pt, P = p, Computed = false }); continue; }
-                    foreach (Piece sub in p.Split(Math.Max(1, blockBytes))) list.Add(AddComputed(pt, sub, quantAt));
-                }
-            }
-            PerShard.Add(list);
-        }
+        foreach (var shard in pieces)
+            PerShard.Add(shard.Select(x => x.p.Direct != null ? new PipelineSlot { T = x.pt, P = x.p, Computed = false } : AddComputed(x.pt, x.p, handOver, quantAt)).ToList());
         All = PerShard.SelectMany(x => x).ToList();
         InputPrefix = new long[All.Count + 1];
         for (int f = 0; f < All.Count; f++)
@@ -65,12 +57,34 @@ internal sealed class PipelineSchedule
         }
     }
 
-    PipelineSlot AddComputed(PlannedTensor pt, Piece sub, Dictionary<QuantPiece, int> quantAt)
+    // The weights whose scale this run writes after them: they hand the scale over instead of it being recomputed.
+    static HashSet<QuantPiece> WeightsWithScaleLater(IEnumerable<Piece> run)
     {
-        var slot = new PipelineSlot { T = pt, P = sub, Computed = true };
-        if (sub is QuantPiece q) { q.KeepScale = false; quantAt[q] = Computed.Count; }
-        else if (sub is ScaleOfPiece so && quantAt.TryGetValue(so.Weight, out int wi)) { so.Weight.KeepScale = true; slot.WaitFor = wi; }
-        else if (sub is ScaleOfPiece orphan) orphan.Recompute = true;
+        var seen = new HashSet<QuantPiece>();
+        var handOver = new HashSet<QuantPiece>();
+        foreach (Piece p in run)
+        {
+            if (p is QuantPiece q) seen.Add(q);
+            else if (p is ScaleOfPiece so && seen.Contains(so.Weight)) handOver.Add(so.Weight);
+        }
+        return handOver;
+    }
+
+    PipelineSlot AddComputed(PlannedTensor pt, Piece sub, HashSet<QuantPiece> handOver, Dictionary<QuantPiece, int> quantAt)
+    {
+        int waitFor = -1;
+        Piece piece = sub;
+        if (sub is QuantPiece q)
+        {
+            quantAt[q] = Computed.Count;
+            if (handOver.Contains(q)) piece = q.HandingOverScale();
+        }
+        else if (sub is ScaleOfPiece so)
+        {
+            if (quantAt.TryGetValue(so.Weight, out int wi)) waitFor = wi;
+            else piece = so.Recomputing();
+        }
+        var slot = new PipelineSlot { T = pt, P = piece, Computed = true, WaitFor = waitFor };
         Computed.Add(slot);
         return slot;
     }
