@@ -61,7 +61,7 @@ public static partial class Converter
         RuleTable table = Families.BuildTable(family, config, names);
         DType outType = options.DType ?? DType.BF16;
         if (outType is not (DType.BF16 or DType.F32)) throw new AdapterException(AdapterErrorKind.Usage, "--dtype must be bf16 or f32");
-        BlockSize block = BlockOf(config);
+        BlockSize block = BlockOf(config, table.Quant);
         var order = src.Tensors.Select((t, i) => (t.Name, i)).ToDictionary(x => x.Name, x => x.i, StringComparer.Ordinal);
 
         var planning = new PlanningState();
@@ -105,13 +105,14 @@ public static partial class Converter
             $"{Path.Combine(dir, "config.json")}: model_type '{FamilyDetector.Str(config, "model_type")}' is not a known family; pass --family ({string.Join(", ", Families.All)})");
     }
 
-    internal static BlockSize BlockOf(JsonObject config)
+    /// <summary>config.json's FP8 block (<c>weight_block_size</c>), else the family scheme's, else 128x128.</summary>
+    internal static BlockSize BlockOf(JsonObject config, QuantScheme? scheme = null)
     {
         var q = config["quantization_config"] as JsonObject ?? (config["text_config"] as JsonObject)?["quantization_config"] as JsonObject;
         if (q?["weight_block_size"] is JsonArray a && a.Count == 2 && a[0] is JsonValue r && a[1] is JsonValue c
             && r.TryGetValue(out int rr) && c.TryGetValue(out int cc) && rr > 0 && cc > 0)
             return new BlockSize(rr, cc);
-        return BlockSize.Fp8Default;
+        return scheme != null ? new BlockSize(scheme.BlockSize, scheme.BlockSize) : BlockSize.Fp8Default;
     }
 
     internal static bool SameDirectory(string a, string b) =>

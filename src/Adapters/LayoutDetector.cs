@@ -45,7 +45,7 @@ public static class LayoutDetector
         var native = new HashSet<string>(StringComparer.Ordinal);
         foreach (Binding b in table.Bindings)
         {
-            if (b.Rule.Op == RuleOp.StackExperts) continue;
+            if (b.Rule.Op == RuleOperation.StackExperts) continue;
             hf.Add(b.Hf);
             hf.Add(table.ScaleNameOf(b.Hf)); // a scale name only HF checkpoints can hold (unquantized rules' never occur)
             native.Add(b.Native);

@@ -209,7 +209,7 @@ internal sealed class HfPlanContext(HfPlanInputs inputs, ConcurrentDictionary<st
             long[] wShape, sShape;
             ScaleFormat sf;
             DType sType;
-            int group = 32;
+            int group = table.Quant.Fp4Group;
             if (isFp4)
             {
                 if (cols % 2 != 0)
@@ -225,7 +225,7 @@ internal sealed class HfPlanContext(HfPlanInputs inputs, ConcurrentDictionary<st
                 var (gr, gc) = block.GridFor(rows, cols);
                 wShape = new long[] { rows, cols };
                 sShape = new long[] { gr, gc };
-                sType = sh.Shape != null ? sh.DType : (table.Family == Families.DeepSeekV4 ? DType.F8_E8M0 : DType.F32);
+                sType = sh.Shape != null ? sh.DType : table.Quant.ScaleDType;
                 sf = sType switch
                 {
                     DType.F32 => ScaleFormat.F32, DType.BF16 => ScaleFormat.BF16, DType.F8_E8M0 => ScaleFormat.E8M0,

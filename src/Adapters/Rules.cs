@@ -1,30 +1,5 @@
 namespace Mtp.Adapters;
 
-/// <summary>
-/// The name of the operation a rule applies on the way to the training layout; <c>to-hf</c> applies its reverse. Each names
-/// a <see cref="RuleOperation"/> object, which plans both directions.
-/// </summary>
-public enum RuleOp
-{
-    /// <summary>
-    /// Rename; a quantized source (FP8 with its scale, or packed FP4 with its scale) is dequantized, BF16 is cast to
-    /// the target dtype, F32/I32 keep theirs. Reverse: re-quantize with the reused (or canonical) scale / cast back.
-    /// </summary>
-    Weight,
-    /// <summary>
-    /// Routed experts: per-expert gate/up/down (or the fused transformers layout) are stacked into
-    /// <c>gate_up_proj</c> [E, 2I, H] (gate rows first) and <c>down_proj</c> [E, H, I]. Reverse: split per expert.
-    /// </summary>
-    StackExperts,
-    /// <summary>
-    /// A per-depth copy of a shared tensor (DeepSeek MTP embedding / head): dropped, with a reason, when byte-identical
-    /// to the main tensor, kept under the native name otherwise. Reverse: re-created from the main tensor.
-    /// </summary>
-    DropIfTied,
-    /// <summary>Non-text tensors carried byte for byte (both directions).</summary>
-    CarryThrough,
-}
-
 /// <summary>Which index a rule's pattern ranges over.</summary>
 public enum LayerDomain
 {
@@ -54,28 +29,32 @@ public sealed record ExpertNames(string Gate, string Up, string Down, string? Fu
 /// <summary>One declarative rule: an HF name pattern, a training-layout name pattern and an operation.</summary>
 public sealed class Rule
 {
-    /// <summary>HF-side pattern (for <see cref="RuleOp.StackExperts"/>: the experts' prefix).</summary>
+    /// <summary>HF-side pattern (for <see cref="RuleOperation.StackExperts"/>: the experts' prefix).</summary>
     public NamePattern Hf { get; }
-    /// <summary>Training-side pattern (for <see cref="RuleOp.StackExperts"/>: the experts' prefix).</summary>
+    /// <summary>Training-side pattern (for <see cref="RuleOperation.StackExperts"/>: the experts' prefix).</summary>
     public NamePattern Native { get; }
-    /// <summary>Operation.</summary>
-    public RuleOp Op { get; }
+    /// <summary>What the rule does, planned in both directions (one of <see cref="RuleOperation"/>'s instances).</summary>
+    public RuleOperation Op { get; }
     /// <summary>Index domain.</summary>
     public LayerDomain Domain { get; }
     /// <summary>Condition on the layer (null: always).</summary>
     public Func<LayerContext, bool>? When { get; }
     /// <summary>Absent sources are fine (otherwise they are reported missing).</summary>
     public bool Optional { get; }
-    /// <summary>For <see cref="RuleOp.DropIfTied"/>: the rule of the main tensor this one copies.</summary>
-    public Rule? TiedTo { get; }
-    /// <summary>For <see cref="RuleOp.StackExperts"/>: the expert sub-names.</summary>
-    public ExpertNames? Experts { get; }
-    /// <summary>Whether a quantized (F8 / packed FP4) source is allowed for this rule.</summary>
-    public bool Quantizable { get; }
+    /// <summary>For <see cref="RuleOperation.DropIfTied"/>: the rule of the main tensor this one copies.</summary>
+    public Rule? TiedTo { get; private init; }
+    /// <summary>For <see cref="RuleOperation.StackExperts"/>: the expert sub-names.</summary>
+    public ExpertNames? Experts { get; private init; }
+    /// <summary>A rename rule: one HF tensor to one training-layout tensor.</summary>
+    /// <param name="hf">HF-side pattern.</param>
+    /// <param name="native">Training-side pattern.</param>
+    /// <param name="domain">Index domain.</param>
+    /// <param name="when">Condition on the layer (null: always).</param>
+    /// <param name="optional">Absent sources are fine.</param>
+    public Rule(string hf, string native, LayerDomain domain = LayerDomain.Global, Func<LayerContext, bool>? when = null, bool optional = false)
+        : this(RuleOperation.Rename, hf, native, domain, when, optional) { }
 
-    /// <summary>Creates a rule.</summary>
-    public Rule(string hf, string native, RuleOp op = RuleOp.Weight, LayerDomain domain = LayerDomain.Global,
-        Func<LayerContext, bool>? when = null, bool optional = false, Rule? tiedTo = null, ExpertNames? experts = null, bool quantizable = true)
+    Rule(RuleOperation op, string hf, string native, LayerDomain domain, Func<LayerContext, bool>? when, bool optional)
     {
         Hf = new NamePattern(hf);
         Native = new NamePattern(native);
@@ -83,13 +62,20 @@ public sealed class Rule
         Domain = domain;
         When = when;
         Optional = optional;
-        TiedTo = tiedTo;
-        Experts = experts;
-        Quantizable = quantizable;
-        if (op == RuleOp.StackExperts && experts == null) throw new ArgumentException($"rule {hf}: StackExperts needs expert names");
-        if (op == RuleOp.DropIfTied && tiedTo == null) throw new ArgumentException($"rule {hf}: DropIfTied needs the main rule");
         if (Hf.HasWildcard != Native.HasWildcard) throw new ArgumentException($"rule {hf} -> {native}: wildcard on one side only");
     }
+
+    /// <summary>A routed-expert group under the prefixes <paramref name="hf"/> / <paramref name="native"/> (<see cref="RuleOperation.StackExperts"/>).</summary>
+    public static Rule StackedExperts(string hf, string native, ExpertNames names, LayerDomain domain, Func<LayerContext, bool>? when = null) =>
+        new(RuleOperation.StackExperts, hf, native, domain, when, false) { Experts = names };
+
+    /// <summary>A per-depth copy of the tensor of <paramref name="main"/> (<see cref="RuleOperation.DropIfTied"/>).</summary>
+    public static Rule TiedCopy(string hf, string native, Rule main, LayerDomain domain, bool optional = false) =>
+        new(RuleOperation.DropIfTied, hf, native, domain, null, optional) { TiedTo = main };
+
+    /// <summary>Non-text tensors matched by a wildcard pattern, carried byte for byte (<see cref="RuleOperation.CarryThrough"/>).</summary>
+    public static Rule Carried(string hf, string native, bool optional = false) =>
+        new(RuleOperation.CarryThrough, hf, native, LayerDomain.Global, null, optional);
 
     /// <inheritdoc />
     public override string ToString() => $"{Hf} -> {Native} ({Op})";
@@ -123,19 +109,22 @@ public sealed class RuleTable
     public ModelFacts Facts { get; }
     /// <summary>The rules, in output order.</summary>
     public IReadOnlyList<Rule> Rules { get; }
-    /// <summary>Scale tensor name for a quantized weight name.</summary>
-    public Func<string, string> ScaleNameOf { get; }
+    /// <summary>The family's quantization scheme: scale names, and the defaults of scales written without a reference.</summary>
+    public QuantScheme Quant { get; }
     /// <summary>Every concrete binding (wildcard rules excluded), in rule order.</summary>
     public IReadOnlyList<Binding> Bindings { get; }
 
+    /// <summary>Scale tensor name for a quantized weight name.</summary>
+    public string ScaleNameOf(string weight) => Quant.ScaleNameOf(weight);
+
     /// <summary>Builds the table and checks it for collisions.</summary>
     /// <exception cref="AdapterException">Two rules (or two instances of one) produce the same name on either side.</exception>
-    public RuleTable(string family, ModelFacts facts, IReadOnlyList<Rule> rules, Func<string, string> scaleNameOf)
+    public RuleTable(string family, ModelFacts facts, IReadOnlyList<Rule> rules, QuantScheme quant)
     {
         Family = family;
         Facts = facts;
         Rules = rules;
-        ScaleNameOf = scaleNameOf;
+        Quant = quant;
         Bindings = Expand().ToList();
         CheckCollisions();
     }
@@ -161,10 +150,10 @@ public sealed class RuleTable
     }
 
     /// <summary>Concrete HF weight names a binding can read (per-expert and fused alternatives for experts).</summary>
-    public IEnumerable<string> HfNames(Binding b) => RuleOperation.Of(b.Rule.Op).HfNames(b, Facts);
+    public IEnumerable<string> HfNames(Binding b) => b.Rule.Op.HfNames(b, Facts);
 
     /// <summary>Concrete training-layout names a binding writes (stacked layout).</summary>
-    public static IEnumerable<string> NativeNames(Binding b) => RuleOperation.Of(b.Rule.Op).NativeNames(b);
+    public static IEnumerable<string> NativeNames(Binding b) => b.Rule.Op.NativeNames(b);
 
     void CheckCollisions()
     {
@@ -173,7 +162,7 @@ public sealed class RuleTable
         foreach (Binding b in Bindings)
         {
             foreach (string n in HfNames(b))
-                if (!hf.TryAdd(n, b.Rule) && !RuleOperation.Of(b.Rule.Op).MayShareHfName)
+                if (!hf.TryAdd(n, b.Rule) && !b.Rule.Op.MayShareHfName)
                     throw new AdapterException(AdapterErrorKind.Inconsistent, $"rule table {Family}: rules '{hf[n]}' and '{b.Rule}' both read '{n}'");
             foreach (string n in NativeNames(b))
                 if (!nat.TryAdd(n, b.Rule))
@@ -192,7 +181,7 @@ public sealed class RuleTable
         foreach (Rule r in Rules)
         {
             NamePattern from = toNative ? r.Hf : r.Native, to = toNative ? r.Native : r.Hf;
-            if (!RuleOperation.Of(r.Op).TranslatesOneName) continue;
+            if (!r.Op.TranslatesOneName) continue;
             if (!from.TryMatch(name, out var v) || !InDomain(r, v)) continue;
             return to.Format(v);
         }

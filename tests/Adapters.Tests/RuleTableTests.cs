@@ -14,7 +14,7 @@ public class RuleTableTests
         string family = FamilyDetector.Detect(c.Config!)!;
         var table = Families.BuildTable(family, c.Config!, names);
         Assert.That(table.Bindings, Is.Not.Empty);
-        foreach (Binding b in table.Bindings.Where(b => b.Rule.Op is RuleOp.Weight or RuleOp.DropIfTied))
+        foreach (Binding b in table.Bindings.Where(b => b.Rule.Op == RuleOperation.Rename || b.Rule.Op == RuleOperation.DropIfTied))
         {
             Assert.That(table.ToNativeName(b.Hf), Is.EqualTo(b.Native), b.Hf);
             Assert.That(table.ToHfName(b.Native), Is.EqualTo(b.Hf), b.Native);
@@ -60,10 +60,10 @@ public class RuleTableTests
             new Rule("model.layers.{i}.a.weight", "model.layers.{i}.x.weight", domain: LayerDomain.Main),
             new Rule("model.layers.{i}.b.weight", "model.layers.{i}.x.weight", domain: LayerDomain.Main),
         };
-        var e = Assert.Throws<AdapterException>(() => new RuleTable("test", facts, rules, w => w + "_scale_inv"))!;
+        var e = Assert.Throws<AdapterException>(() => new RuleTable("test", facts, rules, new QuantScheme(ScaleNaming.ScaleInv, Mtp.SafeTensors.DType.F32)))!;
         Assert.That(e.Message, Does.Contain("model.layers.0.x.weight"));
         var same = new[] { new Rule("a.weight", "x.weight"), new Rule("a.weight", "y.weight") };
-        Assert.Throws<AdapterException>(() => new RuleTable("test", facts, same, w => w));
+        Assert.Throws<AdapterException>(() => new RuleTable("test", facts, same, new QuantScheme(ScaleNaming.ScaleInv, Mtp.SafeTensors.DType.F32)));
     }
 
     [Test]

@@ -34,7 +34,7 @@ public class SyntheticTests
         {
             if (b.Rule.Optional) continue;
             var names = table.HfNames(b).ToList();
-            if (b.Rule.Op == RuleOp.StackExperts) names = names.Where(n => n.Contains(".experts.") && char.IsDigit(n[n.IndexOf(".experts.") + 9])).ToList();
+            if (b.Rule.Op == RuleOperation.StackExperts) names = names.Where(n => n.Contains(".experts.") && char.IsDigit(n[n.IndexOf(".experts.") + 9])).ToList();
             foreach (string n in names)
             {
                 var data = new byte[8];

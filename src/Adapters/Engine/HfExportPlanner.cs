@@ -82,7 +82,7 @@ internal sealed class HfExportPlanner : IDisposable
         var natNames = _nat.Tensors.Select(t => t.Name).ToList();
         RuleTable table = Families.BuildTable(_family, _config, _hints.Count > 0 ? _hints.Keys : null, natNames);
         var planning = new PlanningState();
-        var hp = new HfPlanContext(new HfPlanInputs(_nat, _reference, table, _hints, _o.DType, Converter.BlockOf(_config)),
+        var hp = new HfPlanContext(new HfPlanInputs(_nat, _reference, table, _hints, _o.DType, Converter.BlockOf(_config, table.Quant)),
             new ConcurrentDictionary<string, byte[]>(StringComparer.Ordinal), planning, Converter.ScalesArePowersOfTwo(_config));
         var side = new HfSide { Source = _nat, Planning = planning, Ctx = hp, Hints = _hints };
         side.PlanBindings(table);

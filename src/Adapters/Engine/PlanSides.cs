@@ -21,7 +21,7 @@ internal abstract class PlanSide
     /// <summary>Plans every binding of <paramref name="table"/> with its operation, then the carry-through rules; the rest is unknown.</summary>
     public void PlanBindings(RuleTable table)
     {
-        foreach (Binding b in table.Bindings) Plan(RuleOperation.Of(b.Rule.Op), b);
+        foreach (Binding b in table.Bindings) Plan(b.Rule.Op, b);
         foreach (TensorLocation t in Source.Tensors)
         {
             if (Planning.Claimed.Contains(t.Name)) continue;

@@ -3,51 +3,70 @@ using Mtp.SafeTensors;
 namespace Mtp.Adapters;
 
 /// <summary>
-/// What a rule does, planned in both directions: <see cref="ToNative"/> plans the training-layout outputs of a binding from
-/// an HF checkpoint, <see cref="ToHf"/> its reverse. The rule tables name an operation with <see cref="RuleOp"/>;
-/// <see cref="Of"/> is the one place that maps the name to the object. Quantization is not an operation: the per-tensor
-/// planners apply the source's scheme (dequantize on the way in, re-quantize to the reference's or recorded scheme on the
-/// way out) to whatever the operation names.
+/// What a rule does, planned in both directions: <c>ToNative</c> plans the training-layout outputs of a binding from an
+/// HF checkpoint, <c>ToHf</c> its reverse. The rule tables name one of the four instances below. Quantization is not an
+/// operation: the per-tensor planners apply the source's scheme (dequantize on the way in, re-quantize to the reference's
+/// or recorded scheme on the way out) to whatever the operation names. Only this assembly defines operations.
 /// </summary>
-internal abstract class RuleOperation
+public abstract class RuleOperation
 {
-    static readonly RuleOperation Rename = new RenameOperation(), Stack = new StackExpertsOperation(),
-        Tied = new DropIfTiedOperation(), Carry = new CarryThroughOperation();
+    /// <summary>
+    /// Rename; a quantized source (FP8 with its scale, or packed FP4 with its scale) is dequantized, BF16 is cast to the
+    /// target dtype, F32/I32 keep theirs. Reverse: re-quantize with the reused (or canonical) scale / cast back.
+    /// </summary>
+    public static readonly RuleOperation Rename = new RenameOperation();
+    /// <summary>
+    /// Routed experts: per-expert gate/up/down (or the fused transformers layout) are stacked into <c>gate_up_proj</c>
+    /// [E, 2I, H] (gate rows first) and <c>down_proj</c> [E, H, I]. Reverse: split per expert.
+    /// </summary>
+    public static readonly RuleOperation StackExperts = new StackExpertsOperation();
+    /// <summary>
+    /// A per-depth copy of a shared tensor (DeepSeek MTP embedding / head): dropped, with a reason, when byte-identical to
+    /// the main tensor, kept under the native name otherwise. Reverse: re-created from the main tensor.
+    /// </summary>
+    public static readonly RuleOperation DropIfTied = new DropIfTiedOperation();
+    /// <summary>Non-text tensors carried byte for byte (both directions).</summary>
+    public static readonly RuleOperation CarryThrough = new CarryThroughOperation();
 
-    /// <summary>The operation a table's <see cref="RuleOp"/> names.</summary>
-    public static RuleOperation Of(RuleOp op) => op switch
-    {
-        RuleOp.Weight => Rename,
-        RuleOp.StackExperts => Stack,
-        RuleOp.DropIfTied => Tied,
-        RuleOp.CarryThrough => Carry,
-        _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown rule operation"),
-    };
+    private protected RuleOperation() { }
+
+    /// <summary>The operation's name, as rule descriptions show it.</summary>
+    public abstract string Name { get; }
+
+    /// <inheritdoc />
+    public override string ToString() => Name;
+
+    /// <summary>Checks that <paramref name="rule"/> carries what this operation needs.</summary>
+    /// <exception cref="ArgumentException">It does not.</exception>
+    internal virtual void Validate(Rule rule) { }
 
     /// <summary>Plans <paramref name="b"/>'s training-layout outputs from the HF checkpoint of <paramref name="side"/>.</summary>
-    public abstract void ToNative(Binding b, NativeSide side);
+    internal abstract void ToNative(Binding b, NativeSide side);
 
     /// <summary>Plans <paramref name="b"/>'s HF outputs from the training checkpoint of <paramref name="side"/>.</summary>
-    public abstract void ToHf(Binding b, HfSide side);
+    internal abstract void ToHf(Binding b, HfSide side);
 
     /// <summary>The concrete HF names <paramref name="b"/> can read.</summary>
-    public virtual IEnumerable<string> HfNames(Binding b, ModelFacts facts) => new[] { b.Hf };
+    internal virtual IEnumerable<string> HfNames(Binding b, ModelFacts facts) => new[] { b.Hf };
 
     /// <summary>The concrete training-layout names <paramref name="b"/> writes.</summary>
-    public virtual IEnumerable<string> NativeNames(Binding b) => new[] { b.Native };
+    internal virtual IEnumerable<string> NativeNames(Binding b) => new[] { b.Native };
 
     /// <summary>Whether one name maps to one name (so the table translates it both ways by pattern).</summary>
-    public virtual bool TranslatesOneName => true;
+    internal virtual bool TranslatesOneName => true;
 
     /// <summary>Whether another rule may read the same HF name (a tied copy names its main tensor's source too).</summary>
-    public virtual bool MayShareHfName => false;
+    internal virtual bool MayShareHfName => false;
 }
 
 /// <summary>Rename one tensor (dequantized / cast on the way in, re-quantized / cast back on the way out).</summary>
 internal sealed class RenameOperation : RuleOperation
 {
     /// <inheritdoc />
-    public override void ToNative(Binding b, NativeSide side)
+    public override string Name => "Weight";
+
+    /// <inheritdoc />
+    internal override void ToNative(Binding b, NativeSide side)
     {
         if (!side.Source.TryGet(b.Hf, out var loc)) { if (!b.Rule.Optional) side.Planning.Missing.Add(b.Hf); return; }
         var p = new PlannedTensor { Name = b.Native, DType = side.Ctx.OutDType(loc, b.Rule), Shape = side.Ctx.LogicalShape(loc, b.Rule) };
@@ -56,7 +75,7 @@ internal sealed class RenameOperation : RuleOperation
     }
 
     /// <inheritdoc />
-    public override void ToHf(Binding b, HfSide side)
+    internal override void ToHf(Binding b, HfSide side)
     {
         if (!side.Source.TryGet(b.Native, out var loc))
         {
@@ -72,16 +91,25 @@ internal sealed class RenameOperation : RuleOperation
 internal sealed class StackExpertsOperation : RuleOperation
 {
     /// <inheritdoc />
-    public override void ToNative(Binding b, NativeSide side)
+    public override string Name => "StackExperts";
+
+    /// <inheritdoc />
+    internal override void Validate(Rule rule)
+    {
+        if (rule.Experts == null) throw new ArgumentException($"rule {rule.Hf}: StackExperts needs expert names");
+    }
+
+    /// <inheritdoc />
+    internal override void ToNative(Binding b, NativeSide side)
     {
         foreach (var p in side.Ctx.PlanExperts(b, side.PerExpert)) side.Add(p, p.Sources[0]);
     }
 
     /// <inheritdoc />
-    public override void ToHf(Binding b, HfSide side) => side.Outputs.AddRange(side.Ctx.PlanExperts(b));
+    internal override void ToHf(Binding b, HfSide side) => side.Outputs.AddRange(side.Ctx.PlanExperts(b));
 
     /// <summary>Per-expert gate/up/down of every expert, then the fused alternatives.</summary>
-    public override IEnumerable<string> HfNames(Binding b, ModelFacts facts)
+    internal override IEnumerable<string> HfNames(Binding b, ModelFacts facts)
     {
         ExpertNames x = b.Rule.Experts!;
         for (int e = 0; e < facts.NumExperts; e++)
@@ -92,20 +120,29 @@ internal sealed class StackExpertsOperation : RuleOperation
     }
 
     /// <summary>The two stacks.</summary>
-    public override IEnumerable<string> NativeNames(Binding b) => new[] { b.Native + ".gate_up_proj", b.Native + ".down_proj" };
+    internal override IEnumerable<string> NativeNames(Binding b) => new[] { b.Native + ".gate_up_proj", b.Native + ".down_proj" };
 
     /// <inheritdoc />
-    public override bool TranslatesOneName => false;
+    internal override bool TranslatesOneName => false;
 }
 
 /// <summary>A per-depth copy of a shared tensor: dropped when identical to the main one (kept otherwise), re-created from it on the way out.</summary>
 internal sealed class DropIfTiedOperation : RuleOperation
 {
     /// <inheritdoc />
-    public override bool MayShareHfName => true;
+    public override string Name => "DropIfTied";
 
     /// <inheritdoc />
-    public override void ToNative(Binding b, NativeSide side)
+    internal override void Validate(Rule rule)
+    {
+        if (rule.TiedTo == null) throw new ArgumentException($"rule {rule.Hf}: DropIfTied needs the main rule");
+    }
+
+    /// <inheritdoc />
+    internal override bool MayShareHfName => true;
+
+    /// <inheritdoc />
+    internal override void ToNative(Binding b, NativeSide side)
     {
         if (!side.Source.TryGet(b.Hf, out var copy)) { if (!b.Rule.Optional) side.Planning.Missing.Add(b.Hf); return; }
         side.Planning.Claimed.Add(b.Hf);
@@ -123,7 +160,7 @@ internal sealed class DropIfTiedOperation : RuleOperation
     }
 
     /// <inheritdoc />
-    public override void ToHf(Binding b, HfSide side)
+    internal override void ToHf(Binding b, HfSide side)
     {
         if (side.Source.TryGet(b.Native, out var kept))
         {
@@ -147,16 +184,19 @@ internal sealed class DropIfTiedOperation : RuleOperation
 internal sealed class CarryThroughOperation : RuleOperation
 {
     /// <inheritdoc />
-    public override void ToNative(Binding b, NativeSide side) { }
+    public override string Name => "CarryThrough";
 
     /// <inheritdoc />
-    public override void ToHf(Binding b, HfSide side) { }
+    internal override void ToNative(Binding b, NativeSide side) { }
+
+    /// <inheritdoc />
+    internal override void ToHf(Binding b, HfSide side) { }
 
     /// <summary>Carries <paramref name="t"/> through when a carry-through rule of <paramref name="table"/> matches it on <paramref name="side"/>'s source side.</summary>
     public static bool TryCarry(RuleTable table, TensorLocation t, PlanSide side)
     {
         bool toNative = side.Direction == ConversionDirection.ToNative;
-        Rule? carry = table.Rules.FirstOrDefault(r => r.Op == RuleOp.CarryThrough && (toNative ? r.Hf : r.Native).TryMatch(t.Name, out _));
+        Rule? carry = table.Rules.FirstOrDefault(r => r.Op is CarryThroughOperation && (toNative ? r.Hf : r.Native).TryMatch(t.Name, out _));
         if (carry == null) return false;
         NamePattern from = toNative ? carry.Hf : carry.Native, to = toNative ? carry.Native : carry.Hf;
         from.TryMatch(t.Name, out var v);

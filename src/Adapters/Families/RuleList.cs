@@ -5,13 +5,14 @@ sealed class RuleList
 {
     public readonly List<Rule> Rules = new();
 
-    public Rule Add(string hf, string native, RuleOp op = RuleOp.Weight, LayerDomain d = LayerDomain.Global, Func<LayerContext, bool>? when = null,
-        bool optional = false, Rule? tiedTo = null, ExpertNames? experts = null)
+    public Rule Add(Rule r)
     {
-        var r = new Rule(hf, native, op, d, when, optional, tiedTo, experts);
         Rules.Add(r);
         return r;
     }
+
+    public Rule Add(string hf, string native, LayerDomain d = LayerDomain.Global, Func<LayerContext, bool>? when = null, bool optional = false) =>
+        Add(new Rule(hf, native, d, when, optional));
 }
 
 /// <summary>Adds a decoder block's rules under an HF and a native prefix.</summary>
@@ -21,8 +22,8 @@ sealed class Block(RuleList list, string hf, string native, LayerDomain domain)
     public static readonly ExpertNames HfExperts = new("{e}.gate_proj.weight", "{e}.up_proj.weight", "{e}.down_proj.weight", "gate_up_proj", "down_proj", false);
 
     public void W(string hfSub, string? nativeSub = null, Func<LayerContext, bool>? when = null, bool optional = false) =>
-        list.Add(hf + hfSub, native + (nativeSub ?? hfSub), RuleOp.Weight, domain, when, optional);
+        list.Add(hf + hfSub, native + (nativeSub ?? hfSub), domain, when, optional);
 
     public void Experts(string hfSub, string nativeSub, ExpertNames names, Func<LayerContext, bool> when) =>
-        list.Add(hf + hfSub, native + nativeSub, RuleOp.StackExperts, domain, when, experts: names);
+        list.Add(Rule.StackedExperts(hf + hfSub, native + nativeSub, names, domain, when));
 }

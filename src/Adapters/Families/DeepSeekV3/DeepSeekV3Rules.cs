@@ -43,8 +43,8 @@ static class DeepSeekV3Rules
         mtp.W("hnorm.weight");
         mtp.W("eh_proj.weight");
         mtp.W("shared_head.norm.weight", "final_layernorm.weight");
-        list.Add($"model.layers.{{k+{L}}}.embed_tokens.weight", "mtp.layers.{k}.embed_tokens.weight", RuleOp.DropIfTied, LayerDomain.Mtp, tiedTo: embed);
-        list.Add($"model.layers.{{k+{L}}}.shared_head.head.weight", "mtp.layers.{k}.shared_head.head.weight", RuleOp.DropIfTied, LayerDomain.Mtp, tiedTo: head);
+        list.Add(Rule.TiedCopy($"model.layers.{{k+{L}}}.embed_tokens.weight", "mtp.layers.{k}.embed_tokens.weight", embed, LayerDomain.Mtp));
+        list.Add(Rule.TiedCopy($"model.layers.{{k+{L}}}.shared_head.head.weight", "mtp.layers.{k}.shared_head.head.weight", head, LayerDomain.Mtp));
         DecoderBlock(mtp);
         return list.Rules;
     }

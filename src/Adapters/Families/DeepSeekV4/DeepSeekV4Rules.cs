@@ -32,8 +32,8 @@ static class DeepSeekV4Rules
             m.W("hnorm.weight");
             m.W("norm.weight", "final_layernorm.weight");
             foreach (string p in Hc) m.W($"hc_head_{p}", $"hc_head.{p}");
-            list.Add("mtp.{k}.emb.tok_emb.weight", "mtp.layers.{k}.embed_tokens.weight", RuleOp.DropIfTied, LayerDomain.Mtp, optional: true, tiedTo: embed);
-            list.Add("mtp.{k}.head.weight", "mtp.layers.{k}.shared_head.head.weight", RuleOp.DropIfTied, LayerDomain.Mtp, optional: true, tiedTo: head);
+            list.Add(Rule.TiedCopy("mtp.{k}.emb.tok_emb.weight", "mtp.layers.{k}.embed_tokens.weight", embed, LayerDomain.Mtp, optional: true));
+            list.Add(Rule.TiedCopy("mtp.{k}.head.weight", "mtp.layers.{k}.shared_head.head.weight", head, LayerDomain.Mtp, optional: true));
             DecoderBlock(m);
         }
         else

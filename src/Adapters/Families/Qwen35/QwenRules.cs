@@ -32,7 +32,7 @@ static class QwenRules
             list.Add("mtp.norm.weight", "mtp.layers.0.final_layernorm.weight");
             DecoderBlock(new Block(list, "mtp.layers.{k}.", "mtp.layers.{k}.", LayerDomain.Mtp));
         }
-        if (!next) list.Add("model.visual.{*}", "model.visual.{*}", RuleOp.CarryThrough, optional: true);
+        if (!next) list.Add(Rule.Carried("model.visual.{*}", "model.visual.{*}", optional: true));
         return list.Rules;
     }
 
