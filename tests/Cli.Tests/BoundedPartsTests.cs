@@ -170,7 +170,7 @@ public class BoundedPartsTests
             {
                 var file = c.Files.Single(f => Path.GetFileName(f.Path) == w!["shard"]!.GetValue<string>());
                 Assert.That(file.Tensors, Has.Count.EqualTo(1), "an oversized tensor has its shard to itself");
-                Assert.That(w["bytes"]!.GetValue<long>(), Is.GreaterThan(long.Parse(limit)));
+                Assert.That(w!["bytes"]!.GetValue<long>(), Is.GreaterThan(long.Parse(limit)));
             }
         Assert.That(warnings.Select(w => w!["message"]!.GetValue<string>()), Has.Some.Contains("--expert-layout per-expert"));
         Assert.That(stderr, Does.Contain("over --max-shard-size"));
