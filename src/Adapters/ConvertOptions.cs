@@ -1,4 +1,5 @@
 using Mtp.SafeTensors;
+using Mtp.SafeTensors.IO;
 
 namespace Mtp.Adapters;
 
@@ -66,15 +67,25 @@ public sealed class ConvertProgress
     public Action<string>? Log { get; init; }
 }
 
-/// <summary>What a conversion did.</summary>
-/// <param name="OutputDirectory">The output directory.</param>
-/// <param name="Family">Family id.</param>
-/// <param name="TensorsWritten">Output tensors.</param>
-/// <param name="Dropped">Source tensors dropped, with their reasons.</param>
-/// <param name="CarriedUnknown">Unclaimed tensors carried through (with AllowUnknown).</param>
-/// <param name="BytesWritten">Tensor bytes written.</param>
-/// <param name="Shards">Output shard file names.</param>
-/// <param name="Requantized">To HF: weights that changed and were re-quantized, with the number of blocks that needed a new scale.</param>
-/// <param name="Elapsed">Wall time.</param>
-public sealed record ConversionResult(string OutputDirectory, string Family, int TensorsWritten, IReadOnlyList<(string Name, string Reason)> Dropped,
-    IReadOnlyList<string> CarriedUnknown, long BytesWritten, IReadOnlyList<string> Shards, IReadOnlyList<(string Name, int ChangedBlocks)> Requantized, TimeSpan Elapsed);
+/// <summary>What a conversion did (init-only properties: three code paths build it, named fields keep them honest).</summary>
+public sealed record ConversionResult
+{
+    /// <summary>The output directory.</summary>
+    public required string OutputDirectory { get; init; }
+    /// <summary>Family id.</summary>
+    public required string Family { get; init; }
+    /// <summary>Output tensors.</summary>
+    public required int TensorsWritten { get; init; }
+    /// <summary>Source tensors dropped, with their reasons.</summary>
+    public required IReadOnlyList<(string Name, string Reason)> Dropped { get; init; }
+    /// <summary>Unclaimed tensors carried through (with AllowUnknown).</summary>
+    public required IReadOnlyList<string> CarriedUnknown { get; init; }
+    /// <summary>Tensor bytes written.</summary>
+    public required long BytesWritten { get; init; }
+    /// <summary>Output shard file names.</summary>
+    public required IReadOnlyList<string> Shards { get; init; }
+    /// <summary>To HF: weights that changed and were re-quantized, with the number of blocks that needed a new scale.</summary>
+    public required IReadOnlyList<(string Name, int ChangedBlocks)> Requantized { get; init; }
+    /// <summary>Wall time.</summary>
+    public required TimeSpan Elapsed { get; init; }
+}

@@ -26,11 +26,11 @@ public static partial class Converter
             {
                 written = new ShardPipeline(plan, plan.Shards, tmp, progress).Run();
                 if (plan.WritesIndex) WriteIndex(Path.Combine(tmp, ShardIndex.FileName), plan.Shards, total, plan.IndexMetadata());
-                AtomicFile.WriteAllText(Path.Combine(tmp, "config.json"), plan.Config.ToJsonString(Indented) + "\n");
+                OutputTransaction.WriteAllText(Path.Combine(tmp, "config.json"), plan.Config.ToJsonString(Indented) + "\n");
                 foreach (string aux in plan.AuxiliarySources) AuxiliaryFiles.Copy(aux, tmp, plan.FullOutDir);
                 plan.Clock.Stop();
                 var report = BuildReport(plan, plan.Clock.Elapsed, written, withQuant: true);
-                AtomicFile.WriteAllText(Path.Combine(tmp, ReportFileName), report.ToJsonString(Indented) + "\n");
+                OutputTransaction.WriteAllText(Path.Combine(tmp, ReportFileName), report.ToJsonString(Indented) + "\n");
                 return written;
             });
         }
@@ -38,8 +38,12 @@ public static partial class Converter
         {
             throw new AdapterException(AdapterErrorKind.Io, $"{plan.OutDir}: {e.Message}", e);
         }
-        return new ConversionResult(plan.FullOutDir, plan.Family, plan.Outputs.Count, plan.Dropped, plan.Carried, written,
-            plan.Shards.Select(s => s.FileName).ToList(), plan.Requantized(), plan.Clock.Elapsed);
+        return new ConversionResult
+        {
+            OutputDirectory = plan.FullOutDir, Family = plan.Family, TensorsWritten = plan.Outputs.Count, Dropped = plan.Dropped,
+            CarriedUnknown = plan.Carried, BytesWritten = written, Shards = plan.Shards.Select(s => s.FileName).ToList(),
+            Requantized = plan.Requantized(), Elapsed = plan.Clock.Elapsed,
+        };
     }
 
     /// <summary>Writes the shard index: every tensor of <paramref name="shards"/> mapped to its file.</summary>

@@ -43,6 +43,6 @@ public static class Lineage
         if (lineage != null)
             foreach (var kv in lineage) report[kv.Key] = kv.Value?.DeepClone();
         report[detailsKey] = details.DeepClone();
-        AtomicFile.WriteAllText(Path.Combine(dir, Converter.ReportFileName), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        OutputTransaction.WriteAllText(Path.Combine(dir, Converter.ReportFileName), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Win32.SafeHandles;
 using Mtp.SafeTensors;
+using Mtp.SafeTensors.IO;
 
 namespace Mtp.Adapters;
 

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Microsoft.Win32.SafeHandles;
 using Mtp.Quant;
 using Mtp.SafeTensors;
+using Mtp.SafeTensors.IO;
 
 namespace Mtp.Adapters;
 

@@ -148,6 +148,13 @@ public sealed class Checkpoint : IDisposable
         catch (SafeTensorsException e) { report(e); return null; }
     }
 
+    /// <summary>
+    /// DIR/config.json as <see cref="Open"/> reads it (at most <see cref="ShardIndex.MaxJsonFileBytes"/> bytes, UTF-8, a JSON
+    /// object), or null when there is none.
+    /// </summary>
+    /// <exception cref="SafeTensorsException">The file is too large, not UTF-8, not JSON or not an object.</exception>
+    public static JsonObject? ReadConfig(string dir) => ReadConfig(dir, e => throw e);
+
     // config.json next to the weights (capped, UTF-8, a JSON object), or null when absent or (reported) bad.
     static JsonObject? ReadConfig(string dir, Action<SafeTensorsException> report)
     {

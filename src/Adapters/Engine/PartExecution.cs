@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Mtp.SafeTensors;
@@ -61,14 +60,18 @@ internal static class PartExecution
                 Requantized = (plan.QuantPieces ?? new()).Where(q => myNames.Contains(q.WeightName) && !q.Unchanged)
                     .Select(q => new PartRequantized(q.WeightName, q.ChangedBlocks)).ToList(),
             };
-            WriteText(Path.Combine(partsDir, Converter.PartManifestName(i, n)), JsonSerializer.Serialize(manifest, Indented) + "\n");
+            OutputTransaction.WriteAllText(Path.Combine(partsDir, Converter.PartManifestName(i, n)), JsonSerializer.Serialize(manifest, Indented) + "\n");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new AdapterException(AdapterErrorKind.Io, $"{plan.OutDir}: {e.Message}", e);
         }
-        return new ConversionResult(plan.FullOutDir, plan.Family, mine.Sum(s => s.Tensors.Count), plan.Dropped, plan.Carried, written,
-            mine.Select(s => s.FileName).ToList(), plan.Requantized(myNames.Contains), plan.Clock.Elapsed);
+        return new ConversionResult
+        {
+            OutputDirectory = plan.FullOutDir, Family = plan.Family, TensorsWritten = mine.Sum(s => s.Tensors.Count), Dropped = plan.Dropped,
+            CarriedUnknown = plan.Carried, BytesWritten = written, Shards = mine.Select(s => s.FileName).ToList(),
+            Requantized = plan.Requantized(myNames.Contains), Elapsed = plan.Clock.Elapsed,
+        };
     }
 
     // Hashed as it is serialized (188,000 tensors make a 30 MB document: no string or byte copy of it is kept).
@@ -89,27 +92,8 @@ internal static class PartExecution
     }
 
     /// <summary>Writes <paramref name="doc"/> compact, streamed to the file (no string of the whole plan), atomically.</summary>
-    static void WriteStreamed<T>(string path, T doc)
-    {
-        string tmp = $"{path}.tmp-{Guid.NewGuid():N}";
-        using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-        {
-            using (var w = new Utf8JsonWriter(fs)) JsonSerializer.Serialize(w, doc);
-            fs.Flush(flushToDisk: true);
-        }
-        File.Move(tmp, path, overwrite: true);
-    }
-
-    static void WriteText(string path, string text)
-    {
-        string tmp = $"{path}.tmp-{Guid.NewGuid():N}";
-        using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-        {
-            fs.Write(Encoding.UTF8.GetBytes(text));
-            fs.Flush(flushToDisk: true);
-        }
-        File.Move(tmp, path, overwrite: true);
-    }
+    static void WriteStreamed<T>(string path, T doc) =>
+        OutputTransaction.WriteFile(path, fs => { using var w = new Utf8JsonWriter(fs); JsonSerializer.Serialize(w, doc); });
 
     /// <summary>A write-only stream that feeds an incremental hash.</summary>
     sealed class HashingStream(IncrementalHash hash) : Stream

@@ -57,17 +57,21 @@ internal sealed class PartMerge
             var map = plan.Shards.SelectMany(s => s.Tensors.Select(t => new KeyValuePair<string, string>(t.Name, s.File)));
             ShardIndex.Write(Path.Combine(_full, ShardIndex.FileName), plan.TotalBytes, map, plan.IndexMetadata);
         }
-        AtomicFile.WriteAllText(Path.Combine(_full, "config.json"), plan.Config.ToJsonString(Indented) + "\n");
+        OutputTransaction.WriteAllText(Path.Combine(_full, "config.json"), plan.Config.ToJsonString(Indented) + "\n");
         foreach (string aux in plan.AuxSources) AuxiliaryFiles.Copy(aux, _full);
         JsonObject report = MergedReport(plan, hash);
         foreach (string f in Directory.GetFiles(_full).Where(f => Path.GetFileName(f).Contains(".partial-"))) File.Delete(f);
-        AtomicFile.WriteAllText(Path.Combine(_full, Converter.ReportFileName), report.ToJsonString(Indented) + "\n");
+        OutputTransaction.WriteAllText(Path.Combine(_full, Converter.ReportFileName), report.ToJsonString(Indented) + "\n");
         Directory.Delete(_partsDir, true);
         sw.Stop();
         var dropped = Read<List<DroppedEntry>>(report["dropped"], "dropped").Select(d => (d.Name, d.Reason)).ToList();
         var carried = Read<List<string>>(report["carried_unknown"], "carried_unknown");
         var requant = Requantized().Where(r => r.NewScaleBlocks > 0).Select(r => (r.Name, r.NewScaleBlocks)).ToList();
-        return new ConversionResult(_full, plan.Family, plan.Tensors, dropped, carried, plan.TotalBytes, plan.Shards.Select(s => s.File).ToList(), requant, sw.Elapsed);
+        return new ConversionResult
+        {
+            OutputDirectory = _full, Family = plan.Family, TensorsWritten = plan.Tensors, Dropped = dropped, CarriedUnknown = carried,
+            BytesWritten = plan.TotalBytes, Shards = plan.Shards.Select(s => s.File).ToList(), Requantized = requant, Elapsed = sw.Elapsed,
+        };
     }
 
     void ReadManifests()

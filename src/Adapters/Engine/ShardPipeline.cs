@@ -1,5 +1,6 @@
 using System.Runtime.ExceptionServices;
 using Mtp.SafeTensors;
+using Mtp.SafeTensors.IO;
 
 namespace Mtp.Adapters;
 

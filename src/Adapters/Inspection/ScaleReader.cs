@@ -1,5 +1,6 @@
 using Microsoft.Win32.SafeHandles;
 using Mtp.SafeTensors;
+using Mtp.SafeTensors.IO;
 
 namespace Mtp.Adapters.Inspection;
 

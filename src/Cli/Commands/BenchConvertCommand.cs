@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using Mtp.Adapters.Synthetic;
 using Mtp.SafeTensors;
 using Spectre.Console;
+using Mtp.SafeTensors.IO;
 
 namespace Mtp.Cli.Commands;
 

@@ -97,7 +97,7 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
     string Train()
     {
         using var model = MtpModel.Load(Native, CPU, ScalarType.Float32);
-        var cfg = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(Native, "config.json")))!;
+        var cfg = Checkpoint.ReadConfig(Native) ?? throw new InvalidOperationException($"{Native}: no config.json after the conversion");
         var options = new TrainerOptions { Lr = 1e-2, Warmup = Math.Max(1, steps / 10), TotalSteps = steps, Batch = 2, SeqLen = 64 };
         using var trainer = new Trainer(model, new SyntheticTokenSource(model.VocabSize, 1), options, cfg) { SourceDir = Native };
         StepResult? first = null, last = null;
@@ -151,7 +151,7 @@ public sealed class DemoPipeline(string family, string work, int steps, Action<s
 
     bool HasModel()
     {
-        var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(Hf, "config.json"))) as JsonObject;
+        var cfg = Checkpoint.ReadConfig(Hf);
         string? top = cfg?["model_type"]?.GetValue<string>(), text = (cfg?["text_config"] as JsonObject)?["model_type"]?.GetValue<string>();
         return ModelRegistry.ModelTypes.Contains(top ?? "") || ModelRegistry.ModelTypes.Contains(text ?? "");
     }

@@ -62,7 +62,7 @@ public sealed partial class TensorGroups
     static TensorGroup OfNative(string native)
     {
         if (MainLayer().Match(native) is { Success: true } m) return new TensorGroup($"layer {m.Groups[1].Value}", (1, int.Parse(m.Groups[1].Value)));
-        if (MtpLayer().Match(native) is { Success: true } k) return new TensorGroup($"mtp {k.Groups[1].Value}", (2, int.Parse(k.Groups[1].Value)));
+        if (MtpNames.TryLayerDepth(native, out int k)) return new TensorGroup($"mtp {k}", (2, k));
         if (native.StartsWith("mtp.", StringComparison.Ordinal)) return new TensorGroup("mtp", (2, int.MaxValue));
         if (native.StartsWith("model.visual.", StringComparison.Ordinal)) return Visual;
         return Embeddings;
@@ -73,9 +73,6 @@ public sealed partial class TensorGroups
 
     [GeneratedRegex(@"^model\.layers\.(\d+)\.")]
     private static partial Regex MainLayer();
-
-    [GeneratedRegex(@"^mtp\.layers\.(\d+)\.")]
-    private static partial Regex MtpLayer();
 
     [GeneratedRegex(@"^[^0-9]*?\.\d+\.")]
     private static partial Regex FirstIndex();
