@@ -30,7 +30,7 @@ public static partial class Converter
                 foreach (string aux in plan.AuxiliarySources) AuxiliaryFiles.Copy(aux, tmp, plan.FullOutDir);
                 plan.Clock.Stop();
                 var report = BuildReport(plan, plan.Clock.Elapsed, written, withQuant: true);
-                OutputTransaction.WriteAllText(Path.Combine(tmp, ReportFileName), report.ToJsonString(Indented) + "\n");
+                OutputTransaction.WriteAllText(Path.Combine(tmp, ReportFileName), report.ToJsonText());
                 return written;
             });
         }
@@ -53,76 +53,43 @@ public static partial class Converter
         ShardIndex.Write(path, total, map, metadata);
     }
 
-    internal static JsonArray Arr(IEnumerable<string> s) => new(s.Select(x => (JsonNode)JsonValue.Create(x)!).ToArray());
-    internal static JsonArray Arr(IEnumerable<long> s) => new(s.Select(x => (JsonNode)JsonValue.Create(x)).ToArray());
-
     /// <summary>
     /// conversion.json of <paramref name="plan"/>: options, source, target, timings, every tensor with its sources and ops,
     /// what was dropped or carried, then the plan's extra fields; <paramref name="withQuant"/> adds what re-quantizing did.
     /// </summary>
-    internal static JsonObject BuildReport(ConversionPlan plan, TimeSpan totalTime, long written, bool withQuant)
+    internal static ReportDocument BuildReport(ConversionPlan plan, TimeSpan totalTime, long written, bool withQuant)
     {
         ConvertOptions o = plan.Options;
-        var shards = plan.Shards;
-        var outputs = plan.Outputs;
-        var extra = plan.Extra;
         var quantPieces = withQuant ? plan.QuantPieces : null;
-        var src = plan.Source;
-        var byName = outputs.ToDictionary(x => x.Name, StringComparer.Ordinal);
-        var fileOf = shards.SelectMany(s => s.Tensors.Select(t => (t.Name, s.FileName))).ToDictionary(x => x.Name, x => x.FileName, StringComparer.Ordinal);
-        var r = new JsonObject
+        var byName = plan.Outputs.ToDictionary(x => x.Name, StringComparer.Ordinal);
+        var extra = new Dictionary<string, object?>(StringComparer.Ordinal);
+        foreach (var kv in plan.Extra) extra[kv.Key] = kv.Value;
+        return new ReportDocument
         {
-            ["tool"] = "mtp convert",
-            ["direction"] = plan.Direction.Name(),
-            ["family"] = plan.Family,
-            ["options"] = new JsonObject
-            {
-                ["dtype"] = o.DType?.Name(), ["expert_layout"] = o.PerExpertLayout ? "per-expert" : "stacked", ["allow_unknown"] = o.AllowUnknown,
-                ["max_shard_bytes"] = o.MaxShardBytes, ["reference"] = o.Reference,
-            },
-            ["source"] = SourceSummary(plan.InDir, src),
-            ["target"] = new JsonObject
-            {
-                ["path"] = Path.GetFullPath(plan.OutDir), ["tensors"] = outputs.Count, ["bytes"] = written, ["shards"] = Arr(shards.Select(s => s.FileName)),
-                ["dtype_counts"] = Counts(outputs.Select(t => t.DType)),
-            },
-            ["timings"] = new JsonObject { ["plan_seconds"] = Math.Round(plan.PlanTime.TotalSeconds, 3), ["total_seconds"] = Math.Round(totalTime.TotalSeconds, 3) },
-            ["bytes"] = new JsonObject { ["read"] = src.TotalTensorBytes, ["written"] = written },
-            ["tensors"] = new JsonArray(shards.SelectMany(s => s.Tensors).Select(t => byName[t.Name]).Select(t => (JsonNode)new JsonObject
-            {
-                ["name"] = t.Name, ["dtype"] = t.DType.Name(), ["shape"] = Arr(t.Shape), ["file"] = fileOf[t.Name],
-                ["sources"] = Arr(t.Sources.Distinct()), ["ops"] = Arr(t.Ops),
-            }).ToArray()),
-            ["dropped"] = new JsonArray(plan.Dropped.Select(d => (JsonNode)new JsonObject { ["name"] = d.Item1, ["reason"] = d.Item2 }).ToArray()),
-            ["carried_unknown"] = Arr(plan.Carried),
+            Direction = plan.Direction.Name(),
+            Family = plan.Family,
+            Options = new ReportOptions(o.DType?.Name(), o.PerExpertLayout ? "per-expert" : "stacked", o.AllowUnknown, o.MaxShardBytes, o.Reference),
+            Source = SourceSummary(plan.InDir, plan.Source),
+            Target = new ReportTarget(Path.GetFullPath(plan.OutDir), plan.Outputs.Count, written, plan.Shards.Select(s => s.FileName).ToList(),
+                Counts(plan.Outputs.Select(t => t.DType))),
+            Timings = new ReportTimings(Math.Round(plan.PlanTime.TotalSeconds, 3), Math.Round(totalTime.TotalSeconds, 3)),
+            Bytes = new ReportBytes(plan.Source.TotalTensorBytes, written),
+            Tensors = plan.Shards.SelectMany(s => s.Tensors.Select(t => (t.Name, s.FileName))).Select(x => (T: byName[x.Name], File: x.FileName))
+                .Select(x => new ReportTensor(x.T.Name, x.T.DType.Name(), x.T.Shape, x.File, x.T.Sources.Distinct().ToList(), x.T.Ops.ToList())).ToList(),
+            Dropped = plan.Dropped.Select(d => new ReportDropped(d.Item1, d.Item2)).ToList(),
+            CarriedUnknown = plan.Carried.ToList(),
+            ReferenceUse = quantPieces != null && o.Reference != null
+                ? new ReportReferenceUse(quantPieces.Count(q => q.Exact), quantPieces.Count(q => q.ReadReferenceCodes)) : null,
+            Requantized = quantPieces?.Where(q => !q.Unchanged).Select(q => new ReportRequantized(q.WeightName, q.ChangedBlocks)).ToList(),
+            Extra = extra,
         };
-        if (quantPieces != null && o.Reference != null)
-            r["reference_use"] = new JsonObject
-            {
-                ["reencoded_exactly_from_scales"] = quantPieces.Count(q => q.Exact),
-                ["compared_with_reference_codes"] = quantPieces.Count(q => q.ReadReferenceCodes),
-            };
-        if (quantPieces != null)
-            r["requantized"] = new JsonArray(quantPieces.Where(q => !q.Unchanged).Select(q => (JsonNode)new JsonObject { ["name"] = q.WeightName, ["new_scale_blocks"] = q.ChangedBlocks }).ToArray());
-        foreach (var kv in extra.ToList())
-        {
-            extra.Remove(kv.Key);
-            r[kv.Key] = kv.Value;
-        }
-        return r;
     }
 
     /// <summary>The report's <c>source</c> object: where the input is and what it holds.</summary>
-    internal static JsonObject SourceSummary(string inDir, Checkpoint src) => new()
-    {
-        ["path"] = Path.GetFullPath(inDir), ["tensors"] = src.Tensors.Count, ["bytes"] = src.TotalTensorBytes, ["files"] = src.Files.Count,
-        ["dtype_counts"] = Counts(src.Tensors.Select(t => t.Info.DType)),
-    };
+    internal static ReportCheckpoint SourceSummary(string inDir, Checkpoint src) =>
+        new(Path.GetFullPath(inDir), src.Tensors.Count, src.TotalTensorBytes, src.Files.Count, Counts(src.Tensors.Select(t => t.Info.DType)));
 
-    static JsonObject Counts(IEnumerable<DType> d)
-    {
-        var o = new JsonObject();
-        foreach (var g in d.GroupBy(x => x).OrderBy(g => g.Key.Name(), StringComparer.Ordinal)) o[g.Key.Name()] = g.Count();
-        return o;
-    }
+    // Tensors per dtype, in dtype-name order (a Dictionary serializes in insertion order).
+    static Dictionary<string, int> Counts(IEnumerable<DType> d) =>
+        d.GroupBy(x => x).OrderBy(g => g.Key.Name(), StringComparer.Ordinal).ToDictionary(g => g.Key.Name(), g => g.Count());
 }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Mtp.SafeTensors;
 
@@ -22,7 +23,7 @@ internal sealed record NativePlan(string Family, string InDir, List<PlannedTenso
     public JsonObject SourceRecord(Checkpoint src) => new()
     {
         ["family"] = Family,
-        ["source"] = Converter.SourceSummary(InDir, src),
+        ["source"] = JsonSerializer.SerializeToNode(Converter.SourceSummary(InDir, src)),
         ["source_quantization_config"] = (SourceConfig["quantization_config"] ?? (SourceConfig["text_config"] as JsonObject)?["quantization_config"])?.DeepClone(),
         ["source_tensors"] = new JsonArray(src.Tensors.Select(t => (JsonNode)new JsonObject
         {

@@ -58,14 +58,11 @@ internal sealed record PartPlanDocument
     [JsonPropertyName("index_metadata")] public JsonObject? IndexMetadata { get; init; }
     [JsonPropertyName("config")] public required JsonObject Config { get; init; }
     /// <summary>conversion.json without the parts' timings and re-quantization results.</summary>
-    [JsonPropertyName("report")] public required JsonObject Report { get; init; }
+    [JsonPropertyName("report")] public required ReportDocument Report { get; init; }
     /// <summary>Whether the parts re-quantize (to HF): the merged report then lists what they re-quantized.</summary>
     [JsonPropertyName("requantize")] public required bool Requantize { get; init; }
     [JsonPropertyName("aux_sources")] public required IReadOnlyList<string> AuxSources { get; init; }
 }
-
-/// <summary>A weight a part re-quantized, with the number of blocks that needed a new scale.</summary>
-internal sealed record PartRequantized([property: JsonPropertyName("name")] string Name, [property: JsonPropertyName("new_scale_blocks")] int NewScaleBlocks);
 
 /// <summary><c>.mtp-parts/part-i-of-n.json</c>: what one part wrote (its presence marks the part done).</summary>
 internal sealed record PartManifest
@@ -80,5 +77,5 @@ internal sealed record PartManifest
     [JsonPropertyName("bytes_written")] public required long BytesWritten { get; init; }
     [JsonPropertyName("seconds")] public required double Seconds { get; init; }
     [JsonPropertyName("host")] public string? Host { get; init; }
-    [JsonPropertyName("requantized")] public required IReadOnlyList<PartRequantized> Requantized { get; init; }
+    [JsonPropertyName("requantized")] public required IReadOnlyList<ReportRequantized> Requantized { get; init; }
 }

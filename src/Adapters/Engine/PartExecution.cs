@@ -55,10 +55,10 @@ internal static class PartExecution
             var manifest = new PartManifest
             {
                 Format = Format, PlanHash = hash, Part = i, Parts = n, Shards = mine.Select(s => s.FileName).ToList(),
-                TiedChecks = report[TiedCopies.ManifestKey]?.DeepClone() as JsonArray, BytesWritten = written,
+                TiedChecks = (report.Extra?.GetValueOrDefault(TiedCopies.ManifestKey) as JsonNode)?.DeepClone() as JsonArray, BytesWritten = written,
                 Seconds = Math.Round(plan.Clock.Elapsed.TotalSeconds, 3), Host = Environment.MachineName,
                 Requantized = (plan.QuantPieces ?? new()).Where(q => myNames.Contains(q.WeightName) && !q.Unchanged)
-                    .Select(q => new PartRequantized(q.WeightName, q.ChangedBlocks)).ToList(),
+                    .Select(q => new ReportRequantized(q.WeightName, q.ChangedBlocks)).ToList(),
             };
             OutputTransaction.WriteAllText(Path.Combine(partsDir, Converter.PartManifestName(i, n)), JsonSerializer.Serialize(manifest, Indented) + "\n");
         }

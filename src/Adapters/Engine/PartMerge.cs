@@ -59,13 +59,13 @@ internal sealed class PartMerge
         }
         OutputTransaction.WriteAllText(Path.Combine(_full, "config.json"), plan.Config.ToJsonString(Indented) + "\n");
         foreach (string aux in plan.AuxSources) AuxiliaryFiles.Copy(aux, _full);
-        JsonObject report = MergedReport(plan, hash);
+        ReportDocument report = MergedReport(plan, hash);
         foreach (string f in Directory.GetFiles(_full).Where(f => Path.GetFileName(f).Contains(".partial-"))) File.Delete(f);
-        OutputTransaction.WriteAllText(Path.Combine(_full, Converter.ReportFileName), report.ToJsonString(Indented) + "\n");
+        OutputTransaction.WriteAllText(Path.Combine(_full, Converter.ReportFileName), report.ToJsonText());
         Directory.Delete(_partsDir, true);
         sw.Stop();
-        var dropped = Read<List<DroppedEntry>>(report["dropped"], "dropped").Select(d => (d.Name, d.Reason)).ToList();
-        var carried = Read<List<string>>(report["carried_unknown"], "carried_unknown");
+        var dropped = report.Dropped.Select(d => (d.Name, d.Reason)).ToList();
+        var carried = report.CarriedUnknown.ToList();
         var requant = Requantized().Where(r => r.NewScaleBlocks > 0).Select(r => (r.Name, r.NewScaleBlocks)).ToList();
         return new ConversionResult
         {
@@ -126,29 +126,23 @@ internal sealed class PartMerge
             throw new AdapterException(AdapterErrorKind.Inconsistent, $"{_outDir}: {stray.Count} shard file(s) not in the plan (left from another run? remove them): {NameList.Cut(stray, 5)}") { File = _outDir, Names = stray };
     }
 
-    IEnumerable<PartRequantized> Requantized() => Enumerable.Range(1, _n).SelectMany(i => _have[i].M.Requantized);
+    IEnumerable<ReportRequantized> Requantized() => Enumerable.Range(1, _n).SelectMany(i => _have[i].M.Requantized);
 
     // The plan's report with what only the parts know: the re-quantized weights (in tensor order), timings and hosts.
-    JsonObject MergedReport(PartPlanDocument plan, string hash)
+    ReportDocument MergedReport(PartPlanDocument plan, string hash)
     {
-        var report = (JsonObject)plan.Report.DeepClone();
+        ReportDocument report = plan.Report;
         var secs = Enumerable.Range(1, _n).Select(i => _have[i].M.Seconds).ToList();
         if (plan.Requantize)
         {
-            var pos = Read<List<NamedEntry>>(report["tensors"], "tensors").Select((t, k) => (t.Name, k)).ToDictionary(x => x.Name, x => x.k, StringComparer.Ordinal);
-            report["requantized"] = JsonSerializer.SerializeToNode(Requantized().OrderBy(r => pos.GetValueOrDefault(r.Name, int.MaxValue)).ToList());
+            var pos = report.Tensors.Select((t, k) => (t.Name, k)).ToDictionary(x => x.Name, x => x.k, StringComparer.Ordinal);
+            report = report with { Requantized = Requantized().OrderBy(r => pos.GetValueOrDefault(r.Name, int.MaxValue)).ToList() };
         }
-        report["timings"] = new JsonObject
+        return report with
         {
-            ["plan_seconds"] = report["timings"]?["plan_seconds"]?.DeepClone(), ["total_seconds"] = Math.Round(secs.Max(), 3),
-            ["part_seconds"] = new JsonArray(secs.Select(x => (JsonNode)x).ToArray()),
+            Timings = report.Timings with { TotalSeconds = Math.Round(secs.Max(), 3), PartSeconds = secs },
+            Parts = new ReportParts(_n, hash, Enumerable.Range(1, _n).Select(i => _have[i].M.Host).ToList()),
         };
-        report["parts"] = new JsonObject
-        {
-            ["count"] = _n, ["plan_hash"] = hash,
-            ["hosts"] = new JsonArray(Enumerable.Range(1, _n).Select(i => (JsonNode?)_have[i].M.Host).ToArray()),
-        };
-        return report;
     }
 
     static T Read<T>(string file)
@@ -157,17 +151,6 @@ internal sealed class PartMerge
         catch (JsonException e) { throw Malformed(file, e); }
     }
 
-    T Read<T>(JsonNode? node, string field)
-    {
-        try { return node.Deserialize<T>(Strict) ?? throw new JsonException($"no '{field}'"); }
-        catch (JsonException e) { throw Malformed(Path.Combine(_partsDir, "plan-*.json"), e); }
-    }
-
     static AdapterException Malformed(string file, JsonException e) =>
         new(AdapterErrorKind.Malformed, $"{file}: malformed part document: {e.Message.Replace('\n', ' ')}", e) { File = file };
-
-    sealed record DroppedEntry([property: System.Text.Json.Serialization.JsonPropertyName("name")] string Name,
-        [property: System.Text.Json.Serialization.JsonPropertyName("reason")] string Reason);
-
-    sealed record NamedEntry([property: System.Text.Json.Serialization.JsonPropertyName("name")] string Name);
 }

@@ -22,6 +22,11 @@ public abstract class FamilyModule
     public string Id => Identity.Id;
     /// <summary>Scale naming and the defaults of new scales.</summary>
     public QuantScheme Quant { get; }
+    /// <summary>
+    /// Whether the HF release already stores MTP depth k under <c>mtp.layers.{k}</c>, the training layout's name (Qwen's
+    /// do; DeepSeek's use <c>model.layers.{L+k}</c> or <c>mtp.{k}</c>, so such a name beside HF FP8 weights means mixed files).
+    /// </summary>
+    public virtual bool HfMtpUsesTrainingNames => false;
 
     /// <summary>
     /// Reads the facts of <paramref name="config"/>. <paramref name="tensorNames"/> (optional) settles what the config leaves

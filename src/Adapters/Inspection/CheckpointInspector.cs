@@ -161,7 +161,7 @@ public static partial class CheckpointInspector
         string? fam = FamilyOf(Str(cfg, "model_type") ?? Str(text, "model_type"));
         var trainedNames = ck.Tensors.Where(t => t.Name.StartsWith("mtp.layers.", StringComparison.Ordinal)).Take(1).ToList();
         var quantizedNames = ck.Tensors.Where(t => t.Info.DType == DType.F8_E4M3).Take(1).ToList();
-        if (fam is Families.DeepSeekV3 or Families.DeepSeekV4 && trainedNames.Count > 0 && quantizedNames.Count > 0
+        if (FamilyRegistry.Module(fam) is { HfMtpUsesTrainingNames: false } && trainedNames.Count > 0 && quantizedNames.Count > 0
             && (trainedNames[0], quantizedNames[0]) is var (trained, quantized))
             yield return $"{trained.File.Path}: tensor '{trained.Name}': training-layout name in a checkpoint whose {System.IO.Path.GetFileName(quantized.File.Path)} holds HF FP8 weights ('{quantized.Name}'): files of two conventions?";
         // Decoder layers past num_hidden_layers (with or without "model.", as legacy V4 splits them) are one placement.

@@ -161,9 +161,9 @@ public static class RoundtripRunner
         CheckSameInput(o.Input, work);
         if (Directory.Exists(Path.Combine(work.Hf, Converter.PartsDirName))) Converter.MergeParts(work.Hf);
         string hfReportPath = Path.Combine(work.Hf, Converter.ReportFileName);
-        JsonObject hfReport = ReadJson(hfReportPath);
-        int n = hfReport["parts"]?["count"]?.GetValue<int>() ?? throw new CliException(ExitCodes.Inconsistent, $"{hfReportPath}: not converted in parts (no 'parts')", file: hfReportPath);
-        string planHash = hfReport["parts"]!["plan_hash"]!.GetValue<string>();
+        ReportDocument hfReport = ReportDocument.Read(hfReportPath);
+        ReportParts recorded = hfReport.Parts ?? throw new CliException(ExitCodes.Inconsistent, $"{hfReportPath}: not converted in parts (no 'parts')", file: hfReportPath);
+        (int n, string planHash) = (recorded.Count, recorded.PlanHash);
 
         var missing = Enumerable.Range(1, n).Where(i => !File.Exists(VerdictPath(work, i, n))).ToList();
         if (missing.Count > 0)
@@ -190,7 +190,7 @@ public static class RoundtripRunner
                 throw new CliException(ExitCodes.Malformed, $"{path}: malformed verdict: {e.Message}", file: path);
             }
         }
-        var shards = hfReport["target"]?["shards"]?.AsArray().Select(s => s!.GetValue<string>()).ToList() ?? new List<string>();
+        var shards = hfReport.Target.Shards;
         var unverified = shards.Where(s => !verified.Contains(s)).ToList();
         if (unverified.Count > 0)
             throw new CliException(ExitCodes.Inconsistent, $"{work.Verdicts}: {Units.Count(unverified.Count, "shard")} of {work.Hf} compared by no part: {NameList.Cut(unverified)}", file: work.Verdicts);
@@ -204,9 +204,9 @@ public static class RoundtripRunner
             original.Where(x => !back.Contains(x)).Concat(reports.SelectMany(r => r.OnlyInA)).Distinct().ToList(),
             back.Where(x => !originalSet.Contains(x)).Concat(reports.SelectMany(r => r.OnlyInB)).Distinct().ToList(),
             reports.SelectMany(r => r.Differences).ToList(), null);
-        double toNative = ReadJson(Path.Combine(work.Native, Converter.ReportFileName))["timings"]?["total_seconds"]?.GetValue<double>() ?? 0;
+        double toNative = ReportDocument.Read(Path.Combine(work.Native, Converter.ReportFileName)).Timings.TotalSeconds;
         var stages = new Dictionary<string, double> { ["to_native"] = toNative, ["to_hf"] = toHf, ["verify"] = verify };
-        var verdict = RoundtripVerdict.Make(o.Input, hfReport["family"]?.GetValue<string>() ?? "unknown", merged, original, TensorGroups.FromNativeOutput(work.Native),
+        var verdict = RoundtripVerdict.Make(o.Input, hfReport.Family, merged, original, TensorGroups.FromNativeOutput(work.Native),
             stages.Values.Sum(), stages);
         var step = new RoundtripStep("merge", $"merged {Units.Count(n, "part verdict")}", null);
         return (step, verdict, o.Keep ? null : work.RemoveIntermediates());
@@ -216,19 +216,12 @@ public static class RoundtripRunner
     static (IReadOnlyList<string> Shards, string PlanHash) MergedShardsOf(RoundtripWork work, int i, int n)
     {
         string path = Path.Combine(work.Hf, Converter.ReportFileName);
-        JsonObject report = ReadJson(path);
-        try
-        {
-            int count = report["parts"]!["count"]!.GetValue<int>();
-            if (count != n)
-                throw new CliException(ExitCodes.Usage, $"{work.Hf}: converted back in {count} parts, so its parts are i/{count}, not {i}/{n}", file: work.Hf);
-            var all = report["target"]!["shards"]!.AsArray().Select(x => x!.GetValue<string>()).ToList();
-            return (all.Where((_, k) => Converter.PartOfShard(k, all.Count, n) == i).ToList(), report["parts"]!["plan_hash"]!.GetValue<string>());
-        }
-        catch (Exception e) when (e is NullReferenceException or InvalidOperationException or FormatException)
-        {
-            throw new CliException(ExitCodes.Malformed, $"{path}: no parts record or shard list ({e.Message})", file: path);
-        }
+        ReportDocument report = ReportDocument.Read(path);
+        ReportParts parts = report.Parts ?? throw new CliException(ExitCodes.Malformed, $"{path}: no parts record (not converted with --part)", file: path);
+        if (parts.Count != n)
+            throw new CliException(ExitCodes.Usage, $"{work.Hf}: converted back in {parts.Count} parts, so its parts are i/{parts.Count}, not {i}/{n}", file: work.Hf);
+        var all = report.Target.Shards;
+        return (all.Where((_, k) => Converter.PartOfShard(k, all.Count, n) == i).ToList(), parts.PlanHash);
     }
 
     static string AllParts(int n) => n == 1 ? "the one part is" : $"all {n} parts are";

@@ -34,19 +34,9 @@ public sealed partial class TensorGroups
     {
         string path = Path.Combine(nativeDir, Converter.ReportFileName);
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
-        try
-        {
-            var report = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new FormatException("not a JSON object");
-            foreach (var t in report["tensors"] as JsonArray ?? throw new FormatException("no 'tensors' list"))
-            {
-                string native = t?["name"]?.GetValue<string>() ?? throw new FormatException("a tensor without 'name'");
-                foreach (var s in t["sources"] as JsonArray ?? new JsonArray()) map.TryAdd(s!.GetValue<string>(), native);
-            }
-        }
-        catch (Exception e) when (e is FormatException or System.Text.Json.JsonException or InvalidOperationException or IOException)
-        {
-            throw new CliException(ExitCodes.Malformed, $"{path}: cannot read the conversion report: {e.Message.Replace('\n', ' ')}", file: path);
-        }
+        if (!File.Exists(path)) throw new CliException(ExitCodes.Malformed, $"{path}: cannot read the conversion report: no such file", file: path);
+        foreach (ReportTensor t in ReportDocument.Read(path).Tensors)
+            foreach (string s in t.Sources) map.TryAdd(s, t.Name);
         return new TensorGroups(map);
     }
 

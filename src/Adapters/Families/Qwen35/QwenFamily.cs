@@ -16,6 +16,9 @@ public sealed class QwenFamily : FamilyModule
     /// <summary>Qwen3-Next (plain <c>model.</c> prefix, fused <c>in_proj_qkvz</c> / <c>in_proj_ba</c>).</summary>
     public bool IsNext { get; }
 
+    /// <inheritdoc/>
+    public override bool HfMtpUsesTrainingNames => true;
+
     /// <summary>Which decoder layers (MTP depths at L+k) are MoE: every MTP layer, and main layers not in
     /// <c>mlp_only_layers</c> with (i+1) % <c>decoder_sparse_step</c> == 0; none without experts.</summary>
     public static IReadOnlyList<bool> MoeLayers(int layers, int depth, int experts, ISet<int> mlpOnly, int step) =>
