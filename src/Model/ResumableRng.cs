@@ -8,22 +8,13 @@ namespace Mtp.Model;
 /// </summary>
 internal sealed class ResumableRng(ulong state)
 {
-    // SplitMix64 is counter-based: after n draws from state s the state is s + n·γ (what SplitMix64.Skip adds). The
-    // struct keeps its state private, so the position is counted here.
-    const ulong Gamma = 0x9E3779B97F4A7C15UL;
-    readonly ulong _start = state;
     SplitMix64 _rng = new(state);
-    ulong _draws;
 
     /// <summary>The state to continue from (<c>new ResumableRng(State)</c> draws what this one draws next).</summary>
-    public ulong State => unchecked(_start + Gamma * _draws);
+    public ulong State => _rng.State;
 
     /// <summary>Next 64 random bits.</summary>
-    public ulong NextU64()
-    {
-        _draws++;
-        return _rng.Next();
-    }
+    public ulong NextU64() => _rng.Next();
 
     /// <summary>Uniform integer in [0, n).</summary>
     public int Next(int n) => (int)(NextU64() % (ulong)n);

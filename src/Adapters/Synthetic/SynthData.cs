@@ -12,6 +12,9 @@ public struct SplitMix64
     /// <summary>Starts a stream at <paramref name="seed"/>.</summary>
     public SplitMix64(ulong seed) => _state = seed;
 
+    /// <summary>The state to resume from: <c>new SplitMix64(State)</c> draws what this stream draws next.</summary>
+    public readonly ulong State => _state;
+
     /// <summary>The next 64 random bits.</summary>
     public ulong Next() => Mix(_state += Golden);
 

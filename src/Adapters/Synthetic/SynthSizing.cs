@@ -58,7 +58,10 @@ public static class SynthSizing
             int vocab = o.Vocab ?? (int)Math.Clamp(Math.Floor(0.1 * T / m0.BytesPerVocabRow / 256) * 256, 256, release.Vocab);
             m0 = m0 with { Vocab = vocab };
             m0.Validate();
-            long Bytes(int l, int e) => (m0 with { Layers = l, Experts = e }).Build().TotalBytes;
+            // a plan walks the family's rule table (tens of thousands of names at release widths): each size is built once
+            var sizes = new Dictionary<(int, int), long>();
+            long Bytes(int l, int e) =>
+                sizes.TryGetValue((l, e), out long b) ? b : sizes[(l, e)] = (m0 with { Layers = l, Experts = e }).Build().TotalBytes;
             bool Consider(int l, int e, long bytes)
             {
                 double err = Math.Abs(bytes - T) / T;

@@ -8,7 +8,8 @@ namespace Mtp.Adapters.Synthetic;
 /// tensors, hybrid Gated-DeltaNet / full-attention layers, MTP under <c>mtp.*</c>. The BF16 release has
 /// fused experts in the main layers and per-expert ones in <c>mtp.layers.{j}</c>; with <see cref="Fp8"/>
 /// (the FP8 release) every projection is FP8 E4M3 with a BF16 <c>weight_scale_inv</c>, experts are
-/// per-expert everywhere and config.json lists <c>modules_to_not_convert</c>.
+/// per-expert everywhere and config.json lists <c>modules_to_not_convert</c>. The text names are
+/// <see cref="QwenRules"/>'s for this model's config; the vision tensors are listed here (a carry-through rule takes them).
 /// </summary>
 public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab, int MtpDepth,
     int Interval, int Heads, int KvHeads, int HeadDim, int LkHeads, int LvHeads, int LkDim, int LvDim, int Conv,
@@ -49,18 +50,68 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
     string LayerType(int i) => (i + 1) % Interval == 0 ? "full_attention" : "linear_attention";
 
     /// <inheritdoc/>
-    public override SynthPlan Build()
+    internal override bool FusedExperts(LayerContext layer) => !Fp8 && !layer.IsMtp; // as the BF16 release: MTP experts stay per expert
+
+    /// <inheritdoc/>
+    internal override IEnumerable<(string Name, SynthStorage Storage)> Carried()
     {
-        Validate();
-        var t = new Tensors(this);
-        t.AddAll();
-        JsonObject cfg = Config();
-        if (Fp8) cfg["quantization_config"] = Quantization(t.NotConvert);
-        return new SynthPlan(Family, t.B.Tensors, cfg);
+        int H = Hidden, vh = VisHidden;
+        yield return ("model.visual.patch_embed.proj.weight", SynthStorage.Bf16(0.02, vh, 3, 2, Patch, Patch));
+        yield return ("model.visual.patch_embed.proj.bias", SynthStorage.Bf16(0.02, vh));
+        yield return ("model.visual.blocks.0.norm1.weight", SynthStorage.Norm(vh));
+        yield return ("model.visual.blocks.0.attn.qkv.weight", SynthStorage.Bf16(0.02, 3 * vh, vh));
+        yield return ("model.visual.blocks.0.attn.qkv.bias", SynthStorage.Bf16(0.02, 3 * vh));
+        yield return ("model.visual.merger.linear_fc2.weight", SynthStorage.Bf16(0.02, H, vh));
     }
 
-    /// <summary>The config.json of this model (without the FP8 release's quantization_config).</summary>
-    JsonObject Config()
+    /// <inheritdoc/>
+    internal override SynthStorage? StorageOf(string local, LayerContext layer)
+    {
+        int H = Hidden, E = Experts, mi = MoeInter, si = SharedInter, kd = LkHeads * LkDim, vd = LvHeads * LvDim;
+        // the projections: FP8 with BF16 block scales in the FP8 release (not the family's default F32), else BF16
+        SynthStorage Proj(long rows, long cols) => Fp8 ? SynthStorage.Fp8(rows, cols, DType.BF16) : SynthStorage.Bf16(0.02, rows, cols);
+        return local switch
+        {
+            "model.language_model.embed_tokens.weight" or "lm_head.weight" => SynthStorage.Bf16(0.02, Vocab, H),
+            "model.language_model.norm.weight" or "mtp.norm.weight" or "mtp.pre_fc_norm_embedding.weight" or "mtp.pre_fc_norm_hidden.weight"
+                or "input_layernorm.weight" or "post_attention_layernorm.weight" => SynthStorage.Norm(H),
+            "mtp.fc.weight" => SynthStorage.Bf16(0.02, H, 2 * H),
+            "self_attn.q_proj.weight" => Proj(Heads * HeadDim * 2, H), // query and output gate
+            "self_attn.k_proj.weight" or "self_attn.v_proj.weight" => Proj(KvHeads * HeadDim, H),
+            "self_attn.o_proj.weight" => Proj(H, Heads * HeadDim),
+            "self_attn.q_norm.weight" or "self_attn.k_norm.weight" => SynthStorage.Norm(HeadDim),
+            "linear_attn.in_proj_qkv.weight" => Proj(2 * kd + vd, H),
+            "linear_attn.in_proj_z.weight" => Proj(vd, H),
+            "linear_attn.in_proj_b.weight" or "linear_attn.in_proj_a.weight" => SynthStorage.Bf16(0.02, LvHeads, H),
+            "linear_attn.conv1d.weight" => SynthStorage.Bf16(0.3, 2 * kd + vd, 1, Conv),
+            "linear_attn.A_log" => SynthStorage.F32(1.0, LvHeads),
+            "linear_attn.dt_bias" => SynthStorage.Bf16(1.0, LvHeads),
+            "linear_attn.norm.weight" => SynthStorage.Norm(LvDim),
+            "linear_attn.out_proj.weight" => Proj(H, vd),
+            "mlp.gate.weight" => SynthStorage.Bf16(0.02, E, H),
+            "mlp.experts.gate_up_proj" => SynthStorage.Bf16(0.02, E, 2 * mi, H),
+            "mlp.experts.down_proj" => SynthStorage.Bf16(0.02, E, H, mi),
+            "mlp.experts.{e}.gate_proj.weight" or "mlp.experts.{e}.up_proj.weight" => Proj(mi, H),
+            "mlp.experts.{e}.down_proj.weight" => Proj(H, mi),
+            "mlp.shared_expert.gate_proj.weight" or "mlp.shared_expert.up_proj.weight" => Proj(si, H),
+            "mlp.shared_expert.down_proj.weight" => Proj(H, si),
+            "mlp.shared_expert_gate.weight" => SynthStorage.Bf16(0.02, 1, H),
+            _ => null,
+        };
+    }
+
+    /// <summary>With <see cref="Fp8"/>, adds the FP8 release's quantization_config, which lists every text tensor left unquantized.</summary>
+    internal override JsonObject Finish(JsonObject config, IReadOnlyList<SynthTensor> text)
+    {
+        if (!Fp8) return config;
+        var notConvert = text.Where(t => t.Fill is SynthFill.Bf16 or SynthFill.F32) // neither an FP8 weight nor its scale
+            .Select(t => t.Name.EndsWith(".weight", StringComparison.Ordinal) ? t.Name[..^".weight".Length] : t.Name).ToList();
+        config["quantization_config"] = Quantization(notConvert);
+        return config;
+    }
+
+    /// <inheritdoc/>
+    internal override JsonObject Config() // without the FP8 release's quantization_config (see Finish)
     {
         int H = Hidden, vh = VisHidden;
         JsonObject text = TextConfig();
@@ -156,108 +207,8 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
             ["activation_scheme"] = "dynamic",
             ["fmt"] = "e4m3",
             ["quant_method"] = "fp8",
-            ["weight_block_size"] = Ints(new[] { PlanBuilder.Block, PlanBuilder.Block }),
+            ["weight_block_size"] = Ints(new[] { SynthStorage.Block, SynthStorage.Block }),
             ["modules_to_not_convert"] = new JsonArray(notConvert.Select(n => (JsonNode?)n).ToArray()),
         };
-    }
-
-    /// <summary>The tensors of one model, in write order; in the FP8 release, the names of those left unquantized.</summary>
-    sealed class Tensors(Qwen35Synth m)
-    {
-        public readonly PlanBuilder B = new();
-        public readonly List<string> NotConvert = new();
-        readonly int H = m.Hidden, E = m.Experts;
-
-        void Plain(SynthTensor t)
-        {
-            B.Tensors.Add(t);
-            if (m.Fp8) NotConvert.Add(t.Name.EndsWith(".weight", StringComparison.Ordinal) ? t.Name[..^".weight".Length] : t.Name);
-        }
-
-        void PlainBf16(string name, double std, params long[] shape) => Plain(new(name, DType.BF16, shape, SynthFill.Bf16, 0, std));
-
-        void Norm(string name, long n) => Plain(new(name, DType.BF16, new[] { n }, SynthFill.Bf16, 1.0, 0.1));
-
-        void Proj(string stem, long rows, long cols)
-        {
-            if (m.Fp8) B.Fp8(stem, rows, cols, DType.BF16, m.Scheme.Naming); // the FP8 release stores BF16 scales
-            else B.Bf16(stem + ".weight", 0.02, rows, cols);
-        }
-
-        void Moe(string p, bool fused)
-        {
-            int mi = m.MoeInter, si = m.SharedInter;
-            PlainBf16(p + "gate.weight", 0.02, E, H);
-            if (fused)
-            {
-                B.Bf16(p + "experts.gate_up_proj", 0.02, E, 2 * mi, H);
-                B.Bf16(p + "experts.down_proj", 0.02, E, H, mi);
-            }
-            else
-                for (int e = 0; e < E; e++)
-                {
-                    Proj($"{p}experts.{e}.gate_proj", mi, H);
-                    Proj($"{p}experts.{e}.up_proj", mi, H);
-                    Proj($"{p}experts.{e}.down_proj", H, mi);
-                }
-            Proj(p + "shared_expert.gate_proj", si, H);
-            Proj(p + "shared_expert.up_proj", si, H);
-            Proj(p + "shared_expert.down_proj", H, si);
-            PlainBf16(p + "shared_expert_gate.weight", 0.02, 1, H);
-        }
-
-        void FullAttention(string a)
-        {
-            Proj(a + "q_proj", m.Heads * m.HeadDim * 2, H);
-            Proj(a + "k_proj", m.KvHeads * m.HeadDim, H);
-            Proj(a + "v_proj", m.KvHeads * m.HeadDim, H);
-            Proj(a + "o_proj", H, m.Heads * m.HeadDim);
-            Norm(a + "q_norm.weight", m.HeadDim);
-            Norm(a + "k_norm.weight", m.HeadDim);
-        }
-
-        void LinearAttention(string a)
-        {
-            int kd = m.LkHeads * m.LkDim, vd = m.LvHeads * m.LvDim;
-            Proj(a + "in_proj_qkv", 2 * kd + vd, H);
-            Proj(a + "in_proj_z", vd, H);
-            PlainBf16(a + "in_proj_b.weight", 0.02, m.LvHeads, H);
-            PlainBf16(a + "in_proj_a.weight", 0.02, m.LvHeads, H);
-            PlainBf16(a + "conv1d.weight", 0.3, 2 * kd + vd, 1, m.Conv);
-            Plain(new(a + "A_log", DType.F32, new long[] { m.LvHeads }, SynthFill.F32, 0, 1.0));
-            PlainBf16(a + "dt_bias", 1.0, m.LvHeads);
-            Norm(a + "norm.weight", m.LvDim);
-            Proj(a + "out_proj", H, vd);
-        }
-
-        void Layer(string p, bool full, bool fused)
-        {
-            Norm(p + "input_layernorm.weight", H);
-            Norm(p + "post_attention_layernorm.weight", H);
-            if (full) FullAttention(p + "self_attn.");
-            else LinearAttention(p + "linear_attn.");
-            Moe(p + "mlp.", fused);
-        }
-
-        public void AddAll()
-        {
-            int vh = m.VisHidden, patch = m.Patch;
-            B.Bf16("model.visual.patch_embed.proj.weight", 0.02, vh, 3, 2, patch, patch);
-            B.Bf16("model.visual.patch_embed.proj.bias", 0.02, vh);
-            B.Norm("model.visual.blocks.0.norm1.weight", vh);
-            B.Bf16("model.visual.blocks.0.attn.qkv.weight", 0.02, 3 * vh, vh);
-            B.Bf16("model.visual.blocks.0.attn.qkv.bias", 0.02, 3 * vh);
-            B.Bf16("model.visual.merger.linear_fc2.weight", 0.02, H, vh);
-            PlainBf16("model.language_model.embed_tokens.weight", 0.02, m.Vocab, H);
-            for (int i = 0; i < m.Layers; i++) Layer($"model.language_model.layers.{i}.", m.LayerType(i) == "full_attention", fused: !m.Fp8);
-            Norm("model.language_model.norm.weight", H);
-            PlainBf16("lm_head.weight", 0.02, m.Vocab, H);
-            if (m.MtpDepth == 0) return;
-            PlainBf16("mtp.fc.weight", 0.02, H, 2 * H);
-            Norm("mtp.pre_fc_norm_embedding.weight", H);
-            Norm("mtp.pre_fc_norm_hidden.weight", H);
-            for (int j = 0; j < m.MtpDepth; j++) Layer($"mtp.layers.{j}.", full: true, fused: false);
-            Norm("mtp.norm.weight", H);
-        }
     }
 }

@@ -7,7 +7,8 @@ namespace Mtp.Adapters.Synthetic;
 /// DeepSeek-V4-Flash: unprefixed module names, hyper-connection params, compressor/indexer on layers by
 /// <c>compress_ratios</c> (layer 0: 0, odd layers: 4, even layers: 128; MTP layers: 0), hash-routed first
 /// layers with <c>tid2eid</c>, FP8 E4M3 with E8M0 <c>.scale</c> for attention and shared experts, FP4
-/// (I8-packed, E8M0 per 32 columns) routed experts, MTP at <c>mtp.{k}.*</c>.
+/// (I8-packed, E8M0 per 32 columns) routed experts, MTP at <c>mtp.{k}.*</c> (without the optional per-depth embedding
+/// and head copies). The names are <see cref="DeepSeekV4Rules"/>'s for this model's config; this record sizes them.
 /// </summary>
 public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vocab, int MtpDepth,
     int Heads, int HeadDim, int Rope, int QLora, int OGroups, int OLora, int MoeInter, int TopK, int Hc,
@@ -35,7 +36,7 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
     public override void Validate()
     {
         base.Validate();
-        if (MoeInter % PlanBuilder.Fp4Group != 0) throw new ArgumentException($"moe intermediate size {MoeInter} must be a multiple of {PlanBuilder.Fp4Group} (FP4 groups)");
+        if (MoeInter % Scheme.Fp4Group != 0) throw new ArgumentException($"moe intermediate size {MoeInter} must be a multiple of {Scheme.Fp4Group} (FP4 groups)");
         if (Heads * HeadDim % OGroups != 0) throw new ArgumentException("heads * head_dim must be a multiple of o_groups");
     }
 
@@ -54,96 +55,51 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
     }
 
     /// <inheritdoc/>
-    public override SynthPlan Build()
-    {
-        Validate();
-        var b = new PlanBuilder();
-        int H = Hidden, L = Layers, hc = Hc;
-        void Fp8(string stem, long rows, long cols) => b.Fp8(stem, rows, cols, Scheme.ScaleDType, Scheme.Naming);
-        void Block(string p, int layerId, int ratio) => AddBlock(b, p, layerId, ratio);
-
-        b.Bf16("embed.weight", 0.02, Vocab, H);
-        for (int i = 0; i < L; i++) Block($"layers.{i}.", i, RatioOf(i));
-        b.Norm("norm.weight", H);
-        b.Bf16("head.weight", 0.02, Vocab, H);
-        b.F32("hc_head_fn", 0.02, hc, hc * H);
-        b.F32("hc_head_base", 0.02, hc);
-        b.F32("hc_head_scale", 0.02, 1);
-        for (int k = 0; k < MtpDepth; k++)
-        {
-            string p = $"mtp.{k}.";
-            Block(p, L + k, 0);
-            Fp8(p + "e_proj", H, H);
-            Fp8(p + "h_proj", H, H);
-            b.Norm(p + "enorm.weight", H);
-            b.Norm(p + "hnorm.weight", H);
-            b.Norm(p + "norm.weight", H);
-            b.F32(p + "hc_head_fn", 0.02, hc, hc * H);
-            b.F32(p + "hc_head_base", 0.02, hc);
-            b.F32(p + "hc_head_scale", 0.02, 1);
-        }
-
-        return new SynthPlan(Family, b.Tensors, Config());
-    }
-
-    /// <summary>One decoder block (a main layer, or an MTP depth's) under prefix <paramref name="p"/>.</summary>
-    void AddBlock(PlanBuilder b, string p, int layerId, int ratio)
+    internal override SynthStorage? StorageOf(string local, LayerContext layer)
     {
         int H = Hidden, E = Experts, hc = Hc, mix = (2 + hc) * hc, topk = Math.Min(TopK, E);
-        void Fp8(string stem, long rows, long cols) => b.Fp8(stem, rows, cols, Scheme.ScaleDType, Scheme.Naming);
-        b.Norm(p + "attn_norm.weight", H);
-        b.Norm(p + "ffn_norm.weight", H);
-        foreach (string k in new[] { "attn", "ffn" })
+        int ratio = layer.IsMtp ? 0 : RatioOf(layer.HfLayer), coff = ratio == 4 ? 2 : 1; // the overlapping (ratio 4) compressors are twice as wide
+        SynthStorage Fp8(long rows, long cols) => SynthStorage.Fp8(rows, cols, Scheme.ScaleDType);
+        return local switch
         {
-            b.F32($"{p}hc_{k}_fn", 0.02, mix, hc * H);
-            b.F32($"{p}hc_{k}_base", 0.02, mix);
-            b.F32($"{p}hc_{k}_scale", 0.02, 3);
-        }
-        string a = p + "attn.";
-        b.F32(a + "attn_sink", 0.5, Heads);
-        Fp8(a + "wq_a", QLora, H);
-        b.Norm(a + "q_norm.weight", QLora);
-        Fp8(a + "wq_b", Heads * HeadDim, QLora);
-        Fp8(a + "wkv", HeadDim, H);
-        b.Norm(a + "kv_norm.weight", HeadDim);
-        Fp8(a + "wo_a", OGroups * OLora, Heads * HeadDim / OGroups);
-        Fp8(a + "wo_b", H, OGroups * OLora);
-        if (ratio > 0)
-        {
-            int coff = ratio == 4 ? 2 : 1;
-            string cp = a + "compressor.";
-            b.F32(cp + "ape", 0.02, ratio, coff * HeadDim);
-            b.Bf16(cp + "wkv.weight", 0.02, coff * HeadDim, H);
-            b.Bf16(cp + "wgate.weight", 0.02, coff * HeadDim, H);
-            b.Norm(cp + "norm.weight", HeadDim);
-            if (ratio == 4)
-            {
-                string ip = a + "indexer.";
-                Fp8(ip + "wq_b", IndexHeads * IndexHeadDim, QLora);
-                b.Bf16(ip + "weights_proj.weight", 0.02, IndexHeads, H);
-                b.F32(ip + "compressor.ape", 0.02, ratio, coff * IndexHeadDim);
-                b.Bf16(ip + "compressor.wkv.weight", 0.02, coff * IndexHeadDim, H);
-                b.Bf16(ip + "compressor.wgate.weight", 0.02, coff * IndexHeadDim, H);
-                b.Norm(ip + "compressor.norm.weight", IndexHeadDim);
-            }
-        }
-        string f = p + "ffn.";
-        b.Bf16(f + "gate.weight", 0.02, E, H);
-        if (layerId < HashLayers) b.Ids(f + "gate.tid2eid", E, Tid2EidI64 ? DType.I64 : DType.I32, Vocab, topk);
-        else b.F32(f + "gate.bias", 0.05, E);
-        for (int e = 0; e < E; e++)
-        {
-            b.Fp4($"{f}experts.{e}.w1", MoeInter, H, Scheme.Naming);
-            b.Fp4($"{f}experts.{e}.w2", H, MoeInter, Scheme.Naming);
-            b.Fp4($"{f}experts.{e}.w3", MoeInter, H, Scheme.Naming);
-        }
-        Fp8(f + "shared_experts.w1", MoeInter, H);
-        Fp8(f + "shared_experts.w2", H, MoeInter);
-        Fp8(f + "shared_experts.w3", MoeInter, H);
+            "embed.weight" or "head.weight" => SynthStorage.Bf16(0.02, Vocab, H),
+            "norm.weight" or "enorm.weight" or "hnorm.weight" or "attn_norm.weight" or "ffn_norm.weight" => SynthStorage.Norm(H),
+            "hc_head_fn" => SynthStorage.F32(0.02, hc, hc * H),
+            "hc_head_base" => SynthStorage.F32(0.02, hc),
+            "hc_head_scale" => SynthStorage.F32(0.02, 1),
+            "e_proj.weight" or "h_proj.weight" => Fp8(H, H),
+            "hc_attn_fn" or "hc_ffn_fn" => SynthStorage.F32(0.02, mix, hc * H),
+            "hc_attn_base" or "hc_ffn_base" => SynthStorage.F32(0.02, mix),
+            "hc_attn_scale" or "hc_ffn_scale" => SynthStorage.F32(0.02, 3),
+            "attn.attn_sink" => SynthStorage.F32(0.5, Heads),
+            "attn.wq_a.weight" => Fp8(QLora, H),
+            "attn.q_norm.weight" => SynthStorage.Norm(QLora),
+            "attn.wq_b.weight" => Fp8(Heads * HeadDim, QLora),
+            "attn.wkv.weight" => Fp8(HeadDim, H),
+            "attn.kv_norm.weight" => SynthStorage.Norm(HeadDim),
+            "attn.wo_a.weight" => Fp8(OGroups * OLora, Heads * HeadDim / OGroups),
+            "attn.wo_b.weight" => Fp8(H, OGroups * OLora),
+            "attn.compressor.ape" => SynthStorage.F32(0.02, ratio, coff * HeadDim),
+            "attn.compressor.wkv.weight" or "attn.compressor.wgate.weight" => SynthStorage.Bf16(0.02, coff * HeadDim, H),
+            "attn.compressor.norm.weight" => SynthStorage.Norm(HeadDim),
+            "attn.indexer.wq_b.weight" => Fp8(IndexHeads * IndexHeadDim, QLora),
+            "attn.indexer.weights_proj.weight" => SynthStorage.Bf16(0.02, IndexHeads, H),
+            "attn.indexer.compressor.ape" => SynthStorage.F32(0.02, ratio, coff * IndexHeadDim),
+            "attn.indexer.compressor.wkv.weight" or "attn.indexer.compressor.wgate.weight" => SynthStorage.Bf16(0.02, coff * IndexHeadDim, H),
+            "attn.indexer.compressor.norm.weight" => SynthStorage.Norm(IndexHeadDim),
+            "ffn.gate.weight" => SynthStorage.Bf16(0.02, E, H),
+            "ffn.gate.tid2eid" => SynthStorage.Ids(E, Tid2EidI64 ? DType.I64 : DType.I32, Vocab, topk),
+            "ffn.gate.bias" => SynthStorage.F32(0.05, E),
+            "ffn.experts.{e}.w1.weight" or "ffn.experts.{e}.w3.weight" => SynthStorage.Fp4(MoeInter, H),
+            "ffn.experts.{e}.w2.weight" => SynthStorage.Fp4(H, MoeInter),
+            "ffn.shared_experts.w1.weight" or "ffn.shared_experts.w3.weight" => Fp8(MoeInter, H),
+            "ffn.shared_experts.w2.weight" => Fp8(H, MoeInter),
+            _ => null,
+        };
     }
 
-    /// <summary>The config.json of this model.</summary>
-    JsonObject Config()
+    /// <inheritdoc/>
+    internal override JsonObject Config()
     {
         int H = Hidden, L = Layers, E = Experts, hc = Hc, topk = Math.Min(TopK, E);
         return new JsonObject
@@ -188,7 +144,7 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
                 ["fmt"] = "e4m3",
                 ["quant_method"] = "fp8",
                 ["scale_fmt"] = "ue8m0",
-                ["weight_block_size"] = Ints(new[] { PlanBuilder.Block, PlanBuilder.Block }),
+                ["weight_block_size"] = Ints(new[] { SynthStorage.Block, SynthStorage.Block }),
             },
             ["rms_norm_eps"] = 1e-06,
             ["rope_scaling"] = new JsonObject
