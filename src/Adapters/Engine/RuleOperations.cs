@@ -112,9 +112,11 @@ internal sealed class StackExpertsOperation : RuleOperation
     internal override IEnumerable<string> HfNames(Binding b, ModelFacts facts)
     {
         ExpertNames x = b.Rule.Experts!;
+        // Parsed once per binding, not per expert: a pattern compiles a regex, and a release has 256 experts per layer.
+        NamePattern[] parts = { new(x.Gate), new(x.Up), new(x.Down) };
         for (int e = 0; e < facts.NumExperts; e++)
-            foreach (string s in new[] { x.Gate, x.Up, x.Down })
-                yield return b.Hf + "." + new NamePattern(s).Format(new PatternVars(E: e));
+            foreach (NamePattern p in parts)
+                yield return b.Hf + "." + p.Format(new PatternVars(E: e));
         if (x.FusedGateUp != null) yield return b.Hf + "." + x.FusedGateUp;
         if (x.FusedDown != null) yield return b.Hf + "." + x.FusedDown;
     }
