@@ -97,6 +97,18 @@ public abstract record SynthModel(int Hidden, int Layers, int Experts, int Vocab
     /// <summary>The quantization scheme of <see cref="Family"/>.</summary>
     internal QuantScheme Scheme => FamilyRegistry.Module(Family)!.Quant;
 
+    /// <summary>
+    /// The FP8 releases' <c>quantization_config</c>: dynamic E4M3 activations, the scheme's square weight blocks, and
+    /// <paramref name="scaleFmt"/> when the release states one (DeepSeek-V4's <c>ue8m0</c>).
+    /// </summary>
+    protected JsonObject Fp8QuantizationConfig(string? scaleFmt = null)
+    {
+        var q = new JsonObject { ["activation_scheme"] = "dynamic", ["fmt"] = "e4m3", ["quant_method"] = "fp8" };
+        if (scaleFmt != null) q["scale_fmt"] = scaleFmt;
+        q["weight_block_size"] = Ints(new[] { Scheme.BlockSize, Scheme.BlockSize });
+        return q;
+    }
+
     /// <summary><paramref name="v"/> * <paramref name="f"/> rounded to a multiple of <paramref name="m"/>, at least <paramref name="m"/>.</summary>
     protected static int Scale(int v, double f, int m) => Math.Max(m, (int)Math.Round(v * f / m) * m);
 

@@ -9,9 +9,6 @@ namespace Mtp.Adapters.Synthetic;
 /// </summary>
 internal abstract record SynthStorage
 {
-    /// <summary>FP8 block size of every family's release.</summary>
-    public const int Block = 128;
-
     /// <summary>The tensors stored for HF name <paramref name="name"/> (the weight, then its scale if quantized).</summary>
     public abstract IEnumerable<SynthTensor> Tensors(string name, QuantScheme scheme);
 
@@ -28,7 +25,7 @@ internal abstract record SynthStorage
     public static SynthStorage Ids(int max, DType type, params long[] shape) =>
         new Plain(type, shape, type == DType.I64 ? SynthFill.ExpertIds64 : SynthFill.ExpertIds, 0, 0, max);
 
-    /// <summary>FP8 E4M3 block-quantized weight [rows, cols] with a <paramref name="scaleType"/> scale per 128x128 block.</summary>
+    /// <summary>FP8 E4M3 block-quantized weight [rows, cols] with a <paramref name="scaleType"/> scale per block of the scheme (128x128 in every release).</summary>
     public static SynthStorage Fp8(long rows, long cols, DType scaleType) => new Fp8Weight(rows, cols, scaleType);
 
     /// <summary>Packed FP4 weight: I8 [rows, cols/2] with an E8M0 scale per group of columns.</summary>
@@ -56,7 +53,7 @@ internal abstract record SynthStorage
                 _ => throw new ArgumentOutOfRangeException(nameof(ScaleType)),
             };
             yield return new SynthTensor(name, DType.F8_E4M3, new[] { Rows, Cols }, SynthFill.Fp8);
-            yield return new SynthTensor(scheme.ScaleNameOf(name), ScaleType, new[] { Ceil(Rows, Block), Ceil(Cols, Block) }, f);
+            yield return new SynthTensor(scheme.ScaleNameOf(name), ScaleType, new[] { Ceil(Rows, scheme.BlockSize), Ceil(Cols, scheme.BlockSize) }, f);
         }
     }
 

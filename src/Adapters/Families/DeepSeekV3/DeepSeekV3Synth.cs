@@ -111,13 +111,7 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
             ["q_lora_rank"] = QLora,
             ["qk_nope_head_dim"] = Nope,
             ["qk_rope_head_dim"] = Rope,
-            ["quantization_config"] = new JsonObject
-            {
-                ["activation_scheme"] = "dynamic",
-                ["fmt"] = "e4m3",
-                ["quant_method"] = "fp8",
-                ["weight_block_size"] = Ints(new[] { SynthStorage.Block, SynthStorage.Block }),
-            },
+            ["quantization_config"] = Fp8QuantizationConfig(),
             ["rms_norm_eps"] = 1e-06,
             ["rope_scaling"] = new JsonObject
             {

@@ -138,14 +138,7 @@ public sealed record DeepSeekV4Synth(int Hidden, int Layers, int Experts, int Vo
             ["o_lora_rank"] = OLora,
             ["q_lora_rank"] = QLora,
             ["qk_rope_head_dim"] = Rope,
-            ["quantization_config"] = new JsonObject
-            {
-                ["activation_scheme"] = "dynamic",
-                ["fmt"] = "e4m3",
-                ["quant_method"] = "fp8",
-                ["scale_fmt"] = "ue8m0",
-                ["weight_block_size"] = Ints(new[] { SynthStorage.Block, SynthStorage.Block }),
-            },
+            ["quantization_config"] = Fp8QuantizationConfig(scaleFmt: "ue8m0"),
             ["rms_norm_eps"] = 1e-06,
             ["rope_scaling"] = new JsonObject
             {

@@ -198,17 +198,12 @@ public sealed record Qwen35Synth(int Hidden, int Layers, int Experts, int Vocab,
     }
 
     /// <summary>The FP8 release's quantization_config: the modules kept in BF16 listed by name.</summary>
-    static JsonObject Quantization(List<string> notConvert)
+    JsonObject Quantization(List<string> notConvert)
     {
         notConvert.Sort(StringComparer.Ordinal);
         notConvert.Add("model.visual");
-        return new JsonObject
-        {
-            ["activation_scheme"] = "dynamic",
-            ["fmt"] = "e4m3",
-            ["quant_method"] = "fp8",
-            ["weight_block_size"] = Ints(new[] { SynthStorage.Block, SynthStorage.Block }),
-            ["modules_to_not_convert"] = new JsonArray(notConvert.Select(n => (JsonNode?)n).ToArray()),
-        };
+        JsonObject q = Fp8QuantizationConfig();
+        q["modules_to_not_convert"] = new JsonArray(notConvert.Select(n => (JsonNode?)n).ToArray());
+        return q;
     }
 }
