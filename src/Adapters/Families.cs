@@ -7,12 +7,16 @@ public static class Families
 {
     /// <summary>DeepSeek-V3 (also V3.1 / R1 layouts).</summary>
     public const string DeepSeekV3 = "deepseek-v3";
+    /// <summary>DeepSeek-V3.2 (V3 with the sparse-attention indexer).</summary>
+    public const string DeepSeekV32 = "deepseek-v3.2";
     /// <summary>DeepSeek-V4 (V4-Flash, Base/Pro scale variants, legacy MTP layout).</summary>
     public const string DeepSeekV4 = "deepseek-v4";
     /// <summary>Qwen3.5 (<c>qwen3_5</c>, <c>qwen3_5_moe</c>).</summary>
     public const string Qwen35 = "qwen3.5";
     /// <summary>Qwen3-Next.</summary>
     public const string Qwen3Next = "qwen3-next";
+    /// <summary>GLM-4.5 / 4.6 / 4.7 (<c>glm4_moe</c>).</summary>
+    public const string Glm45 = "glm-4.5";
 
     /// <summary>All family ids.</summary>
     public static IReadOnlyList<string> All { get; } = FamilyRegistry.All.Select(f => f.Id).ToArray();

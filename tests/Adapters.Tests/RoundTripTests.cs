@@ -7,7 +7,9 @@ namespace Mtp.Adapters.Tests;
 [TestFixture]
 public class RoundTripTests
 {
-    public static readonly string[] AllFixtures = { "deepseek-v3", "deepseek-v4-flash", "deepseek-v4-legacy-mtp", "qwen3.5-moe", "qwen3.5-moe-fp8" };
+    /// <summary>Every fixture the generator wrote (fixtures/manifest.json).</summary>
+    public static readonly string[] AllFixtures =
+        ((JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(RepoPaths.Fixtures, "manifest.json")))!["fixtures"]!).Select(kv => kv.Key).ToArray();
 
     [TestCaseSource(nameof(AllFixtures))]
     public void ToNativeMatchesReferenceAndRoundTripsByteIdentical(string fixture)
@@ -47,6 +49,7 @@ public class RoundTripTests
     }
 
     [TestCase("deepseek-v3")]
+    [TestCase("deepseek-v3.2")]
     [TestCase("deepseek-v4-flash")]
     public void F32ToNativeMatchesReferenceAndRoundTrips(string fixture)
     {
@@ -61,6 +64,7 @@ public class RoundTripTests
     }
 
     [TestCase("deepseek-v3")]
+    [TestCase("deepseek-v3.2")]
     [TestCase("qwen3.5-moe-fp8")]
     public void WithoutReferenceUsesRecordedSchemeAndCanonicalScales(string fixture)
     {

@@ -29,6 +29,12 @@ public class StrictnessTests
     [TestCase("qwen3.5-moe", "mtp.layers.0.mlp.experts.1.gate_proj.weight")]
     [TestCase("qwen3.5-moe", "mtp.pre_fc_norm_hidden.weight")]
     [TestCase("qwen3.5-moe-fp8", "mtp.layers.0.self_attn.q_proj.weight_scale_inv")]
+    [TestCase("qwen3.6-moe", "mtp.layers.0.mlp.experts.down_proj")]
+    [TestCase("deepseek-v3.2", "model.layers.1.self_attn.indexer.wk.weight_scale_inv")]
+    [TestCase("deepseek-v3.2", "model.layers.3.self_attn.indexer.k_norm.bias")]
+    [TestCase("glm-4.5", "model.layers.1.self_attn.k_proj.bias")]
+    [TestCase("glm-4.5", "model.layers.3.eh_proj.weight")]
+    [TestCase("glm-4.5", "model.layers.3.mlp.shared_experts.up_proj.weight")]
     public void DeletingAnExpectedTensorFailsNamingIt(string fixture, string victim)
     {
         string dir = Fx.Rewrite(Fx.Dir(fixture), "del", n => n == victim);
@@ -41,6 +47,8 @@ public class StrictnessTests
     [TestCase("deepseek-v3")]
     [TestCase("deepseek-v4-flash")]
     [TestCase("qwen3.5-moe-fp8")]
+    [TestCase("deepseek-v3.2")]
+    [TestCase("glm-4.5")]
     public void AnUnknownTensorFailsUnlessAllowed(string fixture)
     {
         var extra = (new TensorSpec("model.layers.0.mystery.weight", DType.BF16, new long[] { 2, 2 }), new byte[8]);

@@ -40,7 +40,24 @@ public class FamilyIdTests
         }
         var bad = CliRunner.Run("convert", missing, Out(), "--to", "native", "--family", "llama");
         Assert.That(bad.Code, Is.EqualTo(ExitCodes.Usage));
-        Assert.That(bad.Err.Trim(), Is.EqualTo("mtp: --family must be deepseek-v3, deepseek-v4, qwen3.5 or qwen3-next, not 'llama'"));
+        Assert.That(bad.Err.Trim(), Is.EqualTo("mtp: --family must be deepseek-v3, deepseek-v3.2, deepseek-v4, qwen3.5, qwen3-next or glm-4.5, not 'llama'"));
+    }
+
+    [TestCase("glm-4.5")]
+    [TestCase("deepseek-v3.2")]
+    public void DemoRefusesAFamilyWithoutAModelSayingSoWhileSynthMakesIt(string family)
+    {
+        string output = Out();
+        var (code, stdout, stderr) = CliRunner.Run("demo", "--work", output, "--steps", "0", "--family", family);
+        Assert.That(code, Is.EqualTo(ExitCodes.Usage), stdout + stderr);
+        Assert.That(stderr.Trim().Split('\n'), Has.Length.EqualTo(1), stderr);
+        Assert.That(stderr, Does.Contain($"{family} has no model yet").And.Contain("roundtrip read " + family), stderr);
+        Assert.That(Directory.Exists(output), Is.False, "refused before anything is written");
+
+        var synth = CliRunner.Run("synth", "--family", family, "--json", output);
+        Assert.That(synth.Code, Is.EqualTo(ExitCodes.Ok), synth.Err);
+        var rt = CliRunner.Run("roundtrip", output, "--json");
+        Assert.That(rt.Code, Is.EqualTo(ExitCodes.Ok), rt.Out + rt.Err);
     }
 
     [Test]

@@ -24,6 +24,8 @@ public class InspectCommandTests
         {
             "deepseek_v3" => "deepseek-v3",
             "deepseek_v4" => "deepseek-v4",
+            "deepseek_v32" => "deepseek-v3.2",
+            "glm4_moe" => "glm-4.5",
             _ => "qwen3.5",
         };
         Assert.That((string)got["family"]!, Is.EqualTo(expectedFamily));

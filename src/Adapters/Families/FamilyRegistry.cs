@@ -7,6 +7,8 @@ public static class ModelTypes
 {
     /// <summary>DeepSeek-V3, V3.1 and R1.</summary>
     public const string DeepSeekV3 = "deepseek_v3";
+    /// <summary>DeepSeek-V3.2 (V3.2-Exp, V3.2): V3 with the sparse-attention indexer.</summary>
+    public const string DeepSeekV32 = "deepseek_v32";
     /// <summary>DeepSeek-V4 (Flash, Base, Pro).</summary>
     public const string DeepSeekV4 = "deepseek_v4";
     /// <summary>Qwen3.5 MoE (top level of the multimodal config).</summary>
@@ -19,6 +21,8 @@ public static class ModelTypes
     public const string Qwen35Text = "qwen3_5_text";
     /// <summary>Qwen3-Next.</summary>
     public const string Qwen3Next = "qwen3_next";
+    /// <summary>GLM-4.5, 4.6 and 4.7 (and GLM-4.5-Air).</summary>
+    public const string Glm4Moe = "glm4_moe";
 }
 
 /// <summary>One family's identity: its id and the config.json <c>model_type</c> values that name it.</summary>
@@ -42,6 +46,8 @@ public static class FamilyRegistry
 {
     /// <summary>DeepSeek-V3 (V3, V3.1, R1 configs).</summary>
     public static readonly FamilyIdentity DeepSeekV3 = new(Families.DeepSeekV3, new[] { ModelTypes.DeepSeekV3 }) { Aliases = new[] { "deepseekv3" } };
+    /// <summary>DeepSeek-V3.2.</summary>
+    public static readonly FamilyIdentity DeepSeekV32 = new(Families.DeepSeekV32, new[] { ModelTypes.DeepSeekV32 }) { Aliases = new[] { "deepseekv32", "deepseek-v32", "deepseek-v3.2-exp" } };
     /// <summary>DeepSeek-V4.</summary>
     public static readonly FamilyIdentity DeepSeekV4 = new(Families.DeepSeekV4, new[] { ModelTypes.DeepSeekV4 }) { Aliases = new[] { "deepseekv4", "deepseek-v4-flash" } };
     /// <summary>Qwen3.5, MoE and dense, with the text model types of its nested <c>text_config</c>.</summary>
@@ -49,15 +55,19 @@ public static class FamilyRegistry
     { Aliases = new[] { "qwen3-5", "qwen3-5-moe", "qwen3.5-moe" } };
     /// <summary>Qwen3-Next.</summary>
     public static readonly FamilyIdentity Qwen3Next = new(Families.Qwen3Next, new[] { ModelTypes.Qwen3Next });
+    /// <summary>GLM-4.5 / 4.6 / 4.7.</summary>
+    public static readonly FamilyIdentity Glm45 = new(Families.Glm45, new[] { ModelTypes.Glm4Moe })
+    { Aliases = new[] { "glm4-moe", "glm-4.6", "glm-4.7", "glm-4.5-air", "glm4.5" } };
 
     /// <summary>Every family, in the order they are listed to users.</summary>
-    public static IReadOnlyList<FamilyIdentity> All { get; } = new[] { DeepSeekV3, DeepSeekV4, Qwen35, Qwen3Next };
+    public static IReadOnlyList<FamilyIdentity> All { get; } = new[] { DeepSeekV3, DeepSeekV32, DeepSeekV4, Qwen35, Qwen3Next, Glm45 };
 
     /// <summary>Every family's module, in the order of <see cref="All"/>. Built here (not in the modules) so that no
     /// static initializer of a module runs before the identities above exist.</summary>
     public static IReadOnlyList<FamilyModule> Modules { get; } = new FamilyModule[]
     {
-        new DeepSeekV3Family(DeepSeekV3), new DeepSeekV4Family(DeepSeekV4), new QwenFamily(Qwen35, next: false), new QwenFamily(Qwen3Next, next: true),
+        new DeepSeekV3Family(DeepSeekV3), new DeepSeekV3Family(DeepSeekV32, indexer: true), new DeepSeekV4Family(DeepSeekV4),
+        new QwenFamily(Qwen35, next: false), new QwenFamily(Qwen3Next, next: true), new Glm45Family(Glm45),
     };
 
     /// <summary>The family with this id, or null.</summary>

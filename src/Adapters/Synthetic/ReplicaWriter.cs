@@ -66,8 +66,8 @@ public static class ReplicaWriter
     /// <summary>Whether <paramref name="t"/>'s bytes are written under <paramref name="data"/> (the rest are holes).</summary>
     public static bool Written(SynthTensor t, ReplicaData data) => data switch
     {
-        ReplicaData.Scales => t.Fill is SynthFill.ScaleF32 or SynthFill.ScaleBf16 or SynthFill.ScaleE8M0,
-        ReplicaData.BlockScales => t.Fill is SynthFill.ScaleF32 or SynthFill.ScaleBf16 || (t.Fill == SynthFill.ScaleE8M0 && !t.Name.Contains(".experts.", StringComparison.Ordinal)),
+        ReplicaData.Scales => t.Fill is SynthFill.ScaleF32 or SynthFill.ScaleF32PowerOfTwo or SynthFill.ScaleBf16 or SynthFill.ScaleE8M0,
+        ReplicaData.BlockScales => t.Fill is SynthFill.ScaleF32 or SynthFill.ScaleF32PowerOfTwo or SynthFill.ScaleBf16 || (t.Fill == SynthFill.ScaleE8M0 && !t.Name.Contains(".experts.", StringComparison.Ordinal)),
         _ => false,
     };
 

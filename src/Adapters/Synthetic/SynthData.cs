@@ -78,7 +78,7 @@ public static class SynthData
 
     static void FillWords(SynthTensor t, ref SplitMix64 rng, Span<byte> dest)
     {
-        if (t.Fill is SynthFill.Fp8 or SynthFill.Fp4 or SynthFill.ScaleE8M0 or SynthFill.ScaleF32 or SynthFill.ScaleBf16) FillQuantized(t, ref rng, dest);
+        if (t.Fill is SynthFill.Fp8 or SynthFill.Fp4 or SynthFill.ScaleE8M0 or SynthFill.ScaleF32 or SynthFill.ScaleBf16 or SynthFill.ScaleF32PowerOfTwo) FillQuantized(t, ref rng, dest);
         else FillValues(t, ref rng, dest);
     }
 
@@ -111,6 +111,15 @@ public static class SynthData
                 {
                     // each byte 110 + (0..15): 2^-17 .. 2^-2, never 0xFF (NaN)
                     ulong v = (rng.Next() & 0x0F0F0F0F0F0F0F0FUL) + 0x6E6E6E6E6E6E6E6EUL;
+                    Put(dest, w, words, v, tail);
+                }
+                break;
+            case SynthFill.ScaleF32PowerOfTwo:
+                for (int w = 0; w <= words; w++)
+                {
+                    // two F32 per word, exponents 110 + (0..15) with empty mantissas: the E8M0 fill's values
+                    ulong r = rng.Next();
+                    ulong v = (ulong)(110 + (r & 15)) << 23 | (ulong)(110 + ((r >> 4) & 15)) << 55;
                     Put(dest, w, words, v, tail);
                 }
                 break;

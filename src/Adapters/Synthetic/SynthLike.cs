@@ -17,7 +17,7 @@ public static class SynthLike
     public static SynthModel FromConfig(JsonObject config, string configPath)
     {
         string? modelType = (config["model_type"] as JsonValue)?.TryGetValue(out string? mt) == true ? mt : null;
-        string family = Families.Normalize(modelType ?? "") ?? throw new ArgumentException($"{configPath}: model_type '{modelType}' is not a family synth knows (deepseek_v3, deepseek_v4, qwen3_5_moe)");
+        string family = Families.Normalize(modelType ?? "") ?? throw new ArgumentException($"{configPath}: model_type '{modelType}' is not a family synth knows ({string.Join(", ", SynthModel.Families)})");
         var text = config["text_config"] as JsonObject ?? config;
         int Int(string key, int? fallback = null)
         {
@@ -28,15 +28,18 @@ public static class SynthLike
         switch (family)
         {
             case Families.DeepSeekV3:
+            case Families.DeepSeekV32:
             {
                 int routed = Int("n_routed_experts");
-                return DeepSeekV3Synth.Release with
+                bool v32 = family == Families.DeepSeekV32;
+                return (v32 ? DeepSeekV3Synth.ReleaseV32 : DeepSeekV3Synth.Release) with
                 {
                     Hidden = Int("hidden_size"), Layers = Int("num_hidden_layers"), Experts = routed, Vocab = Int("vocab_size"),
                     MtpDepth = Int("num_nextn_predict_layers", 0), Heads = Int("num_attention_heads"), QLora = Int("q_lora_rank"),
                     KvLora = Int("kv_lora_rank"), Nope = Int("qk_nope_head_dim"), Rope = Int("qk_rope_head_dim"), VHead = Int("v_head_dim"),
                     Inter = Int("intermediate_size"), MoeInter = Int("moe_intermediate_size"), Shared = Int("n_shared_experts", 1),
                     TopK = Int("num_experts_per_tok"), DenseLayers = Int("first_k_dense_replace", 0),
+                    IndexHeads = v32 ? Int("index_n_heads") : 0, IndexHeadDim = v32 ? Int("index_head_dim") : 0,
                 };
             }
             case Families.DeepSeekV4:
@@ -71,6 +74,15 @@ public static class SynthLike
                     VisHidden = VisionInt("hidden_size", Qwen35Synth.Release.VisHidden), Patch = VisionInt("patch_size", Qwen35Synth.Release.Patch), Fp8 = fp8,
                 };
             }
+            case Families.Glm45:
+                return Glm45Synth.Release with
+                {
+                    Hidden = Int("hidden_size"), Layers = Int("num_hidden_layers"), Experts = Int("n_routed_experts"), Vocab = Int("vocab_size"),
+                    MtpDepth = Int("num_nextn_predict_layers", 0), Heads = Int("num_attention_heads"), KvHeads = Int("num_key_value_heads"),
+                    HeadDim = Int("head_dim"), Inter = Int("intermediate_size"), MoeInter = Int("moe_intermediate_size"),
+                    TopK = Int("num_experts_per_tok"), FirstDense = Int("first_k_dense_replace", Glm45Family.DefaultFirstDense),
+                    QkNorm = ConfigValues.True(text, "use_qk_norm"), Bias = ConfigValues.True(text, "attention_bias"),
+                };
             default:
                 throw new ArgumentException($"{configPath}: synth has no layout for {family} (it makes {string.Join(", ", SynthModel.Families)})");
         }

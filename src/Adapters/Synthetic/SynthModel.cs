@@ -67,13 +67,16 @@ public abstract record SynthModel(int Hidden, int Layers, int Experts, int Vocab
     public static SynthModel For(string family, bool release = false, bool fp8 = false) => family switch
     {
         Adapters.Families.DeepSeekV3 => release ? DeepSeekV3Synth.Release : DeepSeekV3Synth.Tiny,
+        Adapters.Families.DeepSeekV32 => release ? DeepSeekV3Synth.ReleaseV32 : DeepSeekV3Synth.TinyV32,
+        Adapters.Families.Glm45 => release ? Glm45Synth.Release : Glm45Synth.Tiny,
         Adapters.Families.DeepSeekV4 => release ? DeepSeekV4Synth.Release : DeepSeekV4Synth.Tiny,
         Adapters.Families.Qwen35 => (release ? Qwen35Synth.Release : Qwen35Synth.Tiny) with { Fp8 = fp8 },
-        _ => throw new ArgumentException($"unknown family '{family}' (deepseek-v3, deepseek-v4, qwen3.5)"),
+        _ => throw new ArgumentException($"unknown family '{family}' ({string.Join(", ", Families)})"),
     };
 
     /// <summary>The families <see cref="For"/> knows.</summary>
-    public static readonly string[] Families = { Adapters.Families.DeepSeekV3, Adapters.Families.DeepSeekV4, Adapters.Families.Qwen35 };
+    public static readonly string[] Families =
+        { Adapters.Families.DeepSeekV3, Adapters.Families.DeepSeekV32, Adapters.Families.DeepSeekV4, Adapters.Families.Qwen35, Adapters.Families.Glm45 };
 
     /// <summary>The config.json of this model (the rule table is built from it).</summary>
     internal abstract JsonObject Config();

@@ -24,6 +24,8 @@ public enum SynthFill
     ExpertIds,
     /// <summary>I64 ids uniform in [0, <see cref="SynthTensor.Max"/>) (DeepSeek-V4's released tid2eid dtype).</summary>
     ExpertIds64,
+    /// <summary>F32 block scales that are powers of two, 2^-17..2^-2 (<c>scale_fmt</c> "ue8m0" with F32 scales, DeepSeek-V3.2).</summary>
+    ScaleF32PowerOfTwo,
 }
 
 /// <summary>One tensor of a synthetic checkpoint: its header entry and how to fill it.</summary>

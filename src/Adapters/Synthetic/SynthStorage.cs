@@ -26,7 +26,8 @@ internal abstract record SynthStorage
         new Plain(type, shape, type == DType.I64 ? SynthFill.ExpertIds64 : SynthFill.ExpertIds, 0, 0, max);
 
     /// <summary>FP8 E4M3 block-quantized weight [rows, cols] with a <paramref name="scaleType"/> scale per block of the scheme (128x128 in every release).</summary>
-    public static SynthStorage Fp8(long rows, long cols, DType scaleType) => new Fp8Weight(rows, cols, scaleType);
+    /// <paramref name="powerOfTwo"/>: F32 scales that are powers of two (<c>scale_fmt</c> "ue8m0").
+    public static SynthStorage Fp8(long rows, long cols, DType scaleType, bool powerOfTwo = false) => new Fp8Weight(rows, cols, scaleType, powerOfTwo);
 
     /// <summary>Packed FP4 weight: I8 [rows, cols/2] with an E8M0 scale per group of columns.</summary>
     public static SynthStorage Fp4(long rows, long cols) => new Fp4Weight(rows, cols);
@@ -39,7 +40,7 @@ internal abstract record SynthStorage
     }
 
     /// <summary>An FP8 weight and its block scale.</summary>
-    sealed record Fp8Weight(long Rows, long Cols, DType ScaleType) : SynthStorage
+    sealed record Fp8Weight(long Rows, long Cols, DType ScaleType, bool PowerOfTwo) : SynthStorage
     {
         static long Ceil(long a, long b) => (a + b - 1) / b;
 
@@ -47,7 +48,7 @@ internal abstract record SynthStorage
         {
             SynthFill f = ScaleType switch
             {
-                DType.F32 => SynthFill.ScaleF32,
+                DType.F32 => PowerOfTwo ? SynthFill.ScaleF32PowerOfTwo : SynthFill.ScaleF32,
                 DType.BF16 => SynthFill.ScaleBf16,
                 DType.F8_E8M0 => SynthFill.ScaleE8M0,
                 _ => throw new ArgumentOutOfRangeException(nameof(ScaleType)),

@@ -4,16 +4,22 @@ using Mtp.SafeTensors;
 namespace Mtp.Adapters;
 
 /// <summary>
-/// DeepSeek-V3 (also V3.1 / R1): <c>model.</c> names, MLA attention, FP8 E4M3 blocks with F32 <c>weight_scale_inv</c>,
-/// MTP depth k stored as decoder layer <c>model.layers.{L+k}</c>.
+/// DeepSeek-V3 (also V3.1 / R1) and DeepSeek-V3.2: <c>model.</c> names, MLA attention, FP8 E4M3 blocks with F32
+/// <c>weight_scale_inv</c>, MTP depth k stored as decoder layer <c>model.layers.{L+k}</c>. V3.2 adds the sparse-attention
+/// indexer's tensors to every layer (its FP8 scales are powers of two, <c>scale_fmt</c> "ue8m0", still stored as F32).
 /// </summary>
 public sealed class DeepSeekV3Family : FamilyModule
 {
     /// <summary>Dense layers before the MoE ones when the config is silent (transformers' and DeepSeek's default, as the model's).</summary>
     public const int DefaultFirstDense = 3;
 
-    /// <summary>The module for <paramref name="identity"/> (built by <see cref="FamilyRegistry"/>).</summary>
-    public DeepSeekV3Family(FamilyIdentity identity) : base(identity, new QuantScheme(ScaleNaming.ScaleInv, DType.F32)) { }
+    /// <summary>The module for <paramref name="identity"/> (built by <see cref="FamilyRegistry"/>); <paramref name="indexer"/>
+    /// for DeepSeek-V3.2's sparse-attention indexer tensors.</summary>
+    public DeepSeekV3Family(FamilyIdentity identity, bool indexer = false) : base(identity, new QuantScheme(ScaleNaming.ScaleInv, DType.F32)) =>
+        HasIndexer = indexer;
+
+    /// <summary>Whether every layer carries DeepSeek-V3.2's indexer (<c>self_attn.indexer.*</c>).</summary>
+    public bool HasIndexer { get; }
 
     /// <summary>Which decoder layers (MTP depths at L+k) are MoE: every MTP layer, and main layers from
     /// <c>first_k_dense_replace</c> on that fall on <c>moe_layer_freq</c>; none without routed experts.</summary>
@@ -32,5 +38,5 @@ public sealed class DeepSeekV3Family : FamilyModule
 
     /// <inheritdoc />
     protected override IReadOnlyList<Rule> Rules(ModelFacts f, JsonObject config, IReadOnlyCollection<string>? hfNames, IReadOnlyCollection<string>? nativeNames) =>
-        DeepSeekV3Rules.Build(f);
+        DeepSeekV3Rules.Build(f, HasIndexer);
 }

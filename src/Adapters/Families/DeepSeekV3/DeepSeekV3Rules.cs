@@ -2,22 +2,21 @@ using System.Text.Json.Nodes;
 
 namespace Mtp.Adapters;
 
-/// <summary>DeepSeek-V3's rule table: HF names are kept, MTP depth k moves from <c>model.layers.{L+k}</c> to <c>mtp.layers.{k}</c>.</summary>
+/// <summary>
+/// DeepSeek-V3's and V3.2's rule table: HF names are kept, MTP depth k moves from <c>model.layers.{L+k}</c> to
+/// <c>mtp.layers.{k}</c> (<see cref="NextNLayerRules"/>); MLA attention, and for V3.2 the sparse-attention indexer of
+/// every layer (the MTP layer's included).
+/// </summary>
 static class DeepSeekV3Rules
 {
-    static readonly string[] Mlp = { "gate_proj", "up_proj", "down_proj" };
-
-    public static List<Rule> Build(ModelFacts f)
+    public static List<Rule> Build(ModelFacts f, bool indexer)
     {
         JsonObject c = f.TextConfig;
         bool qLora = c["q_lora_rank"] is JsonValue qv && qv.TryGetValue(out int _);
         bool shared = (ConfigValues.Int(c, "n_shared_experts") ?? 1) > 0; // missing: 1, transformers' and DeepSeek's default, as the model's
         bool noaux = ConfigValues.Str(c, "topk_method") == "noaux_tc";
-        int L = f.NumHiddenLayers;
-        var list = new RuleList();
-        Rule embed = list.Add("model.embed_tokens.weight", "model.embed_tokens.weight");
 
-        void DecoderBlock(Block b)
+        void Attention(Block b)
         {
             if (qLora) { b.W("self_attn.q_a_proj.weight"); b.W("self_attn.q_a_layernorm.weight"); b.W("self_attn.q_b_proj.weight"); }
             else b.W("self_attn.q_proj.weight");
@@ -25,27 +24,16 @@ static class DeepSeekV3Rules
             b.W("self_attn.kv_a_layernorm.weight");
             b.W("self_attn.kv_b_proj.weight");
             b.W("self_attn.o_proj.weight");
-            b.W("input_layernorm.weight");
-            b.W("post_attention_layernorm.weight");
-            Func<LayerContext, bool> dense = x => !f.IsMoe(x.HfLayer), moe = x => f.IsMoe(x.HfLayer);
-            foreach (string p in Mlp) b.W($"mlp.{p}.weight", when: dense);
-            b.W("mlp.gate.weight", when: moe);
-            b.W("mlp.gate.e_score_correction_bias", when: moe, optional: !noaux);
-            b.Experts("mlp.experts", "mlp.experts", Block.HfExperts with { FusedGateUp = null, FusedDown = null }, moe);
-            if (shared) foreach (string p in Mlp) b.W($"mlp.shared_experts.{p}.weight", when: moe);
+            if (!indexer) return;
+            // V3.2's lightning indexer: FP8 wq_b (from the q low-rank) and wk, a LayerNorm (weight and bias) on its key,
+            // and the per-head weights projection kept in BF16.
+            b.W("self_attn.indexer.wq_b.weight");
+            b.W("self_attn.indexer.wk.weight");
+            b.W("self_attn.indexer.k_norm.weight");
+            b.W("self_attn.indexer.k_norm.bias");
+            b.W("self_attn.indexer.weights_proj.weight");
         }
 
-        DecoderBlock(new Block(list, "model.layers.{i}.", "model.layers.{i}.", LayerDomain.Main));
-        list.Add("model.norm.weight", "model.norm.weight");
-        Rule head = list.Add("lm_head.weight", "lm_head.weight");
-        var mtp = new Block(list, $"model.layers.{{k+{L}}}.", "mtp.layers.{k}.", LayerDomain.Mtp);
-        mtp.W("enorm.weight");
-        mtp.W("hnorm.weight");
-        mtp.W("eh_proj.weight");
-        mtp.W("shared_head.norm.weight", "final_layernorm.weight");
-        list.Add(Rule.TiedCopy($"model.layers.{{k+{L}}}.embed_tokens.weight", "mtp.layers.{k}.embed_tokens.weight", embed, LayerDomain.Mtp));
-        list.Add(Rule.TiedCopy($"model.layers.{{k+{L}}}.shared_head.head.weight", "mtp.layers.{k}.shared_head.head.weight", head, LayerDomain.Mtp));
-        DecoderBlock(mtp);
-        return list.Rules;
+        return NextNLayerRules.Build(f, new NextNLayerRules.Parts(Attention, shared, CorrectionBiasOptional: !noaux));
     }
 }

@@ -4,19 +4,30 @@ namespace Mtp.Adapters.Synthetic;
 
 /// <summary>
 /// DeepSeek-V3 (also V3.1/R1): model.* names, MLA attention, FP8 with F32 weight_scale_inv, MTP at model.layers.{L+k}.
-/// The names are <see cref="DeepSeekV3Rules"/>'s for this model's config; this record sizes them.
+/// With <see cref="IndexHeads"/> &gt; 0 it is DeepSeek-V3.2: the sparse-attention indexer in every layer and power-of-two
+/// F32 scales (<c>scale_fmt</c> "ue8m0"). The names are <see cref="DeepSeekV3Rules"/>'s for this model's config; this
+/// record sizes them.
 /// </summary>
 public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vocab, int MtpDepth,
-    int Heads, int QLora, int KvLora, int Nope, int Rope, int VHead, int Inter, int MoeInter, int Shared, int TopK, int? DenseLayers = null)
+    int Heads, int QLora, int KvLora, int Nope, int Rope, int VHead, int Inter, int MoeInter, int Shared, int TopK, int? DenseLayers = null,
+    int IndexHeads = 0, int IndexHeadDim = 0)
     : SynthModel(Hidden, Layers, Experts, Vocab, MtpDepth)
 {
+    /// <summary>Whether this is DeepSeek-V3.2 (an indexer in every layer).</summary>
+    public bool IsV32 => IndexHeads > 0;
+
     /// <summary>A few-MB model.</summary>
     public static readonly DeepSeekV3Synth Tiny = new(64, 3, 4, 512, 1, 2, 64, 64, 32, 16, 32, 256, 64, 1, 2);
     /// <summary>DeepSeek-V3's release shape (671B).</summary>
     public static readonly DeepSeekV3Synth Release = new(7168, 61, 256, 129280, 1, 128, 1536, 512, 128, 64, 128, 18432, 2048, 1, 8);
+    // (after Tiny and Release: static fields initialize in textual order)
+    /// <summary>A few-MB DeepSeek-V3.2 model.</summary>
+    public static readonly DeepSeekV3Synth TinyV32 = Tiny with { IndexHeads = 2, IndexHeadDim = 32 };
+    /// <summary>DeepSeek-V3.2's release shape (V3's, plus a 64-head, 128-wide indexer).</summary>
+    public static readonly DeepSeekV3Synth ReleaseV32 = Release with { IndexHeads = 64, IndexHeadDim = 128 };
 
     /// <inheritdoc/>
-    public override string Family => Adapters.Families.DeepSeekV3;
+    public override string Family => IsV32 ? Adapters.Families.DeepSeekV32 : Adapters.Families.DeepSeekV3;
     /// <inheritdoc/>
     public override int MinLayers => 2;
     /// <summary>Dense layers before the MoE ones (3 in the release; 1 below 8 layers).</summary>
@@ -28,7 +39,7 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
     public override SynthModel WithHidden(int hidden)
     {
         double f = (double)hidden / Release.Hidden;
-        return this with
+        return this with // the indexer's head count and width stay the release's (as the attention head dimensions)
         {
             Hidden = hidden, Heads = Math.Max(1, (int)Math.Round(Release.Heads * f)), QLora = Scale(Release.QLora, f, 32),
             KvLora = Scale(Release.KvLora, f, 32), Inter = Scale(Release.Inter, f, 32), MoeInter = Scale(Release.MoeInter, f, 32),
@@ -40,7 +51,7 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
     internal override SynthStorage? StorageOf(string local, LayerContext layer)
     {
         int H = Hidden, E = Experts, si = MoeInter * Shared;
-        SynthStorage Fp8(long rows, long cols) => SynthStorage.Fp8(rows, cols, Scheme.ScaleDType);
+        SynthStorage Fp8(long rows, long cols) => SynthStorage.Fp8(rows, cols, Scheme.ScaleDType, powerOfTwo: IsV32);
         return local switch
         {
             "model.embed_tokens.weight" or "lm_head.weight" => SynthStorage.Bf16(0.02, Vocab, H),
@@ -62,6 +73,11 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
             "mlp.shared_experts.gate_proj.weight" or "mlp.shared_experts.up_proj.weight" => Fp8(si, H),
             "mlp.shared_experts.down_proj.weight" => Fp8(H, si),
             "eh_proj.weight" => SynthStorage.Bf16(0.02, H, 2 * H),
+            "self_attn.indexer.wq_b.weight" => Fp8(IndexHeads * IndexHeadDim, QLora),
+            "self_attn.indexer.wk.weight" => Fp8(IndexHeadDim, H),
+            "self_attn.indexer.k_norm.weight" => SynthStorage.Norm(IndexHeadDim),
+            "self_attn.indexer.k_norm.bias" => SynthStorage.Bf16(0.02, IndexHeadDim),
+            "self_attn.indexer.weights_proj.weight" => SynthStorage.Bf16(0.02, IndexHeads, H),
             _ => null,
         };
     }
@@ -75,10 +91,10 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
         // able to load what synth writes (8 experts in 2 groups, top-8, keeps both groups).
         int topK = Math.Min(TopK, E), perGroup = E / nGroup;
         int topkGroup = Math.Min(nGroup, Math.Max(Math.Max(1, nGroup / 2), (topK + perGroup - 1) / perGroup));
-        return new JsonObject
+        var config = new JsonObject
         {
-            ["architectures"] = new JsonArray("DeepseekV3ForCausalLM"),
-            ["model_type"] = ModelTypes.DeepSeekV3,
+            ["architectures"] = new JsonArray(IsV32 ? "DeepseekV32ForCausalLM" : "DeepseekV3ForCausalLM"),
+            ["model_type"] = FamilyRegistry.Module(Family)!.Identity.ModelType,
             ["attention_bias"] = false,
             ["attention_dropout"] = 0.0,
             ["auto_map"] = new JsonObject
@@ -111,7 +127,7 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
             ["q_lora_rank"] = QLora,
             ["qk_nope_head_dim"] = Nope,
             ["qk_rope_head_dim"] = Rope,
-            ["quantization_config"] = Fp8QuantizationConfig(),
+            ["quantization_config"] = Fp8QuantizationConfig(IsV32 ? "ue8m0" : null),
             ["rms_norm_eps"] = 1e-06,
             ["rope_scaling"] = new JsonObject
             {
@@ -130,5 +146,12 @@ public sealed record DeepSeekV3Synth(int Hidden, int Layers, int Experts, int Vo
             ["v_head_dim"] = VHead,
             ["vocab_size"] = Vocab,
         };
+        if (IsV32)
+        {
+            config["index_head_dim"] = IndexHeadDim;
+            config["index_n_heads"] = IndexHeads;
+            config["index_topk"] = 2048;
+        }
+        return config;
     }
 }
