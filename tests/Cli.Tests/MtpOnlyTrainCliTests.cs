@@ -23,15 +23,16 @@ public class MtpOnlyTrainCliTests
     static Func<string, bool> HfMtpName(string fixture)
     {
         var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(RepoPaths.Fixtures, fixture, "config.json")))!.AsObject();
-        if (!fixture.StartsWith("deepseek-v3", StringComparison.Ordinal)) return n => n.StartsWith("mtp.", StringComparison.Ordinal); // V4, Qwen3.5
+        if (!fixture.StartsWith("deepseek-v3", StringComparison.Ordinal) && !fixture.StartsWith("glm", StringComparison.Ordinal)) return n => n.StartsWith("mtp.", StringComparison.Ordinal); // V4, Qwen3.5
         int layers = cfg["num_hidden_layers"]!.GetValue<int>();
         var re = new Regex(@"^model\.layers\.(\d+)\.");
-        return n => re.Match(n) is { Success: true } m && int.Parse(m.Groups[1].Value) >= layers; // DeepSeek-V3: model.layers.{N+k}
+        return n => re.Match(n) is { Success: true } m && int.Parse(m.Groups[1].Value) >= layers; // DeepSeek-V3, GLM-4.5: model.layers.{N+k}
     }
 
     [TestCase("deepseek-v3")]        // FP8 blocks, F32 scales, tied embedding/head copies in the MTP layer
     [TestCase("qwen3.5-moe-fp8")]    // FP8 blocks, BF16 scales, vision tower carried
     [TestCase("deepseek-v4-flash")]  // FP8 + packed FP4 experts, E8M0 scales
+    [TestCase("glm-4.5")]            // BF16, MTP at model.layers.{N}, attention biases
     public void ExportedWithTheFixtureAsReferenceEveryMainTensorIsTheReleasedBytes(string fixture)
     {
         string hf = Path.Combine(RepoPaths.Fixtures, fixture), nat = Path.Combine(_dir, "native"), trained = Path.Combine(_dir, "trained"), back = Path.Combine(_dir, "back");

@@ -31,6 +31,7 @@ public class TrainFromHfTests
     [TestCase("deepseek-v4-legacy-mtp")]
     [TestCase("qwen3.5-moe")]
     [TestCase("qwen3.5-moe-fp8")]
+    [TestCase("glm-4.5")]
     public void TrainsAnHfFixtureDirectlyLikeItsConvertedCopy(string fixture)
     {
         string native = Path.Combine(_dir, "native");

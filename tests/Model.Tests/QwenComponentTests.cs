@@ -46,7 +46,7 @@ public class QwenComponentTests
         manual_seed(3);
         var x = randn(1, 2, 3, hd);
         var (cos, sin) = QwenRope.CosSin(rd, theta, tensor(new long[] { 0, 1, 5 }).view(1, 3));
-        var y = D(QwenRope.ApplyPartial(x, cos, sin));
+        var y = D(Rope.ApplyPartial(x, cos, sin));
         var xs = D(x);
         long[] pos = { 0, 1, 5 };
         for (int h = 0; h < 2; h++)

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Mtp.Adapters;
 using Mtp.SafeTensors;
 using Mtp.Tests.Shared;
 using TorchSharp;
@@ -9,6 +10,21 @@ namespace Mtp.Model.Tests;
 static class TestUtil
 {
     static readonly Dictionary<string, string> Cache = new();
+
+    static readonly Dictionary<string, string> NativeCache = new();
+
+    /// <summary>A cached training-layout conversion (BF16) of a repository fixture (do not modify it).</summary>
+    public static string Native(string fixture)
+    {
+        lock (NativeCache)
+        {
+            if (NativeCache.TryGetValue(fixture, out var d)) return d;
+            d = Path.Combine(RepoPaths.NewTempDir("fixture-native"), "out");
+            Converter.ToNative(Path.Combine(RepoPaths.Fixtures, fixture), d, new ConvertOptions());
+            NativeCache[fixture] = d;
+            return d;
+        }
+    }
 
     /// <summary>A cached random tiny checkpoint (do not modify it).</summary>
     public static string Tiny(int depths = 1, long seed = 1, DType dtype = DType.F32)

@@ -8,15 +8,17 @@ namespace Mtp.Model;
 // follow the checkpoint's snake_case and are exempt from C# naming conventions.
 #pragma warning disable IDE1006
 
-/// <summary>Bias-free linear layer whose single parameter is <c>weight</c> [out, in].</summary>
+/// <summary>Linear layer: <c>weight</c> [out, in], and <c>bias</c> [out] only when asked for (most projections have none).</summary>
 internal sealed class Linear : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
+    readonly Parameter? bias;
 
-    /// <summary>Creates a zero-initialised layer (weights come from a checkpoint).</summary>
-    public Linear(long inFeatures, long outFeatures, ScalarType dtype, Device device) : base("Linear")
+    /// <summary>Creates a zero-initialised layer (weights come from a checkpoint); <paramref name="withBias"/> adds <c>bias</c>.</summary>
+    public Linear(long inFeatures, long outFeatures, ScalarType dtype, Device device, bool withBias = false) : base("Linear")
     {
         weight = P.Make(new[] { outFeatures, inFeatures }, dtype, device);
+        if (withBias) bias = P.Make(new[] { outFeatures }, dtype, device);
         RegisterComponents();
     }
 
@@ -24,5 +26,5 @@ internal sealed class Linear : nn.Module<Tensor, Tensor>
     public Parameter Weight => weight;
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x) => nn.functional.linear(x, weight);
+    public override Tensor forward(Tensor x) => bias is null ? nn.functional.linear(x, weight) : nn.functional.linear(x, weight, bias);
 }

@@ -90,4 +90,12 @@ internal static class Rope
         x1 = xf.narrow(-1, d / 2, d / 2);
         return cat(new[] { x0 * cos - x1 * sin, (x0 * sin).Plus(x1 * cos) }, -1).to(dt);
     }
+
+    /// <summary>x [B, h, S, d]: rotate-half on the first 2*cos.shape[-1] dims, the rest passes through (partial RoPE of Qwen and GLM).</summary>
+    public static Tensor ApplyPartial(Tensor x, Tensor cos, Tensor sin)
+    {
+        long rd = cos.shape[^1] * 2, d = x.shape[^1];
+        var rot = Apply(x.narrow(-1, 0, rd), cos, sin, interleave: false);
+        return rd == d ? rot : cat(new[] { rot, x.narrow(-1, rd, d - rd) }, -1);
+    }
 }

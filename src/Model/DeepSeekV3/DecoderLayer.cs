@@ -8,11 +8,11 @@ namespace Mtp.Model;
 // follow the checkpoint's snake_case and are exempt from C# naming conventions.
 #pragma warning disable IDE1006
 
-/// <summary>One decoder block: pre-norm MLA attention and pre-norm MLP (dense or MoE), residuals.</summary>
+/// <summary>One decoder block: pre-norm attention (MLA, or GLM-4.5's GQA) and pre-norm MLP (dense or MoE), residuals.</summary>
 internal sealed class DecoderLayer : nn.Module<Tensor, AttentionContext, Tensor>
 {
     readonly RmsNorm input_layernorm;
-    readonly MlaAttention self_attn;
+    readonly nn.Module<Tensor, AttentionContext, Tensor> self_attn;
     readonly RmsNorm post_attention_layernorm;
     readonly nn.Module<Tensor, Tensor> mlp;
 
@@ -20,7 +20,7 @@ internal sealed class DecoderLayer : nn.Module<Tensor, AttentionContext, Tensor>
     public DecoderLayer(DeepSeekV3Config c, bool moe, ScalarType dtype, Device device) : base("DecoderLayer")
     {
         input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        self_attn = new MlaAttention(c, dtype, device);
+        self_attn = AttentionOf(c, dtype, device);
         post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
         mlp = moe ? new MoeBlock(c, dtype, device) : new SwiGluMlp(c.HiddenSize, c.IntermediateSize, dtype, device);
         RegisterComponents();
@@ -29,7 +29,11 @@ internal sealed class DecoderLayer : nn.Module<Tensor, AttentionContext, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor x, AttentionContext ctx) => Block(input_layernorm, self_attn, post_attention_layernorm, mlp, x, ctx);
 
-    internal static Tensor Block(RmsNorm n1, MlaAttention attn, RmsNorm n2, nn.Module<Tensor, Tensor> mlp, Tensor x, AttentionContext ctx)
+    /// <summary>The family's attention: MLA (DeepSeek-V3), or grouped-query (GLM-4.5) when the config has <see cref="DeepSeekV3Config.Gqa"/>.</summary>
+    internal static nn.Module<Tensor, AttentionContext, Tensor> AttentionOf(DeepSeekV3Config c, ScalarType dtype, Device device) =>
+        c.Gqa is null ? new MlaAttention(c, dtype, device) : new Glm45Attention(c, dtype, device);
+
+    internal static Tensor Block(RmsNorm n1, nn.Module<Tensor, AttentionContext, Tensor> attn, RmsNorm n2, nn.Module<Tensor, Tensor> mlp, Tensor x, AttentionContext ctx)
     {
         var h = x.Plus(attn.forward(n1.forward(x), ctx));
         return h.Plus(mlp.forward(n2.forward(h)));

@@ -4,9 +4,17 @@ using Mtp.Adapters;
 
 namespace Mtp.Model;
 
-/// <summary>The subset of a Hugging Face DeepSeek-V3 <c>config.json</c> the model uses, validated.</summary>
+/// <summary>
+/// The subset of a Hugging Face DeepSeek-V3 <c>config.json</c> the model uses, validated. It also describes the families
+/// that share DeepSeek-V3's model around another attention (GLM-4.5: <see cref="Gqa"/>, read by <c>Glm45Config</c>).
+/// </summary>
 internal sealed record DeepSeekV3Config
 {
+    /// <summary>The family this config describes (DeepSeek-V3 unless a reader of another family set it).</summary>
+    public FamilyIdentity Family { get; init; } = FamilyRegistry.DeepSeekV3;
+    /// <summary>Grouped-query attention in place of MLA (GLM-4.5); null: MLA, whose fields below then apply.</summary>
+    public GqaAttentionConfig? Gqa { get; init; }
+
     /// <summary>vocab_size.</summary>
     public required int VocabSize { get; init; }
     /// <summary>hidden_size.</summary>
@@ -87,6 +95,7 @@ internal sealed record DeepSeekV3Config
         var reader = new ConfigReader(json);
         var problems = reader.Problems;
         string? modelType = json["model_type"]?.GetValue<string>();
+        if (FamilyRegistry.ByModelType(modelType) == FamilyRegistry.Glm45) return Glm45Config.FromJson(json);
         if (FamilyRegistry.ByModelType(modelType) != FamilyRegistry.DeepSeekV3)
             throw new ModelConfigException($"config.json: model_type is '{modelType}', expected '{FamilyRegistry.DeepSeekV3.ModelType}'");
         if (json["quantization_config"] is not null)
@@ -128,14 +137,20 @@ internal sealed record DeepSeekV3Config
         };
         if (problems.Count == 0)
         {
-            if (cfg.NRoutedExperts % cfg.NGroup != 0) problems.Add("n_routed_experts must be divisible by n_group");
-            if (cfg.TopkGroup > cfg.NGroup) problems.Add("topk_group > n_group");
-            if (cfg.NumExpertsPerTok > cfg.TopkGroup * (cfg.NRoutedExperts / cfg.NGroup)) problems.Add("num_experts_per_tok exceeds the experts in the kept groups");
+            cfg.CheckRouting(problems);
             if (cfg.QkRopeHeadDim % 2 != 0) problems.Add("qk_rope_head_dim must be even");
-            if (cfg.NRoutedExperts / cfg.NGroup < 2 && cfg.NGroup > 1) problems.Add("group-limited routing needs at least 2 experts per group");
         }
         if (problems.Count > 0) throw new ModelConfigException("config.json cannot be trained: " + string.Join("; ", problems));
         return cfg;
+    }
+
+    /// <summary>Checks the MoE routing fields every family of this model shares; adds to <paramref name="problems"/>.</summary>
+    internal void CheckRouting(List<string> problems)
+    {
+        if (NRoutedExperts % NGroup != 0) problems.Add("n_routed_experts must be divisible by n_group");
+        if (TopkGroup > NGroup) problems.Add("topk_group > n_group");
+        if (NumExpertsPerTok > TopkGroup * (NRoutedExperts / NGroup)) problems.Add("num_experts_per_tok exceeds the experts in the kept groups");
+        if (NRoutedExperts / NGroup < 2 && NGroup > 1) problems.Add("group-limited routing needs at least 2 experts per group");
     }
 
     /// <summary>Reads <c>config.json</c> from a checkpoint directory.</summary>

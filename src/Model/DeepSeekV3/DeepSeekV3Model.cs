@@ -9,7 +9,7 @@ namespace Mtp.Model;
 #pragma warning disable IDE1006
 
 /// <summary>
-/// DeepSeek-V3 with D MTP depths. Parameter (and buffer) names equal the training-layout checkpoint names:
+/// DeepSeek-V3 with D MTP depths (also GLM-4.5: the same model with grouped-query attention, <see cref="Glm45Config"/>). Parameter (and buffer) names equal the training-layout checkpoint names:
 /// <c>model.*</c>, <c>lm_head.weight</c>, <c>mtp.layers.{k}.*</c>.
 /// </summary>
 internal sealed class DeepSeekV3Model : MtpModel<AttentionContext>
@@ -21,7 +21,7 @@ internal sealed class DeepSeekV3Model : MtpModel<AttentionContext>
     /// <summary>The validated config.</summary>
     public DeepSeekV3Config Config { get; }
     /// <inheritdoc />
-    public override string Family => FamilyRegistry.DeepSeekV3.Id;
+    public override string Family => Config.Family.Id;
     /// <inheritdoc />
     public override int VocabSize => Config.VocabSize;
     /// <inheritdoc />

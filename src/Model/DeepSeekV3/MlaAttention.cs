@@ -77,10 +77,6 @@ internal sealed class MlaAttention : nn.Module<Tensor, AttentionContext, Tensor>
         var v = kv.narrow(-1, nope, vd);
         var k = cat(new[] { kNope, kPe.expand(b, nh, s, rope) }, -1);
         var qq = cat(new[] { qNope, qPe }, -1);
-        var scores = matmul(qq, k.transpose(-2, -1)).to(ScalarType.Float32).Times(_scale);
-        scores = scores.FillWhere(ctx.Mask.logical_not(), double.NegativeInfinity);
-        var probs = scores.softmax(-1).to(x.dtype);
-        var o = matmul(probs, v).transpose(1, 2).reshape(b, s, nh * vd);
-        return o_proj.forward(o);
+        return o_proj.forward(MaskedAttention.Forward(qq, k, v, ctx.Mask, _scale, x.dtype));
     }
 }

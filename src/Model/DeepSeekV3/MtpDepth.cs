@@ -34,7 +34,7 @@ internal sealed class MtpDepth : nn.Module
     readonly RmsNorm hnorm;
     readonly Linear eh_proj;
     readonly RmsNorm input_layernorm;
-    readonly MlaAttention self_attn;
+    readonly nn.Module<Tensor, AttentionContext, Tensor> self_attn;
     readonly RmsNorm post_attention_layernorm;
     readonly MoeBlock mlp;
     readonly RmsNorm final_layernorm;
@@ -48,7 +48,7 @@ internal sealed class MtpDepth : nn.Module
         hnorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
         eh_proj = new Linear(2L * c.HiddenSize, c.HiddenSize, dtype, device);
         input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        self_attn = new MlaAttention(c, dtype, device);
+        self_attn = DecoderLayer.AttentionOf(c, dtype, device);
         post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
         mlp = new MoeBlock(c, dtype, device);
         final_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);

@@ -55,17 +55,9 @@ internal sealed class QwenAttention : nn.Module<Tensor, QwenContext, Tensor>
         q = q_norm.forward(q).transpose(1, 2);                                          // [B,nh,S,hd]
         var k = k_norm.forward(k_proj.forward(x).view(b, s, nkv, hd)).transpose(1, 2);  // [B,nkv,S,hd]
         var v = v_proj.forward(x).view(b, s, nkv, hd).transpose(1, 2);
-        q = QwenRope.ApplyPartial(q, ctx.Cos, ctx.Sin);
-        k = QwenRope.ApplyPartial(k, ctx.Cos, ctx.Sin);
-        if (nh != nkv)
-        {
-            k = k.repeat_interleave(nh / nkv, dim: 1);
-            v = v.repeat_interleave(nh / nkv, dim: 1);
-        }
-        var scores = matmul(q, k.transpose(-2, -1)).to(ScalarType.Float32).Times(1.0 / Math.Sqrt(hd));
-        scores = scores.FillWhere(ctx.Mask.logical_not(), double.NegativeInfinity);
-        var probs = scores.softmax(-1).to(x.dtype);
-        var o = matmul(probs, v).transpose(1, 2).reshape(b, s, (long)nh * hd);
+        q = Rope.ApplyPartial(q, ctx.Cos, ctx.Sin);
+        k = Rope.ApplyPartial(k, ctx.Cos, ctx.Sin);
+        var o = MaskedAttention.Forward(q, k, v, ctx.Mask, 1.0 / Math.Sqrt(hd), x.dtype);
         if (_c.AttnOutputGate) o = o * gate.sigmoid();
         return o_proj.forward(o);
     }

@@ -28,12 +28,4 @@ internal static class QwenRope
         var sin = angles.sin().to(ScalarType.Float32).unsqueeze(1);
         return (cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
     }
-
-    /// <summary>x [B, h, S, d]: rotate-half on the first 2*cos.shape[-1] dims, the rest passes through.</summary>
-    public static Tensor ApplyPartial(Tensor x, Tensor cos, Tensor sin)
-    {
-        long rd = cos.shape[^1] * 2, d = x.shape[^1];
-        var rot = Rope.Apply(x.narrow(-1, 0, rd), cos, sin, interleave: false);
-        return rd == d ? rot : cat(new[] { rot, x.narrow(-1, rd, d - rd) }, -1);
-    }
 }
