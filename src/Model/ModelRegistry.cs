@@ -15,6 +15,7 @@ public static class ModelRegistry
     static readonly Dictionary<string, Func<ITensorSource, Device, ScalarType, MtpModel>> Loaders = new(StringComparer.Ordinal)
     {
         [FamilyRegistry.DeepSeekV3.Id] = DeepSeekV3Model.Load,
+        [FamilyRegistry.DeepSeekV32.Id] = DeepSeekV3Model.Load,
         [FamilyRegistry.DeepSeekV4.Id] = DeepSeekV4Model.Load,
         [FamilyRegistry.Glm45.Id] = DeepSeekV3Model.Load,
         [FamilyRegistry.Qwen35.Id] = Qwen.QwenModel.Load,

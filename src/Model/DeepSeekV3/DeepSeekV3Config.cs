@@ -14,6 +14,8 @@ internal sealed record DeepSeekV3Config
     public FamilyIdentity Family { get; init; } = FamilyRegistry.DeepSeekV3;
     /// <summary>Grouped-query attention in place of MLA (GLM-4.5); null: MLA, whose fields below then apply.</summary>
     public GqaAttentionConfig? Gqa { get; init; }
+    /// <summary>DeepSeek-V3.2's sparse-attention indexer in every layer's MLA; null: dense attention (DeepSeek-V3).</summary>
+    public IndexerConfig? Indexer { get; init; }
 
     /// <summary>vocab_size.</summary>
     public required int VocabSize { get; init; }
@@ -95,9 +97,11 @@ internal sealed record DeepSeekV3Config
         var reader = new ConfigReader(json);
         var problems = reader.Problems;
         string? modelType = json["model_type"]?.GetValue<string>();
-        if (FamilyRegistry.ByModelType(modelType) == FamilyRegistry.Glm45) return Glm45Config.FromJson(json);
-        if (FamilyRegistry.ByModelType(modelType) != FamilyRegistry.DeepSeekV3)
-            throw new ModelConfigException($"config.json: model_type is '{modelType}', expected '{FamilyRegistry.DeepSeekV3.ModelType}'");
+        var family = FamilyRegistry.ByModelType(modelType);
+        if (family == FamilyRegistry.Glm45) return Glm45Config.FromJson(json);
+        if (family != FamilyRegistry.DeepSeekV3 && family != FamilyRegistry.DeepSeekV32)
+            throw new ModelConfigException($"config.json: model_type is '{modelType}', expected '{FamilyRegistry.DeepSeekV3.ModelType}' or '{FamilyRegistry.DeepSeekV32.ModelType}'");
+        bool v32 = family == FamilyRegistry.DeepSeekV32;
         if (json["quantization_config"] is not null)
             problems.Add("quantization_config is present: dequantize the checkpoint (mtp convert) before training");
         int Int(string k, int? def = null) => reader.Int(k, def);
@@ -110,6 +114,8 @@ internal sealed record DeepSeekV3Config
         var yarn = YarnScaling.Read(json, problems, originalDefault: 4096, withMscale: true);
         var cfg = new DeepSeekV3Config
         {
+            Family = family,
+            Indexer = v32 ? new IndexerConfig(Int("index_n_heads"), Int("index_head_dim"), Int("index_topk", 2048)) : null,
             VocabSize = Int("vocab_size"),
             HiddenSize = Int("hidden_size"),
             IntermediateSize = Int("intermediate_size"),
@@ -139,6 +145,8 @@ internal sealed record DeepSeekV3Config
         {
             cfg.CheckRouting(problems);
             if (cfg.QkRopeHeadDim % 2 != 0) problems.Add("qk_rope_head_dim must be even");
+            if (cfg.Indexer is { } ix && (cfg.QLoraRank is null || ix.HeadDim < cfg.QkRopeHeadDim || ix.TopK < 1 || ix.Heads < 1))
+                problems.Add("DeepSeek-V3.2's indexer needs q_lora_rank, index_head_dim >= qk_rope_head_dim, index_topk and index_n_heads >= 1");
         }
         if (problems.Count > 0) throw new ModelConfigException("config.json cannot be trained: " + string.Join("; ", problems));
         return cfg;

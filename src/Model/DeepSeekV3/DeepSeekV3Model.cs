@@ -9,7 +9,8 @@ namespace Mtp.Model;
 #pragma warning disable IDE1006
 
 /// <summary>
-/// DeepSeek-V3 with D MTP depths (also GLM-4.5: the same model with grouped-query attention, <see cref="Glm45Config"/>). Parameter (and buffer) names equal the training-layout checkpoint names:
+/// DeepSeek-V3 with D MTP depths (also DeepSeek-V3.2, with its <see cref="SparseIndexer"/>, and GLM-4.5: the same model
+/// with grouped-query attention, <see cref="Glm45Config"/>). Parameter (and buffer) names equal the training-layout checkpoint names:
 /// <c>model.*</c>, <c>lm_head.weight</c>, <c>mtp.layers.{k}.*</c>.
 /// </summary>
 internal sealed class DeepSeekV3Model : MtpModel<AttentionContext>
@@ -25,7 +26,8 @@ internal sealed class DeepSeekV3Model : MtpModel<AttentionContext>
     /// <inheritdoc />
     public override int VocabSize => Config.VocabSize;
     /// <inheritdoc />
-    public override bool KeepsFloat32(string name) => name.EndsWith("e_score_correction_bias", StringComparison.Ordinal);
+    public override bool KeepsFloat32(string name) =>
+        name.EndsWith("e_score_correction_bias", StringComparison.Ordinal) || name.Contains(".self_attn.indexer.k_norm.", StringComparison.Ordinal);
     /// <inheritdoc />
     public override int NumHiddenLayers => Config.NumHiddenLayers;
     /// <inheritdoc />

@@ -14,7 +14,8 @@ namespace Mtp.Model;
 /// <param name="Sin">[B, 1, S, rope/2] F32.</param>
 internal sealed record AttentionContext(Tensor Mask, Tensor Cos, Tensor Sin);
 
-/// <summary>Multi-head latent attention (DeepSeek-V2/V3 MLA), training form (no KV cache).</summary>
+/// <summary>Multi-head latent attention (DeepSeek-V2/V3 MLA), training form (no KV cache); with DeepSeek-V3.2's
+/// <see cref="SparseIndexer"/> when the config has one.</summary>
 internal sealed class MlaAttention : nn.Module<Tensor, AttentionContext, Tensor>
 {
     readonly Linear? q_a_proj;
@@ -25,6 +26,7 @@ internal sealed class MlaAttention : nn.Module<Tensor, AttentionContext, Tensor>
     readonly RmsNorm kv_a_layernorm;
     readonly Linear kv_b_proj;
     readonly Linear o_proj;
+    readonly SparseIndexer? indexer;
     readonly DeepSeekV3Config _c;
     readonly double _scale;
 
@@ -51,6 +53,7 @@ internal sealed class MlaAttention : nn.Module<Tensor, AttentionContext, Tensor>
         kv_a_layernorm = new RmsNorm(c.KvLoraRank, LowRankNormEps, dtype, device);
         kv_b_proj = new Linear(c.KvLoraRank, nh * (c.QkNopeHeadDim + c.VHeadDim), dtype, device);
         o_proj = new Linear(nh * c.VHeadDim, h, dtype, device);
+        if (c.Indexer is IndexerConfig ix) indexer = new SparseIndexer(ix, h, c.QLoraRank ?? 0, dtype, device);
         _scale = Rope.SoftmaxScale(c);
         RegisterComponents();
     }
@@ -65,7 +68,8 @@ internal sealed class MlaAttention : nn.Module<Tensor, AttentionContext, Tensor>
     {
         long b = x.shape[0], s = x.shape[1];
         int nh = _c.NumAttentionHeads, nope = _c.QkNopeHeadDim, rope = _c.QkRopeHeadDim, vd = _c.VHeadDim;
-        var q = q_proj is not null ? q_proj.forward(x) : q_b_proj!.forward(q_a_layernorm!.forward(q_a_proj!.forward(x)));
+        var qResid = q_proj is null ? q_a_layernorm!.forward(q_a_proj!.forward(x)) : null;
+        var q = q_proj is not null ? q_proj.forward(x) : q_b_proj!.forward(qResid!);
         q = q.view(b, s, nh, _c.QkHeadDim).transpose(1, 2);                      // [B,nh,S,qk]
         var qNope = q.narrow(-1, 0, nope);
         var qPe = Rope.Apply(q.narrow(-1, nope, rope), ctx.Cos, ctx.Sin, _c.RopeInterleave);
@@ -77,6 +81,8 @@ internal sealed class MlaAttention : nn.Module<Tensor, AttentionContext, Tensor>
         var v = kv.narrow(-1, nope, vd);
         var k = cat(new[] { kNope, kPe.expand(b, nh, s, rope) }, -1);
         var qq = cat(new[] { qNope, qPe }, -1);
-        return o_proj.forward(MaskedAttention.Forward(qq, k, v, ctx.Mask, _scale, x.dtype));
+        // DeepSeek-V3.2: only the indexer's top keys, once a row is longer than index_topk (before that it keeps them all).
+        var mask = indexer is not null && indexer.Selects(s) ? indexer.Select(x, qResid!, ctx.Cos, ctx.Sin, ctx.Mask) : ctx.Mask;
+        return o_proj.forward(MaskedAttention.Forward(qq, k, v, mask, _scale, x.dtype));
     }
 }
