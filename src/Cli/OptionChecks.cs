@@ -138,28 +138,22 @@ public static partial class OptionChecks
 
     /// <summary>
     /// A family id for a command that synthesizes its checkpoint (synth, demo, bench convert): every id convert reads is
-    /// known, and one without a synthetic layout (or, with <paramref name="trains"/>, without a model) is refused with the
-    /// reason rather than as an unknown name.
+    /// known, and one without a synthetic layout is refused with the reason rather than as an unknown name.
     /// </summary>
     /// <remarks>The command reads the value through <see cref="Families.Normalize"/>, as convert does.</remarks>
-    public static Option<string> SynthFamily(this Option<string> option, string command, bool trains = false)
+    public static Option<string> SynthFamily(this Option<string> option, string command)
     {
-        bool HasModel(string id) => Mtp.Model.ModelRegistry.Families.Any(f => f.Id == id);
-        string[] allowed = SynthModel.Families.Where(f => !trains || HasModel(f)).ToArray();
-        option.HelpName ??= string.Join('|', allowed);
+        option.HelpName ??= string.Join('|', SynthModel.Families);
         option.Validators.Add(r =>
         {
             if (r.Tokens.Count == 0) return;
             string v = r.Tokens[^1].Value;
             string? known = Families.Normalize(v);
-            if (known is not null && allowed.Contains(known)) return;
-            string readers = HasModel(known ?? "") ? "convert, inspect, verify and train read" : "convert, inspect, verify and roundtrip read";
-            if (known is not null && SynthModel.Families.Contains(known))
-                r.AddError($"{option.Name} {v}: {command} trains a model and {known} has no model yet (it runs {Alternatives(allowed)}); {readers} {known} checkpoints");
-            else if (known is not null)
+            if (known is not null && SynthModel.Families.Contains(known)) return;
+            if (known is not null)
                 r.AddError($"{option.Name} {v}: {command} cannot synthesize {known} checkpoints (there is no synthetic {known} layout yet; " +
-                    $"it makes {Alternatives(allowed)}); {readers} {known} checkpoints");
-            else r.AddError($"{option.Name} must be {Alternatives(allowed)}, not '{v}'");
+                    $"it makes {Alternatives(SynthModel.Families)}); convert, inspect, verify and train read {known} checkpoints");
+            else r.AddError($"{option.Name} must be {Alternatives(SynthModel.Families)}, not '{v}'");
         });
         return option;
     }

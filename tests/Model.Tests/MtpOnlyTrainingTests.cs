@@ -14,7 +14,7 @@ namespace Mtp.Model.Tests;
 /// </summary>
 public class MtpOnlyTrainingTests
 {
-    public static readonly string[] Families = { "deepseek-v3", "deepseek-v4", "qwen3.5", "glm-4.5" };
+    public static readonly string[] Families = { "deepseek-v3", "deepseek-v4", "qwen3.5", "glm-4.5", "deepseek-v3.2" };
 
     /// <summary>A training-layout checkpoint of <paramref name="family"/>: the tiny random V3 (in <paramref name="dtype"/>) or a converted fixture (BF16).</summary>
     static string Source(string family, DType dtype = DType.BF16) => family switch
@@ -22,7 +22,7 @@ public class MtpOnlyTrainingTests
         "deepseek-v3" => TestUtil.Tiny(2, seed: 3, dtype: dtype),
         "deepseek-v4" => DeepSeekV4Util.Native(),
         "qwen3.5" => QwenTestUtil.Native("qwen3.5-moe"),
-        "glm-4.5" => TestUtil.Native("glm-4.5"),
+        "glm-4.5" or "deepseek-v3.2" => TestUtil.Native(family),
         _ => throw new ArgumentException(family),
     };
 

@@ -63,6 +63,25 @@ public class PackedRowTests
         AssertDocumentIndependentOfRow(m, 37, 29, m.VocabSize, 3);
     }
 
+    [Test]
+    public void Glm45DocumentIsIndependentOfItsRow()
+    {
+        using var m = MtpModel.Load(TestUtil.Native("glm-4.5"), CPU, ScalarType.Float32);
+        AssertDocumentIndependentOfRow(m, 37, 29, m.VocabSize, 3);
+    }
+
+    /// <summary>
+    /// The DeepSeek-V3.2 fixture keeps index_topk 8 keys per query: a 37-token document's queries choose 8 of up to 37
+    /// keys, with exact ties after relu; the choice must not depend on the other document in the row.
+    /// </summary>
+    [Test]
+    public void DeepSeekV32DocumentIsIndependentOfItsRowAlsoWhereTheIndexerSelects()
+    {
+        using var m = (DeepSeekV3Model)MtpModel.Load(TestUtil.Native("deepseek-v3.2"), CPU, ScalarType.Float32);
+        Assert.That(m.Config.Indexer!.TopK, Is.LessThan(37), "the document must have more keys than index_topk");
+        AssertDocumentIndependentOfRow(m, 37, 29, m.VocabSize, 3);
+    }
+
     /// <summary>
     /// The fixture has 2 indexer heads and index_topk 16 on its ratio-4 layer: an 83-token document has 20 compressed
     /// entries, so from position 67 on the indexer chooses 16 of up to 20 whose scores after relu are often exactly

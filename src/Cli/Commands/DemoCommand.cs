@@ -14,7 +14,7 @@ public static class DemoCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
-        var family = new Option<string>("--family") { Description = "Family to run (one with a synthetic layout and a model)", DefaultValueFactory = _ => "deepseek-v3" }.SynthFamily("demo", trains: true);
+        var family = new Option<string>("--family") { Description = "Family to run (one with a synthetic layout and a model)", DefaultValueFactory = _ => "deepseek-v3" }.SynthFamily("demo");
         var work = new Option<string?>("--work") { Description = "Working directory (default: a new folder under the system temp dir)" };
         var steps = new Option<int>("--steps") { Description = "Training steps", DefaultValueFactory = _ => 30 }.AtLeast(0);
         var keep = new Option<bool>("--keep") { Description = "Keep the default working directory (it is removed at the end unless --keep or --work is given)" };
