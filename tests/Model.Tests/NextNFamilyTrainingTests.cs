@@ -36,6 +36,7 @@ public class NextNFamilyTrainingTests(string fixture, string family)
     [Test]
     public void LoadsAsItsFamilyWithItsAttentionTensorsAndRefusesACheckpointMissingOne()
     {
+        using var tensors = NewDisposeScope(); // frees the test's temporaries now, not in a later test's finalizer run
         string dir = TestUtil.Native(Fixture);
         using (var m = MtpModel.Load(dir, CPU, ScalarType.Float32))
         {
@@ -55,8 +56,8 @@ public class NextNFamilyTrainingTests(string fixture, string family)
     [Test]
     public void AfterOneBackwardEveryParameterOutsideTheIndexerHasANonZeroGradient()
     {
+        using var tensors = NewDisposeScope(); // frees the test's temporaries now, not in a later test's finalizer run
         using var model = MtpModel.Load(TestUtil.Native(Fixture), CPU, ScalarType.Float32);
-        using var scope = NewDisposeScope();
         using var batch = new SyntheticTokenSource(256, 1).Next(2, 64);
         model.Loss(batch, 0.1).Total.backward();
         var named = model.TrainableParameters();
@@ -77,6 +78,7 @@ public class NextNFamilyTrainingTests(string fixture, string family)
     [Test]
     public void MainAndMtpLossesFallOnTheSyntheticStream()
     {
+        using var tensors = NewDisposeScope(); // frees the test's temporaries now, not in a later test's finalizer run
         const int n = 40;
         using var t = NewTrainer(new TrainerOptions { Lr = 5e-3, Warmup = 4, TotalSteps = n, Batch = 2, SeqLen = 64 });
         var r = Enumerable.Range(0, n).Select(_ => t.Step()).ToList();
@@ -91,6 +93,7 @@ public class NextNFamilyTrainingTests(string fixture, string family)
     [Test]
     public void SaveAndResumeEqualsUninterruptedRun()
     {
+        using var tensors = NewDisposeScope(); // frees the test's temporaries now, not in a later test's finalizer run
         const int K = 2;
         var o = new TrainerOptions { Warmup = 1, TotalSteps = 2 * K, Batch = 2, SeqLen = 32 };
         List<double[]> Losses(IEnumerable<StepResult> r) => r.Select(s => new[] { s.Loss, s.TotalLoss, s.GradNorm, s.Lr }.Concat(s.MtpLosses).ToArray()).ToList();
@@ -124,6 +127,7 @@ public class NextNFamilyTrainingTests(string fixture, string family)
     [Test]
     public void ExportAndReimportGiveTheTrainedWeightsInTheReleaseDtype()
     {
+        using var tensors = NewDisposeScope(); // frees the test's temporaries now, not in a later test's finalizer run
         string root = RepoPaths.NewTempDir("nextn-export");
         string trainedDir = Path.Combine(root, "trained"), hfDir = Path.Combine(root, "hf"), reDir = Path.Combine(root, "native");
         using (var t = NewTrainer(new TrainerOptions { Lr = 5e-3, Warmup = 1, TotalSteps = 3, Batch = 2, SeqLen = 32 }))
@@ -169,6 +173,7 @@ public class Glm45ShapeTests
     [Test]
     public void Glm45AttentionShapesFollowTheGqaConfig()
     {
+        using var tensors = NewDisposeScope(); // frees the test's temporaries now, not in a later test's finalizer run
         using var m = MtpModel.Load(TestUtil.Native("glm-4.5"), CPU, ScalarType.Float32);
         var state = m.StateDict();
         Assert.That(state["model.layers.1.self_attn.q_proj.weight"].shape, Is.EqualTo(new long[] { 64, 32 }), "4 heads of 16");
