@@ -30,6 +30,8 @@ public class StrictnessTests
     [TestCase("qwen3.5-moe", "mtp.pre_fc_norm_hidden.weight")]
     [TestCase("qwen3.5-moe-fp8", "mtp.layers.0.self_attn.q_proj.weight_scale_inv")]
     [TestCase("qwen3.6-moe", "mtp.layers.0.mlp.experts.down_proj")]
+    [TestCase("qwen3-next", "model.layers.1.linear_attn.in_proj_ba.weight")]
+    [TestCase("qwen3-next", "mtp.fc.weight")]
     [TestCase("deepseek-v3.2", "model.layers.1.self_attn.indexer.wk.weight_scale_inv")]
     [TestCase("deepseek-v3.2", "model.layers.3.self_attn.indexer.k_norm.bias")]
     [TestCase("glm-4.5", "model.layers.1.self_attn.k_proj.bias")]

@@ -26,6 +26,7 @@ public class InspectCommandTests
             "deepseek_v4" => "deepseek-v4",
             "deepseek_v32" => "deepseek-v3.2",
             "glm4_moe" => "glm-4.5",
+            "qwen3_next" => "qwen3-next",
             _ => "qwen3.5",
         };
         Assert.That((string)got["family"]!, Is.EqualTo(expectedFamily));
