@@ -7,7 +7,7 @@ public sealed class CheckpointFindings
 {
     /// <summary>Inspected path.</summary>
     public required string Path { get; init; }
-    /// <summary>Family id (deepseek-v3, deepseek-v4, qwen3.5, qwen3-next) or "unknown".</summary>
+    /// <summary>Family id (one of <see cref="Families.All"/>) or "unknown".</summary>
     public required string Family { get; init; }
     /// <summary>config.json model_type (top level or text_config), if any.</summary>
     public string? ModelType { get; init; }

@@ -20,7 +20,7 @@ namespace Mtp.Adapters.Synthetic;
 /// <param name="MtpDepth">MTP depth D.</param>
 public abstract record SynthModel(int Hidden, int Layers, int Experts, int Vocab, int MtpDepth)
 {
-    /// <summary>Family id (deepseek-v3, deepseek-v4, qwen3.5).</summary>
+    /// <summary>Family id (one of <see cref="Families"/>).</summary>
     public abstract string Family { get; }
 
     /// <summary>Fewest main layers that still show every kind of layer of the family.</summary>

@@ -47,7 +47,7 @@ public sealed record SynthTensor(string Name, DType DType, long[] Shape, SynthFi
 }
 
 /// <summary>A synthetic checkpoint: family, ordered HF tensors and config.json.</summary>
-/// <param name="Family">Family id as <c>mtp inspect</c> reports it (deepseek-v3, deepseek-v4, qwen3.5).</param>
+/// <param name="Family">Family id as <c>mtp inspect</c> reports it (one of <see cref="SynthModel.Families"/>).</param>
 /// <param name="Tensors">Tensors in write order.</param>
 /// <param name="Config">The config.json object.</param>
 public sealed record SynthPlan(string Family, IReadOnlyList<SynthTensor> Tensors, JsonObject Config)

@@ -16,7 +16,7 @@ sealed class ConvertFlags
     /// <summary>The --merge-index option.</summary>
     public readonly Option<string?> Merge = new Option<string?>("--merge-index") { Description = "OUT: once all --part i/n runs are done, check them and write the index, config.json and conversion.json" };
     /// <summary>The --family option.</summary>
-    public readonly Option<string?> Family = new Option<string?>("--family") { Description = "Family: deepseek-v3, deepseek-v4, qwen3.5, qwen3-next (default: detect from config.json)" }.Family();
+    public readonly Option<string?> Family = new Option<string?>("--family") { Description = "Family (default: detect from config.json)" }.Family();
     /// <summary>The --dtype option.</summary>
     public readonly Option<string?> Dtype = new Option<string?>("--dtype") { Description = "bf16 (default) or f32 for quantized/BF16 tensors; with --to hf: write an unquantized HF checkpoint in this dtype (needed when neither --reference nor IN's conversion.json says the source format)" }.OneOfIgnoringCase("bf16|bfloat16", "f32|float32");
     /// <summary>The --reference option.</summary>

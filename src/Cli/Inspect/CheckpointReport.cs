@@ -11,7 +11,7 @@ public sealed class CheckpointReport(CheckpointFindings findings, int problemExi
     public CheckpointFindings Findings { get; } = findings;
     /// <summary>Inspected path.</summary>
     public string Path => Findings.Path;
-    /// <summary>Family id (deepseek-v3, deepseek-v4, qwen3.5, qwen3-next) or "unknown".</summary>
+    /// <summary>Family id (one of <see cref="Mtp.Adapters.Families.All"/>) or "unknown".</summary>
     public string Family => Findings.Family;
     /// <summary>config.json model_type (top level or text_config), if any.</summary>
     public string? ModelType => Findings.ModelType;
