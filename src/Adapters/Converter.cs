@@ -105,10 +105,13 @@ public static partial class Converter
             $"{Path.Combine(dir, "config.json")}: model_type '{FamilyDetector.Str(config, "model_type")}' is not a known family; pass --family ({string.Join(", ", Families.All)})");
     }
 
-    /// <summary>config.json's FP8 block (<c>weight_block_size</c>), else the family scheme's, else 128x128.</summary>
+    /// <summary>
+    /// config.json's FP8 block (<c>weight_block_size</c>, or a compressed-tensors scheme's), else the family scheme's, else 128x128.
+    /// </summary>
     internal static BlockSize BlockOf(JsonObject config, QuantScheme? scheme = null)
     {
-        var q = config["quantization_config"] as JsonObject ?? (config["text_config"] as JsonObject)?["quantization_config"] as JsonObject;
+        var q = QuantConfigOf(config);
+        if (CompressedTensors.Is(q)) return CompressedTensors.BlockOf(q!);
         if (q?["weight_block_size"] is JsonArray a && a.Count == 2 && a[0] is JsonValue r && a[1] is JsonValue c
             && r.TryGetValue(out int rr) && c.TryGetValue(out int cc) && rr > 0 && cc > 0)
             return new BlockSize(rr, cc);

@@ -49,11 +49,11 @@ internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType o
                 var (gr, gc) = block.GridFor(rows, cols);
                 if (scale.Info.Shape.Length != 2 || scale.Info.Shape[0] != gr || scale.Info.Shape[1] != gc)
                     throw new AdapterException(AdapterErrorKind.Malformed,
-                        $"{scale.File.Path}: tensor '{scaleName}': scale shape {scale.Info.ShapeText} does not fit weight {t.ShapeText} with block [{block.Rows}, {block.Cols}] (expected [{gr}, {gc}])")
+                        $"{scale.File.Path}: tensor '{scaleName}': scale shape {scale.Info.ShapeText} does not fit weight {t.ShapeText} with block {block} (expected [{gr}, {gc}])")
                     { File = scale.File.Path, Tensor = scaleName };
                 ScaleFormat sf = ScaleFormatOf(scale);
                 p.Pieces.Add(new DequantFp8Piece(Src.Whole(loc), Src.Whole(scale), new Fp8Grid(rows, cols, sf, block), outType, pow2));
-                Op(p, $"dequantize FP8 E4M3 with {scale.Info.DType} block scales [{block.Rows}x{block.Cols}] -> {outType}");
+                Op(p, $"dequantize FP8 E4M3 with {scale.Info.DType} block scales {block} -> {outType}");
                 if (pow2 && sf == ScaleFormat.F32) Op(p, "scale_fmt ue8m0: F32 scales checked to be powers of two");
             }
             else
@@ -246,7 +246,7 @@ internal sealed class HfPlanContext(HfPlanInputs inputs, ConcurrentDictionary<st
             QuantPieces.Add(q);
             var w = new PlannedTensor { Name = hfName, DType = isFp4 ? DType.I8 : DType.F8_E4M3, Shape = wShape, Order = ord };
             w.Sources.Add(input.Name);
-            w.Ops.Add(isFp4 ? $"quantize to packed FP4 E2M1 with E8M0 scales per {group} columns" : $"quantize to FP8 E4M3 with {sType} block scales [{block.Rows}x{block.Cols}]");
+            w.Ops.Add(isFp4 ? $"quantize to packed FP4 E2M1 with E8M0 scales per {group} columns" : $"quantize to FP8 E4M3 with {sType} block scales {block}");
             w.Ops.Add(rc != null ? "reuse the reference scale (byte-identical when unchanged)" : "canonical scales");
             if (pow2 && !isFp4 && sf == ScaleFormat.F32) w.Ops.Add("scale_fmt ue8m0: power-of-two F32 scales");
             w.Pieces.Add(q);

@@ -31,13 +31,13 @@ public static class BlockDequant
         var (gr, gc) = block.GridFor(rows, cols);
         if (gr != gridRows || gc != gridCols)
             throw new ArgumentException(
-                $"scale grid [{gridRows}, {gridCols}] does not fit weight [{rows}, {cols}] with block {block.Rows}x{block.Cols} (expected [{gr}, {gc}]).");
+                $"scale grid [{gridRows}, {gridCols}] does not fit weight [{rows}, {cols}] with block {block} (expected [{gr}, {gc}]).");
     }
 
     internal static void CheckBlock(BlockSize block)
     {
         if (block.Rows <= 0 || block.Cols <= 0)
-            throw new ArgumentException($"block size {block.Rows}x{block.Cols} must be positive.", nameof(block));
+            throw new ArgumentException($"block size {block} must be positive.", nameof(block));
     }
 
     internal static void CheckDims(int rows, int cols)
@@ -93,7 +93,7 @@ public static class BlockDequant
         int sb = BytesPerScale(scaleFormat);
         if (scales.Length != (long)gr * gc * sb)
             throw new ArgumentException(
-                $"scale grid of {scales.Length / sb} {scaleFormat} scales ({scales.Length} bytes) does not fit weight [{rows}, {cols}] with block {block.Rows}x{block.Cols} (expected [{gr}, {gc}] = {(long)gr * gc} scales, {(long)gr * gc * sb} bytes).");
+                $"scale grid of {scales.Length / sb} {scaleFormat} scales ({scales.Length} bytes) does not fit weight [{rows}, {cols}] with block {block} (expected [{gr}, {gc}] = {(long)gr * gc} scales, {(long)gr * gc * sb} bytes).");
         int ob = BytesPerElement(outputFormat);
         CheckLength(output.Length, (long)rows * cols * ob, $"{outputFormat} output buffer", shapes);
         if (rows == 0 || cols == 0) return;

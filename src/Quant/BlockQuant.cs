@@ -61,7 +61,7 @@ public static class BlockQuant
         int sb = BlockDequant.BytesPerScale(scaleFormat);
         if (scales.Length != (long)gr * gc * sb)
             throw new ArgumentException(
-                $"scale grid of {scales.Length / sb} {scaleFormat} scales ({scales.Length} bytes) does not fit weight [{rows}, {cols}] with block {block.Rows}x{block.Cols} (expected [{gr}, {gc}] = {(long)gr * gc} scales, {(long)gr * gc * sb} bytes).");
+                $"scale grid of {scales.Length / sb} {scaleFormat} scales ({scales.Length} bytes) does not fit weight [{rows}, {cols}] with block {block} (expected [{gr}, {gc}] = {(long)gr * gc} scales, {(long)gr * gc * sb} bytes).");
         BlockDequant.CheckLength(codes.Length, (long)rows * cols, "FP8 code buffer", $"weight [{rows}, {cols}]");
         if (rows == 0 || cols == 0) return new QuantizeReport([]);
 

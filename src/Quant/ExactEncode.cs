@@ -103,10 +103,10 @@ public static partial class ExactEncode
     public static unsafe bool Fp8(ReadOnlySpan<byte> input, int rows, int cols, ReadOnlySpan<byte> scales, BlockSize block, Span<byte> codes)
     {
         if (block.Rows <= 0 || block.Cols <= 0 || block.Cols % 16 != 0 || cols % 16 != 0)
-            throw new ArgumentException($"exact FP8 encoding needs 16-multiple block and weight columns (weight [{rows}, {cols}], block {block.Rows}x{block.Cols})");
+            throw new ArgumentException($"exact FP8 encoding needs 16-multiple block and weight columns (weight [{rows}, {cols}], block {block})");
         var (gr, gc) = block.GridFor(rows, cols);
         if (input.Length != (long)rows * cols * 2 || scales.Length != (long)gr * gc || codes.Length != (long)rows * cols)
-            throw new ArgumentException($"buffers do not fit BF16 weight [{rows}, {cols}] with FP8 blocks of {block.Rows}x{block.Cols}");
+            throw new ArgumentException($"buffers do not fit BF16 weight [{rows}, {cols}] with FP8 blocks of {block}");
         if (!ScalesInRange(scales, Fp8ScaleMin, Fp8ScaleMax)) return false;
         fixed (byte* pi = input)
         fixed (byte* ps = scales)

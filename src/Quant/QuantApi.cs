@@ -25,8 +25,18 @@ public readonly record struct BlockSize(int Rows, int Cols)
 {
     /// <summary>DeepSeek/Qwen FP8 default.</summary>
     public static BlockSize Fp8Default => new(128, 128);
+    /// <summary>
+    /// One scale per row, whatever the row's length (compressed-tensors' per-channel FP8): a block one row high and
+    /// 2^30 columns wide (wider than any weight), so every kernel sees an ordinary grid of [rows, 1].
+    /// </summary>
+    public static BlockSize PerRow => new(1, 1 << 30);
+    /// <summary>Whether this is <see cref="PerRow"/>.</summary>
+    public bool IsPerRow => this == PerRow;
     /// <summary>Scale-grid shape for a weight of <paramref name="rows"/> x <paramref name="cols"/>.</summary>
-    public (int Rows, int Cols) GridFor(int rows, int cols) => ((rows + Rows - 1) / Rows, (cols + Cols - 1) / Cols);
+    public (int Rows, int Cols) GridFor(int rows, int cols) =>
+        ((int)(((long)rows + Rows - 1) / Rows), (int)(((long)cols + Cols - 1) / Cols)); // long: PerRow's width must not overflow
+    /// <summary>The block as messages show it: <c>128x128</c>, or <c>per-row</c>.</summary>
+    public override string ToString() => IsPerRow ? "per-row" : $"{Rows}x{Cols}";
 }
 
 /// <summary>Options shared by the block kernels.</summary>

@@ -37,6 +37,8 @@ public class StrictnessTests
     [TestCase("glm-4.5", "model.layers.1.self_attn.k_proj.bias")]
     [TestCase("glm-4.5", "model.layers.3.eh_proj.weight")]
     [TestCase("glm-4.5", "model.layers.3.mlp.shared_experts.up_proj.weight")]
+    [TestCase("glm-4.5-fp8", "model.layers.1.self_attn.o_proj.weight_scale")]
+    [TestCase("glm-4.5-fp8", "model.layers.3.mlp.experts.0.up_proj.weight_scale")]
     public void DeletingAnExpectedTensorFailsNamingIt(string fixture, string victim)
     {
         string dir = Fx.Rewrite(Fx.Dir(fixture), "del", n => n == victim);
@@ -51,6 +53,7 @@ public class StrictnessTests
     [TestCase("qwen3.5-moe-fp8")]
     [TestCase("deepseek-v3.2")]
     [TestCase("glm-4.5")]
+    [TestCase("glm-4.5-fp8")]
     public void AnUnknownTensorFailsUnlessAllowed(string fixture)
     {
         var extra = (new TensorSpec("model.layers.0.mystery.weight", DType.BF16, new long[] { 2, 2 }), new byte[8]);

@@ -124,6 +124,7 @@ public class EvalCommandTests
     [TestCase("qwen3.5-moe", "bf16")]
     [TestCase("qwen3.5-moe-fp8", "bf16")]
     [TestCase("glm-4.5", "bf16")]
+    [TestCase("glm-4.5-fp8", "bf16")]
     [TestCase("deepseek-v3.2", "bf16")]
     [TestCase("qwen3-next", "bf16")]
     public void AnHfFixtureEvaluatesLikeItsConversion(string fixture, string dtype)

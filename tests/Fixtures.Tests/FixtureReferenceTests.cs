@@ -20,15 +20,26 @@ public class FixtureReferenceTests
         Fixtures().Where(f => File.Exists(Path.Combine(RepoPaths.Fixtures, f, "reference", "dequant_f32.safetensors")));
 
     /// <summary>A quantized weight of a fixture with its scale and the PyTorch references.</summary>
-    sealed record Case(string Name, TensorLocation Weight, TensorLocation Scale, int Rows, int Cols, bool Fp4, ScaleFormat ScaleFormat);
+    sealed record Case(string Name, TensorLocation Weight, TensorLocation Scale, int Rows, int Cols, bool Fp4, ScaleFormat ScaleFormat, BlockSize Block);
+
+    /// <summary>The FP8 block the fixture's config states: compressed-tensors' per-channel scales are one per row
+    /// (read here from the config's own words, not through the converter's reader), every other fixture's 128x128.</summary>
+    static BlockSize BlockOf(Checkpoint ck)
+    {
+        var cfg = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(ck.Directory, "config.json")))!;
+        return cfg["quantization_config"]?["config_groups"]?["group_0"]?["weights"]?["strategy"]?.GetValue<string>() == "channel"
+            ? BlockSize.PerRow : BlockSize.Fp8Default;
+    }
 
     static IEnumerable<Case> Cases(Checkpoint ck, SafeTensorsFile reference)
     {
+        BlockSize block = BlockOf(ck);
         foreach (TensorInfo r in reference.Tensors)
         {
             TensorLocation w = ck.Get(r.Name);
             string stem = r.Name[..^".weight".Length];
-            TensorLocation s = ck.TryGet(stem + ".weight_scale_inv", out var a) ? a : ck.Get(stem + ".scale");
+            TensorLocation s = ck.TryGet(stem + ".weight_scale_inv", out var a) ? a
+                : ck.TryGet(stem + ".weight_scale", out var b) ? b : ck.Get(stem + ".scale");
             bool fp4 = w.Info.DType == DType.I8;
             ScaleFormat sf = s.Info.DType switch
             {
@@ -37,7 +48,7 @@ public class FixtureReferenceTests
                 DType.F8_E8M0 => ScaleFormat.E8M0,
                 var d => throw new AssertionException($"{r.Name}: unexpected scale dtype {d}"),
             };
-            yield return new Case(r.Name, w, s, (int)r.Shape[0], (int)r.Shape[1], fp4, sf);
+            yield return new Case(r.Name, w, s, (int)r.Shape[0], (int)r.Shape[1], fp4, sf, block);
         }
     }
 
@@ -46,7 +57,7 @@ public class FixtureReferenceTests
         var dst = new byte[(long)c.Rows * c.Cols * (output == FloatFormat.F32 ? 4 : 2)];
         ReadOnlySpan<byte> q = c.Weight.File.GetBytes(c.Weight.Info), s = c.Scale.File.GetBytes(c.Scale.Info);
         if (c.Fp4) BlockDequant.Fp4(q, c.Rows, c.Cols, s, 32, dst, output);
-        else BlockDequant.Fp8(q, c.Rows, c.Cols, s, c.ScaleFormat, BlockSize.Fp8Default, dst, output);
+        else BlockDequant.Fp8(q, c.Rows, c.Cols, s, c.ScaleFormat, c.Block, dst, output);
         return dst;
     }
 
@@ -93,7 +104,7 @@ public class FixtureReferenceTests
             var codes = new byte[original.Length];
             QuantizeReport report = c.Fp4
                 ? BlockQuant.Fp4(bf16.GetBytes(c.Name), FloatFormat.BF16, c.Rows, c.Cols, scales, 32, ScaleMode.Reuse, codes)
-                : BlockQuant.Fp8(bf16.GetBytes(c.Name), FloatFormat.BF16, c.Rows, c.Cols, scales, c.ScaleFormat, BlockSize.Fp8Default, ScaleMode.Reuse, codes);
+                : BlockQuant.Fp8(bf16.GetBytes(c.Name), FloatFormat.BF16, c.Rows, c.Cols, scales, c.ScaleFormat, c.Block, ScaleMode.Reuse, codes);
             Assert.That(report.ChangedBlocks, Is.Empty, c.Name);
             Assert.That(scales, Is.EqualTo(c.Scale.File.GetBytes(c.Scale.Info).ToArray()), c.Name + " scales untouched");
             Assert.That(codes, Is.EqualTo(original), c.Name + " codes");
@@ -121,11 +132,11 @@ public class FixtureReferenceTests
             var scales = new byte[c.Scale.Info.ByteLength];
             var codes = new byte[c.Weight.Info.ByteLength];
             if (c.Fp4) BlockQuant.Fp4(f32.GetBytes(c.Name), FloatFormat.F32, c.Rows, c.Cols, scales, 32, ScaleMode.Canonical, codes);
-            else BlockQuant.Fp8(f32.GetBytes(c.Name), FloatFormat.F32, c.Rows, c.Cols, scales, ScaleFormat.E8M0, BlockSize.Fp8Default, ScaleMode.Canonical, codes);
+            else BlockQuant.Fp8(f32.GetBytes(c.Name), FloatFormat.F32, c.Rows, c.Cols, scales, ScaleFormat.E8M0, c.Block, ScaleMode.Canonical, codes);
 
             var back = new byte[(long)c.Rows * c.Cols * 4];
             if (c.Fp4) BlockDequant.Fp4(codes, c.Rows, c.Cols, scales, 32, back, FloatFormat.F32);
-            else BlockDequant.Fp8(codes, c.Rows, c.Cols, scales, ScaleFormat.E8M0, BlockSize.Fp8Default, back, FloatFormat.F32);
+            else BlockDequant.Fp8(codes, c.Rows, c.Cols, scales, ScaleFormat.E8M0, c.Block, back, FloatFormat.F32);
             Assert.That(back, Is.EqualTo(f32.GetBytes(c.Name).ToArray()), c.Name + ": values after canonical re-quantization");
 
             ReadOnlySpan<byte> theirs = c.Scale.File.GetBytes(c.Scale.Info);

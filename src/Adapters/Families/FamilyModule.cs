@@ -50,7 +50,7 @@ public abstract class FamilyModule
     public RuleTable BuildTable(JsonObject config, IReadOnlyCollection<string>? hfNames = null, IReadOnlyCollection<string>? nativeNames = null)
     {
         ModelFacts f = ReadFacts(config, hfNames);
-        return new RuleTable(Id, f, Rules(f, config, hfNames, nativeNames), Quant);
+        return new RuleTable(Id, f, Rules(f, config, hfNames, nativeNames), CompressedTensors.SchemeFor(config, Quant));
     }
 
     /// <summary>The family's rules for facts <paramref name="f"/>, in output order.</summary>

@@ -97,8 +97,8 @@ public static class FamilyRegistry
 
     /// <summary>
     /// The scale tensor names a quantized weight may have, one per distinct scheme of the registered families, in registry
-    /// order: for code that must find a scale without knowing the family (verify, inspect, the convention check).
+    /// order, then compressed-tensors' (a naming any family's FP8 export may use): for code that must find a scale without knowing the family (verify, inspect, the convention check).
     /// </summary>
     public static IEnumerable<string> ScaleNameCandidates(string weight) =>
-        Modules.Select(m => m.Quant.Naming).Distinct().Select(n => n.ScaleNameOf(weight)).Distinct(StringComparer.Ordinal);
+        Modules.Select(m => m.Quant.Naming).Append(ScaleNaming.WeightScale).Distinct().Select(n => n.ScaleNameOf(weight)).Distinct(StringComparer.Ordinal);
 }

@@ -12,6 +12,8 @@ public sealed record ScaleNaming(string Suffix, bool ReplacesWeight)
     public static readonly ScaleNaming ScaleInv = new("_scale_inv", false);
     /// <summary>DeepSeek-V4's naming: <c>x.scale</c> beside <c>x.weight</c>.</summary>
     public static readonly ScaleNaming DotScale = new(".scale", true);
+    /// <summary>compressed-tensors' naming: <c>x.weight_scale</c> (see <see cref="CompressedTensors"/>).</summary>
+    public static readonly ScaleNaming WeightScale = new("_scale", false);
 
     /// <summary>The scale tensor name of the quantized weight <paramref name="weight"/>.</summary>
     public string ScaleNameOf(string weight) =>

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Mtp.SafeTensors;
+using Mtp.Quant;
 
 namespace Mtp.Adapters.Inspection;
 
@@ -69,6 +70,16 @@ static class QuantScan
 
     static void ReadBlock(Tally x, JsonObject? qc)
     {
+        if (CompressedTensors.Is(qc))
+        {
+            try
+            {
+                var b = CompressedTensors.BlockOf(qc!);
+                x.Block = (b.Rows, b.Cols);
+            }
+            catch (AdapterException e) { x.Problem($"{System.IO.Path.Combine(x.Ck.Directory, e.Message)}", false); }
+            return;
+        }
         if (qc?["weight_block_size"] is not JsonNode wbNode) return;
         if (wbNode is JsonArray wb && wb.Count == 2 && wb[0] is JsonValue v0 && v0.TryGetValue(out int b0) && b0 > 0
             && wb[1] is JsonValue v1 && v1.TryGetValue(out int b1) && b1 > 0)
@@ -87,7 +98,7 @@ static class QuantScan
         var (b0, b1) = x.Block ?? (128, 128);
         long g0 = (w.Shape[0] + b0 - 1) / b0, g1 = (w.Shape[1] + b1 - 1) / b1;
         if (sc.Shape[0] != g0 || sc.Shape[1] != g1)
-            x.Problem($"{s.File.Path}: tensor '{sc.Name}': scale grid {sc.ShapeText} does not fit weight '{w.Name}' {w.ShapeText} with block {b0}x{b1} (expected [{g0}, {g1}])", true);
+            x.Problem($"{s.File.Path}: tensor '{sc.Name}': scale grid {sc.ShapeText} does not fit weight '{w.Name}' {w.ShapeText} with block {new BlockSize(b0, b1)} (expected [{g0}, {g1}])", true);
     }
 
     static void CheckFp4(Tally x, TensorInfo w, TensorLocation s)
@@ -120,8 +131,9 @@ static class QuantScan
         var schemes = new List<string>();
         if (x.Fp8 > 0)
         {
-            string b = x.Block is { } bb ? $"{bb.B0}x{bb.B1}" : "128x128 (assumed: config has no weight_block_size)";
-            schemes.Add($"FP8 E4M3 block {b}, scale {string.Join("/", x.Fp8Scales)} ({x.Fp8} weights)");
+            string b = x.Block is { } bb ? new BlockSize(bb.B0, bb.B1) is { IsPerRow: true } ? "per-row (compressed-tensors channel)" : $"block {bb.B0}x{bb.B1}"
+                : "block 128x128 (assumed: config has no weight_block_size)";
+            schemes.Add($"FP8 E4M3 {b}, scale {string.Join("/", x.Fp8Scales)} ({x.Fp8} weights)");
         }
         if (x.Fp4 > 0) schemes.Add($"FP4 E2M1 packed, scale {string.Join("/", x.Fp4Scales)} ({x.Fp4} weights)");
         if (schemes.Count == 0) schemes.Add("none");
