@@ -17,6 +17,10 @@ public static class Families
     public const string Qwen3Next = "qwen3-next";
     /// <summary>GLM-4.5 / 4.6 / 4.7 (<c>glm4_moe</c>).</summary>
     public const string Glm45 = "glm-4.5";
+    /// <summary>GLM-5 / 5.1 (<c>glm_moe_dsa</c>): DeepSeek-V3.2's layout under GLM's model_type.</summary>
+    public const string Glm5 = "glm-5";
+    /// <summary>Xiaomi MiMo (<c>mimo</c>): Qwen2 main model, MTP under <c>model.mtp_layers.{k}</c>.</summary>
+    public const string Mimo = "mimo";
 
     /// <summary>All family ids.</summary>
     public static IReadOnlyList<string> All { get; } = FamilyRegistry.All.Select(f => f.Id).ToArray();

@@ -39,6 +39,12 @@ public class StrictnessTests
     [TestCase("glm-4.5", "model.layers.3.mlp.shared_experts.up_proj.weight")]
     [TestCase("glm-4.5-fp8", "model.layers.1.self_attn.o_proj.weight_scale")]
     [TestCase("glm-4.5-fp8", "model.layers.3.mlp.experts.0.up_proj.weight_scale")]
+    [TestCase("glm-5", "model.layers.3.self_attn.indexer.k_norm.bias")]
+    [TestCase("glm-5", "model.layers.3.shared_head.head.weight")]
+    [TestCase("glm-5", "model.layers.1.mlp.experts.2.down_proj.weight")]
+    [TestCase("mimo", "model.mtp_layers.0.hidden_layernorm.weight")]
+    [TestCase("mimo", "model.mtp_layers.0.self_attn.v_proj.bias")]
+    [TestCase("mimo", "model.layers.2.self_attn.k_proj.bias")]
     public void DeletingAnExpectedTensorFailsNamingIt(string fixture, string victim)
     {
         string dir = Fx.Rewrite(Fx.Dir(fixture), "del", n => n == victim);
@@ -54,6 +60,8 @@ public class StrictnessTests
     [TestCase("deepseek-v3.2")]
     [TestCase("glm-4.5")]
     [TestCase("glm-4.5-fp8")]
+    [TestCase("glm-5")]
+    [TestCase("mimo")]
     public void AnUnknownTensorFailsUnlessAllowed(string fixture)
     {
         var extra = (new TensorSpec("model.layers.0.mystery.weight", DType.BF16, new long[] { 2, 2 }), new byte[8]);

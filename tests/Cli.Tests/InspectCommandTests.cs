@@ -26,6 +26,8 @@ public class InspectCommandTests
             "deepseek_v4" => "deepseek-v4",
             "deepseek_v32" => "deepseek-v3.2",
             "glm4_moe" => "glm-4.5",
+            "glm_moe_dsa" => "glm-5",
+            "mimo" => "mimo",
             "qwen3_next" => "qwen3-next",
             _ => "qwen3.5",
         };

@@ -23,6 +23,10 @@ public static class ModelTypes
     public const string Qwen3Next = "qwen3_next";
     /// <summary>GLM-4.5, 4.6 and 4.7 (and GLM-4.5-Air).</summary>
     public const string Glm4Moe = "glm4_moe";
+    /// <summary>GLM-5 and GLM-5.1 (MoE with DeepSeek-style sparse attention).</summary>
+    public const string GlmMoeDsa = "glm_moe_dsa";
+    /// <summary>Xiaomi MiMo-7B (Base, RL, SFT).</summary>
+    public const string Mimo = "mimo";
 }
 
 /// <summary>One family's identity: its id and the config.json <c>model_type</c> values that name it.</summary>
@@ -58,9 +62,13 @@ public static class FamilyRegistry
     /// <summary>GLM-4.5 / 4.6 / 4.7.</summary>
     public static readonly FamilyIdentity Glm45 = new(Families.Glm45, new[] { ModelTypes.Glm4Moe })
     { Aliases = new[] { "glm4-moe", "glm-4.6", "glm-4.7", "glm-4.5-air", "glm4.5" } };
+    /// <summary>GLM-5 / 5.1.</summary>
+    public static readonly FamilyIdentity Glm5 = new(Families.Glm5, new[] { ModelTypes.GlmMoeDsa }) { Aliases = new[] { "glm-moe-dsa", "glm-5.1", "glm5" } };
+    /// <summary>Xiaomi MiMo-7B.</summary>
+    public static readonly FamilyIdentity Mimo = new(Families.Mimo, new[] { ModelTypes.Mimo }) { Aliases = new[] { "mimo-7b" } };
 
     /// <summary>Every family, in the order they are listed to users.</summary>
-    public static IReadOnlyList<FamilyIdentity> All { get; } = new[] { DeepSeekV3, DeepSeekV32, DeepSeekV4, Qwen35, Qwen3Next, Glm45 };
+    public static IReadOnlyList<FamilyIdentity> All { get; } = new[] { DeepSeekV3, DeepSeekV32, DeepSeekV4, Qwen35, Qwen3Next, Glm45, Glm5, Mimo };
 
     /// <summary>Every family's module, in the order of <see cref="All"/>. Built here (not in the modules) so that no
     /// static initializer of a module runs before the identities above exist.</summary>
@@ -68,6 +76,7 @@ public static class FamilyRegistry
     {
         new DeepSeekV3Family(DeepSeekV3), new DeepSeekV3Family(DeepSeekV32, indexer: true), new DeepSeekV4Family(DeepSeekV4),
         new QwenFamily(Qwen35, next: false), new QwenFamily(Qwen3Next, next: true), new Glm45Family(Glm45),
+        new DeepSeekV3Family(Glm5, indexer: true), new MimoFamily(Mimo),
     };
 
     /// <summary>The family with this id, or null.</summary>

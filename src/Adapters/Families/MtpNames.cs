@@ -6,6 +6,15 @@ namespace Mtp.Adapters;
 public static partial class MtpNames
 {
     [GeneratedRegex(@"^mtp\.layers\.(\d+)\.")] private static partial Regex LayersK();
+    [GeneratedRegex(@"^model\.mtp_layers\.(\d+)\.")] private static partial Regex MimoLayersK();
+
+    /// <summary>The depth k of a <c>model.mtp_layers.{k}.*</c> name (MiMo's HF layout).</summary>
+    public static bool TryMimoDepth(string name, out int k)
+    {
+        Match m = MimoLayersK().Match(name);
+        k = 0;
+        return m.Success && int.TryParse(m.Groups[1].Value, out k);
+    }
 
     /// <summary>The depth k of a <c>mtp.layers.{k}.*</c> name (the training layout, and Qwen's HF layout).</summary>
     public static bool TryLayerDepth(string name, out int k)

@@ -108,7 +108,7 @@ public static partial class CheckpointInspector
     }
 
     /// <summary>
-    /// MTP tensors: <c>mtp.layers.{k}.*</c> (training layout, Qwen), <c>mtp.{k}.*</c> (DeepSeek-V4), other
+    /// MTP tensors: <c>mtp.layers.{k}.*</c> (training layout, Qwen), <c>model.mtp_layers.{k}.*</c> (MiMo), <c>mtp.{k}.*</c> (DeepSeek-V4), other
     /// <c>mtp.*</c> (Qwen's shared fc/norms), and decoder layers numbered past num_hidden_layers
     /// (DeepSeek-V3 and the legacy V4 spelling).
     /// </summary>
@@ -125,6 +125,11 @@ public static partial class CheckpointInspector
             {
                 depths.Add(j);
                 locations.Add("mtp.layers.{k}.*");
+            }
+            else if (MtpNames.TryMimoDepth(n, out int jm))
+            {
+                depths.Add(jm);
+                locations.Add("model.mtp_layers.{k}.*");
             }
             else if ((m = MtpDepthPrefix().Match(n)).Success && int.TryParse(m.Groups[1].Value, out int k0))
             {

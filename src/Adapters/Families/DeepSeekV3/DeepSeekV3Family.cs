@@ -4,7 +4,7 @@ using Mtp.SafeTensors;
 namespace Mtp.Adapters;
 
 /// <summary>
-/// DeepSeek-V3 (also V3.1 / R1) and DeepSeek-V3.2: <c>model.</c> names, MLA attention, FP8 E4M3 blocks with F32
+/// DeepSeek-V3 (also V3.1 / R1), DeepSeek-V3.2 and GLM-5 (<c>glm_moe_dsa</c>, stored as V3.2 is): <c>model.</c> names, MLA attention, FP8 E4M3 blocks with F32
 /// <c>weight_scale_inv</c>, MTP depth k stored as decoder layer <c>model.layers.{L+k}</c>. V3.2 adds the sparse-attention
 /// indexer's tensors to every layer (its FP8 scales are powers of two, <c>scale_fmt</c> "ue8m0", still stored as F32).
 /// </summary>
