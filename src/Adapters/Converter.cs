@@ -55,6 +55,7 @@ public static partial class Converter
         Conventions.Check(src);
         JsonObject config = src.Config ?? throw new AdapterException(AdapterErrorKind.Malformed, $"{inDir}: no config.json (needed to know the family, layers, experts and MTP depth)");
         string family = ResolveFamily(options.Family, config, inDir);
+        DSparkDrafter.Refuse(family, src, config); // before any rule could claim a drafter block as an MTP depth
         var names = src.Tensors.Select(t => t.Name).ToList();
         var layout = LayoutDetector.Detect(inDir, config, names);
         if (layout.Layout == CheckpointLayout.Training && LayoutDetector.RecordedDirection(inDir) != null) throw WrongDirection(inDir, layout, "native");

@@ -53,6 +53,11 @@ public static partial class CheckpointInspector
         }
         if (whole)
             foreach (string p in CheckConventions(ck, layers, cfg, text, locations)) { problems.Add(p); inconsistent++; }
+        if (whole && cfg is not null && FamilyRegistry.Of(cfg)?.Id == Families.DeepSeekV4 && DSparkDrafter.Find(cfg, ck.Tensors.Select(t => t.Name)) is var (what, tensor))
+        {
+            problems.Add(DSparkDrafter.Message(ck, what, tensor));
+            inconsistent++;
+        }
 
         var reader = new ScaleReader(fullScales);
         var quant = QuantScan.Scan(ck, cfg, text, problems, reader, elsewhere);
