@@ -252,7 +252,7 @@ public class DeepSeekV4ComponentTests
             var map = new int[c.VocabSize * 2];
             for (int v = 0; v < c.VocabSize; v++) { map[2 * v] = v % 4; map[2 * v + 1] = (v / 4) % 4 == v % 4 ? (v + 1) % 4 : (v / 4) % 4; }
             hash.get_buffer("tid2eid")!.copy_(tensor(map).view(c.VocabSize, 2));
-            scored.get_buffer("bias")!.copy_(tensor(new float[] { 0, 0, 0, 100 }));
+            scored.get_buffer("e_score_correction_bias")!.copy_(tensor(new float[] { 0, 0, 0, 100 }));
         }
         var x = randn(new long[] { 5, 8 }, generator: new Generator(32));
         var ids = tensor(new long[] { 0, 7, 13, 200, 255 });

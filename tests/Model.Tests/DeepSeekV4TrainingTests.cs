@@ -202,7 +202,9 @@ public class DeepSeekV4TrainingTests
                     f[i * n + j] = Mtp.Quant.Fp8E4M3.ToFloat(bytes[i * n + j]) * Mtp.Quant.E8M0.ToFloat(sc[(i / 128) * sl.Info.Shape[1] + j / 128]);
             return f;
         }
-        void Put(string native, string hfName) { var v = Read(hfName, out _, out bool q); r[native] = (v, q); }
+        // Names are built as the release's under model. / mtp.layers.{k}. (the former training names), then renamed with the
+        // former-names table; that table is checked against transformers' own names by TransformersParityTests.
+        void Put(string native, string hfName) { var v = Read(hfName, out _, out bool q); r[DeepSeekV4FormerNames.Table.Current(native) ?? native] = (v, q); }
         Put("model.embed_tokens.weight", "embed.weight");
         Put("model.norm.weight", "norm.weight");
         Put("lm_head.weight", "head.weight");
