@@ -108,7 +108,7 @@ internal sealed class SharedHead4 : nn.Module
 
 /// <summary>Which optional tensors one MTP depth carries.</summary>
 /// <param name="FusedEhProj">Legacy spelling: one eh_proj [H, 2H] instead of e_proj / h_proj.</param>
-/// <param name="OwnHcHead">The depth has its own hc_head.{fn,base,scale} (V4-Flash: yes; legacy: no).</param>
+/// <param name="OwnHcHead">The depth has its own hc_head.hc_{fn,base,scale} (V4-Flash: yes; legacy: no).</param>
 /// <param name="OwnEmbedding">embed_tokens copy.</param>
 /// <param name="OwnHead">shared_head.head copy.</param>
 internal sealed record V4DepthLayout(bool FusedEhProj = false, bool OwnHcHead = true, bool OwnEmbedding = false, bool OwnHead = false);
