@@ -53,20 +53,28 @@ public static class FormerV4Names
     /// </summary>
     public static (string Dir, int Renamed) Write(string nativeDir, string tag)
     {
+        var (dir, map) = WriteWithMap(nativeDir, tag);
+        return (dir, map.Count);
+    }
+
+    /// <summary>As <see cref="Write"/>, returning current -> old for every name that changed.</summary>
+    public static (string Dir, Dictionary<string, string> OldOf) WriteWithMap(string nativeDir, string tag)
+    {
         string dir = RepoPaths.NewTempDir(tag);
         using var c = Checkpoint.Open(nativeDir);
         RuleTable table = Families.BuildTable(Families.DeepSeekV4, c.Config!, null, c.Tensors.Select(t => t.Name).ToList());
-        int renamed = 0, layers = c.Config!["num_hidden_layers"]!.GetValue<int>();
+        var oldOf = new Dictionary<string, string>(StringComparer.Ordinal);
+        int layers = c.Config!["num_hidden_layers"]!.GetValue<int>();
         var list = new List<(TensorSpec, byte[])>();
         foreach (var t in c.Tensors)
         {
             string name = table.ToHfName(t.Name) is string hf && OldName(hf, layers) is string old ? old : t.Name;
-            if (name != t.Name) renamed++;
+            if (name != t.Name) oldOf[t.Name] = name;
             list.Add((new TensorSpec(name, t.Info.DType, t.Info.Shape), t.File.GetBytes(t.Info).ToArray()));
         }
         SafeTensorsWriter.WriteFile(Path.Combine(dir, "model.safetensors"), list);
         foreach (string f in new[] { "config.json", "conversion.json" })
             if (File.Exists(Path.Combine(nativeDir, f))) File.Copy(Path.Combine(nativeDir, f), Path.Combine(dir, f));
-        return (dir, renamed);
+        return (dir, oldOf);
     }
 }
