@@ -29,13 +29,14 @@ internal static class ModelSource
         try
         {
             hf = ckpt.Config is { } cfg && LayoutDetector.Detect(ckpt.Directory, cfg, ckpt.Tensors.Select(t => t.Name).ToList()).Layout == CheckpointLayout.HuggingFace;
+            if (!hf) ckpt = FormerTrainingNames.Upgrade(ckpt); // takes the shards over
         }
         catch
         {
             ckpt.Dispose();
             throw;
         }
-        return hf ? NativeView.Open(ckpt, new ConvertOptions { DType = CheckpointDType(dtype) }) : new CheckpointSource(FormerTrainingNames.Upgrade(ckpt));
+        return hf ? NativeView.Open(ckpt, new ConvertOptions { DType = CheckpointDType(dtype) }) : new CheckpointSource(ckpt);
     }
 
     /// <summary>The source's config.json, or a <see cref="ModelConfigException"/> naming the file.</summary>
