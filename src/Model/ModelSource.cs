@@ -17,7 +17,8 @@ internal static class ModelSource
 
     /// <summary>
     /// Opens <paramref name="dir"/> for a model in <paramref name="dtype"/>: the training layout directly, a Hugging Face
-    /// checkpoint (told apart by <see cref="LayoutDetector"/>) through a <see cref="NativeView"/> in that dtype.
+    /// checkpoint (told apart by <see cref="LayoutDetector"/>) through a <see cref="NativeView"/> in that dtype. A training
+    /// checkpoint with an earlier version's names is read under the current ones (<see cref="FormerTrainingNames"/>).
     /// </summary>
     /// <exception cref="AdapterException">An HF checkpoint that cannot be converted (missing or unknown tensors, malformed).</exception>
     /// <exception cref="SafeTensorsException">A malformed safetensors file or index.</exception>
@@ -28,6 +29,7 @@ internal static class ModelSource
         try
         {
             hf = ckpt.Config is { } cfg && LayoutDetector.Detect(ckpt.Directory, cfg, ckpt.Tensors.Select(t => t.Name).ToList()).Layout == CheckpointLayout.HuggingFace;
+            if (!hf) ckpt = FormerTrainingNames.Upgrade(ckpt); // takes the shards over
         }
         catch
         {

@@ -166,8 +166,28 @@ public static class TrainingCheckpoint
             StartCheckpoint = run?["checkpoint"]?.GetValue<string>(),
             Seed = run?["seed"]?.GetValue<long>(),
         };
-        using var moments = Checkpoint.Open(Path.Combine(sd, "optimizer.safetensors"));
-        trainer.Optimizer.Restore(moments, (JsonObject)state["optimizer_steps"]!);
+        // A state saved by an earlier version under its former parameter names is read under the current ones.
+        var former = Families.Module(model.Family).FormerNames;
+        using var moments = WithCurrentNames(Checkpoint.Open(Path.Combine(sd, "optimizer.safetensors")), former);
+        trainer.Optimizer.Restore(moments, WithCurrentNames((JsonObject)state["optimizer_steps"]!, former));
         return trainer;
+    }
+
+    /// <summary>Moments saved under an earlier version's parameter names (<c>exp_avg.OLD</c>), read under the current ones.</summary>
+    static Checkpoint WithCurrentNames(Checkpoint moments, FormerTrainingNames? former)
+    {
+        if (former is null) return moments;
+        static (string Kind, string Param) Split(string n) => n.IndexOf('.') is int d and > 0 ? (n[..(d + 1)], n[(d + 1)..]) : ("", n);
+        if (!former.AnyIn(moments.Tensors.Select(t => Split(t.Name).Param))) return moments;
+        return moments.WithNames(n => Split(n) is var (kind, param) && former.Current(param) is string c ? kind + c : null);
+    }
+
+    /// <summary>Step counts keyed by an earlier version's parameter names, keyed by the current ones.</summary>
+    static JsonObject WithCurrentNames(JsonObject steps, FormerTrainingNames? former)
+    {
+        if (former is null || !former.AnyIn(steps.Select(kv => kv.Key))) return steps;
+        var renamed = new JsonObject();
+        foreach (var (name, value) in steps) renamed[former.Current(name) ?? name] = value?.DeepClone();
+        return renamed;
     }
 }

@@ -62,6 +62,28 @@ public sealed class Checkpoint : IDisposable
     public bool TryGet(string name, out TensorLocation location) => _byName.TryGetValue(name, out location);
 
     /// <summary>
+    /// The same tensors under the names <paramref name="rename"/> gives (the name itself where it returns null), over the
+    /// same shards: the result takes the shards over, so dispose it instead of this one. Two tensors given one name are
+    /// refused (<see cref="SafeTensorsError.DuplicateName"/>, naming both).
+    /// </summary>
+    public Checkpoint WithNames(Func<string, string?> rename)
+    {
+        var byName = new Dictionary<string, TensorLocation>(StringComparer.Ordinal);
+        var ordered = new List<TensorLocation>(_ordered.Count);
+        var from = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var loc in _ordered)
+        {
+            string name = rename(loc.Name) ?? loc.Name;
+            var moved = name == loc.Name ? loc : new TensorLocation(loc.File, loc.Info with { Name = name });
+            if (!byName.TryAdd(name, moved))
+                throw new SafeTensorsException(SafeTensorsError.DuplicateName, loc.File.Path, name, $"'{from[name]}' and '{loc.Name}' both read as '{name}'");
+            from[name] = loc.Name;
+            ordered.Add(moved);
+        }
+        return new Checkpoint(Directory, _files, Index, Config, byName, ordered, (List<SafeTensorsException>)Problems);
+    }
+
+    /// <summary>
     /// Opens <paramref name="path"/> strictly (throws on the first problem), or, with
     /// <paramref name="collectProblems"/>, records each problem, skips the bad shard or entry and goes on.
     /// </summary>

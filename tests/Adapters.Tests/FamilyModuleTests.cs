@@ -25,7 +25,11 @@ public class FamilyModuleTests
         Assert.That((v3.ScaleDType, v4.ScaleDType), Is.EqualTo((DType.F32, DType.F8_E8M0)));
         Assert.That(v4.Fp4Group, Is.EqualTo(32));
         Assert.That(Families.Module(Families.Qwen35).Quant.Naming, Is.EqualTo(ScaleNaming.ScaleInv));
-        Assert.That(FamilyRegistry.ScaleNameCandidates("a.weight"), Is.EqualTo(new[] { "a.weight_scale_inv", "a.scale" }));
+        Assert.That(FamilyRegistry.ScaleNameCandidates("a.weight"), Is.EqualTo(new[] { "a.weight_scale_inv", "a.scale", "a.weight_scale" }));
+        // compressed-tensors' names come from the config, for any family.
+        var ct = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse("""{"quantization_config": {"quant_method": "compressed-tensors"}}""")!;
+        Assert.That(CompressedTensors.SchemeFor(ct, v3).ScaleNameOf("a.weight"), Is.EqualTo("a.weight_scale"));
+        Assert.That(CompressedTensors.SchemeFor(new System.Text.Json.Nodes.JsonObject(), v3), Is.SameAs(v3));
     }
 
     [Test]

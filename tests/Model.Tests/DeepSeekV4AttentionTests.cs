@@ -31,9 +31,9 @@ public class DeepSeekV4AttentionTests
         for (int t = 0; t < 10; t++)
         {
             var xt = X.Skip(t * 8).Take(8).Select(v => (double)v).ToArray();
-            var qb = Lin(P["wq_b.weight"], Rms(Lin(P["wq_a.weight"], xt, 8), P["q_norm.weight"]), 16);
+            var qb = Lin(P["q_b_proj.weight"], Rms(Lin(P["q_a_proj.weight"], xt, 8), P["q_a_norm.weight"]), 16);
             q[t] = new[] { Rope(Rms(qb.Take(8).ToArray(), null), (int)pos[t], 1), Rope(Rms(qb.Skip(8).ToArray(), null), (int)pos[t], 1) };
-            kv[t] = Rope(Rms(Lin(P["wkv.weight"], xt, 8), P["kv_norm.weight"]), (int)pos[t], 1);
+            kv[t] = Rope(Rms(Lin(P["kv_proj.weight"], xt, 8), P["kv_norm.weight"]), (int)pos[t], 1);
         }
         for (int t = 0; t < 10; t++)
         {
@@ -42,7 +42,7 @@ public class DeepSeekV4AttentionTests
             {
                 var keys = Enumerable.Range(0, 10).Where(s => seg[s] == seg[t] && s <= t && t - s < 3).ToList();
                 var sc = keys.Select(s => q[t][h].Zip(kv[s], (a, b) => a * b).Sum() / Math.Sqrt(8)).ToArray();
-                double den = sc.Sum(Math.Exp) + Math.Exp(P["attn_sink"][h]);
+                double den = sc.Sum(Math.Exp) + Math.Exp(P["sinks"][h]);
                 var oh = new double[8];
                 for (int k = 0; k < keys.Count; k++) for (int d = 0; d < 8; d++) oh[d] += Math.Exp(sc[k]) / den * kv[keys[k]][d];
                 oh = Rope(oh, (int)pos[t], -1);
@@ -51,8 +51,8 @@ public class DeepSeekV4AttentionTests
             var low = new double[8];
             for (int gr = 0; gr < 2; gr++)                                   // wo_a [G*r, nh*hd/G] per group
                 for (int r = 0; r < 4; r++)
-                    for (int d = 0; d < 8; d++) low[gr * 4 + r] += P["wo_a.weight"][(gr * 4 + r) * 8 + d] * o[gr * 8 + d];
-            var y = Lin(P["wo_b.weight"], low, 8);
+                    for (int d = 0; d < 8; d++) low[gr * 4 + r] += P["o_a_proj.weight"][(gr * 4 + r) * 8 + d] * o[gr * 8 + d];
+            var y = Lin(P["o_b_proj.weight"], low, 8);
             for (int d = 0; d < 8; d++) Assert.That(got[t * 8 + d], Is.EqualTo(y[d]).Within(1e-4), $"token {t} dim {d}");
         }
     }

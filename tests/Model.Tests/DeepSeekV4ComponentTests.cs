@@ -163,7 +163,7 @@ public class DeepSeekV4ComponentTests
     {
         var c = Tiny();
         long[] cu = { 0, 9, 14 };                                          // one row: lengths 9 and 5
-        var comp = new Compressor(c, r, 8, ScalarType.Float32, CPU);
+        var comp = new Compressor(c, r, 8, null, ScalarType.Float32, CPU);
         Randomize(comp, 11);
         var x = randn(new long[] { 1, 14, 8 }, generator: new Generator(12));
         using var ctx = new V4Context(c, cu, 1, 14, tensor(Packing.Positions(cu)).view(1, 14), CPU);
@@ -173,7 +173,7 @@ public class DeepSeekV4ComponentTests
         Assert.That(plan!.Count, Is.EqualTo(entries.Count));
         var got = TestUtil.F(comp.Forward(x, plan, cos!, sin!));
         var p = comp.named_parameters().ToDictionary(kv => kv.name, kv => kv.parameter);
-        var want = DirectCompress(M(x[0]), M(p["wkv.weight"]), M(p["wgate.weight"]), M(p["ape"]), TestUtil.F(p["norm.weight"]), r, 8, 4,
+        var want = DirectCompress(M(x[0]), M(p["kv_proj.weight"]), M(p["gate_proj.weight"]), M(p["position_bias"]), TestUtil.F(p["kv_norm.weight"]), r, 8, 4,
             V4Rope.InverseFrequencies(4, c.CompressRopeTheta, c.Yarn), entries, c.RmsNormEps);
         for (int e = 0; e < entries.Count; e++)
             for (int ch = 0; ch < 8; ch++) Assert.That(got[e * 8 + ch], Is.EqualTo(want[e, ch]).Within(2e-4), $"entry {e} ch {ch}");
@@ -202,11 +202,10 @@ public class DeepSeekV4ComponentTests
         var (plan, cosC, sinC) = ctx.Plan(4);
         var scores = idx.Scores(x, qr, ctx.CosCompress, ctx.SinCompress, plan!, cosC!, sinC!);
         var sel = idx.Select(x, qr, ctx.CosCompress, ctx.SinCompress, plan!, cosC!, sinC!).data<bool>().ToArray();
-        // Direct scores: q_h = rope(wq_b qr), k_c = compressor entries, w_h = weights_proj x / sqrt(d * heads).
+        // Direct scores: q_h = rope(q_b_proj qr), k_c = the indexer's compressed keys, w_h = weights_proj x / sqrt(d * heads).
         var p = idx.named_parameters().ToDictionary(kv => kv.name, kv => kv.parameter);
-        var comp = idx.named_children().Single(m => m.name == "compressor").module as Compressor;
-        var k = TestUtil.F(comp!.Forward(x, plan!, cosC!, sinC!));
-        var wq = M(p["wq_b.weight"]); var wp = M(p["weights_proj.weight"]); var X = M(x[0]); var Q = M(qr[0]);
+        var k = TestUtil.F(idx.Keys(x, plan!, cosC!, sinC!));
+        var wq = M(p["q_b_proj.weight"]); var wp = M(p["scorer.weights_proj.weight"]); var X = M(x[0]); var Q = M(qr[0]);
         var inv = V4Rope.InverseFrequencies(4, c.CompressRopeTheta, c.Yarn);
         var S = TestUtil.F(scores);
         int n = (int)plan!.Count;
@@ -253,7 +252,7 @@ public class DeepSeekV4ComponentTests
             var map = new int[c.VocabSize * 2];
             for (int v = 0; v < c.VocabSize; v++) { map[2 * v] = v % 4; map[2 * v + 1] = (v / 4) % 4 == v % 4 ? (v + 1) % 4 : (v / 4) % 4; }
             hash.get_buffer("tid2eid")!.copy_(tensor(map).view(c.VocabSize, 2));
-            scored.get_buffer("bias")!.copy_(tensor(new float[] { 0, 0, 0, 100 }));
+            scored.get_buffer("e_score_correction_bias")!.copy_(tensor(new float[] { 0, 0, 0, 100 }));
         }
         var x = randn(new long[] { 5, 8 }, generator: new Generator(32));
         var ids = tensor(new long[] { 0, 7, 13, 200, 255 });

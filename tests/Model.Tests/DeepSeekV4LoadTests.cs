@@ -20,9 +20,9 @@ public class DeepSeekV4LoadTests
         Assert.That(model.MtpDepthCount, Is.EqualTo(1));
         var tid = state["model.layers.0.mlp.gate.tid2eid"];
         Assert.That(tid.dtype, Is.EqualTo(ScalarType.Int32));
-        Assert.That(model.TrainableParameters().Select(p => p.Name), Has.None.Contains("tid2eid").And.None.EndsWith("gate.bias"));
-        Assert.That(state.Keys, Does.Contain("model.layers.1.attn.indexer.compressor.ape").And.Contain("model.layers.2.attn.compressor.wgate.weight")
-            .And.Contain("mtp.layers.0.hc_head.fn").And.Contain("mtp.layers.0.e_proj.weight"));
+        Assert.That(model.TrainableParameters().Select(p => p.Name), Has.None.Contains("tid2eid").And.None.EndsWith("gate.e_score_correction_bias"));
+        Assert.That(state.Keys, Does.Contain("model.layers.1.self_attn.compressor.indexer.position_bias").And.Contain("model.layers.2.self_attn.compressor.gate_proj.weight")
+            .And.Contain("mtp.layers.0.hc_head.hc_fn").And.Contain("mtp.layers.0.e_proj.weight"));
     }
 
     [Test]
@@ -34,9 +34,9 @@ public class DeepSeekV4LoadTests
             var want = t.dtype == ScalarType.Int32 ? ScalarType.Int32 : model.KeepsFloat32(name) ? ScalarType.Float32 : ScalarType.BFloat16;
             Assert.That(t.dtype, Is.EqualTo(want), name);
         }
-        Assert.That(model.KeepsFloat32("model.layers.1.hc_attn_fn") && model.KeepsFloat32("model.hc_head.base") && model.KeepsFloat32("mtp.layers.0.attn.attn_sink")
-            && model.KeepsFloat32("model.layers.1.attn.indexer.compressor.ape") && model.KeepsFloat32("model.layers.2.mlp.gate.bias"));
-        Assert.That(model.KeepsFloat32("model.layers.1.mlp.gate.weight") || model.KeepsFloat32("model.layers.1.attn.compressor.wkv.weight"), Is.False);
+        Assert.That(model.KeepsFloat32("model.layers.1.attn_hc.fn") && model.KeepsFloat32("model.hc_head.hc_base") && model.KeepsFloat32("mtp.layers.0.self_attn.sinks")
+            && model.KeepsFloat32("model.layers.1.self_attn.compressor.indexer.position_bias") && model.KeepsFloat32("model.layers.2.mlp.gate.e_score_correction_bias"));
+        Assert.That(model.KeepsFloat32("model.layers.1.mlp.gate.weight") || model.KeepsFloat32("model.layers.1.self_attn.compressor.kv_proj.weight"), Is.False);
         using var batch = new SyntheticTokenSource(256, 2).Next(1, 24);
         using var scope = NewDisposeScope();
         var loss = model.Loss(batch, 0.1);

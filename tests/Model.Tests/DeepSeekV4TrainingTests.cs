@@ -18,7 +18,7 @@ public class DeepSeekV4TrainingTests
         model.Loss(batch, 0.1).Total.backward();
         var mtp = model.TrainableParameters().Where(p => p.Name.StartsWith("mtp.", StringComparison.Ordinal)).ToList();
         Assert.That(mtp.Count, Is.GreaterThan(20));
-        Assert.That(mtp.Select(p => p.Name), Does.Contain("mtp.layers.0.e_proj.weight").And.Contain("mtp.layers.0.hc_head.fn").And.Contain("mtp.layers.0.attn.attn_sink"));
+        Assert.That(mtp.Select(p => p.Name), Does.Contain("mtp.layers.0.e_proj.weight").And.Contain("mtp.layers.0.hc_head.hc_fn").And.Contain("mtp.layers.0.self_attn.sinks"));
         foreach (var (name, p) in mtp)
         {
             Assert.That(p.grad, Is.Not.Null, name);
@@ -26,7 +26,7 @@ public class DeepSeekV4TrainingTests
         }
         // Main layers too (the indexer only selects, and the ratio-128 compressor needs 128-token sequences).
         foreach (var (name, p) in model.TrainableParameters().Where(p => p.Name.StartsWith("model.", StringComparison.Ordinal)
-            && !p.Name.Contains(".attn.indexer.") && !p.Name.StartsWith("model.layers.2.attn.compressor.", StringComparison.Ordinal)))
+            && !p.Name.Contains(".self_attn.compressor.indexer.") && !p.Name.StartsWith("model.layers.2.self_attn.compressor.", StringComparison.Ordinal)))
             Assert.That(p.grad is not null && p.grad.abs().max().item<float>() > 0f, name);
     }
 
@@ -35,7 +35,7 @@ public class DeepSeekV4TrainingTests
     {
         string dir = DeepSeekV4Util.Native("deepseek-v4-legacy-mtp");
         using var legacy = (DeepSeekV4Model)MtpModel.Load(dir, CPU, ScalarType.Float32);
-        Assert.That(legacy.StateDict().Keys, Does.Contain("mtp.layers.0.eh_proj.weight").And.Not.Contain("mtp.layers.0.hc_head.fn"));
+        Assert.That(legacy.StateDict().Keys, Does.Contain("mtp.layers.0.eh_proj.weight").And.Not.Contain("mtp.layers.0.hc_head.hc_fn"));
         using var split = new DeepSeekV4Model(legacy.Config, ScalarType.Float32, CPU, new[] { new V4DepthLayout() });
         var src = legacy.StateDict();
         long h = legacy.Config.HiddenSize;
@@ -99,7 +99,7 @@ public class DeepSeekV4TrainingTests
         using (var ck = Checkpoint.Open(dir))
         {
             Assert.That(ck.Get("model.layers.0.mlp.gate.tid2eid").Info.DType, Is.EqualTo(DType.I32));
-            Assert.That(ck.Get("model.layers.1.hc_attn_fn").Info.DType, Is.EqualTo(DType.F32));
+            Assert.That(ck.Get("model.layers.1.attn_hc.fn").Info.DType, Is.EqualTo(DType.F32));
         }
         using (var t = TrainingCheckpoint.Resume(dir, CPU))
         {
@@ -202,7 +202,9 @@ public class DeepSeekV4TrainingTests
                     f[i * n + j] = Mtp.Quant.Fp8E4M3.ToFloat(bytes[i * n + j]) * Mtp.Quant.E8M0.ToFloat(sc[(i / 128) * sl.Info.Shape[1] + j / 128]);
             return f;
         }
-        void Put(string native, string hfName) { var v = Read(hfName, out _, out bool q); r[native] = (v, q); }
+        // Names are built as the release's under model. / mtp.layers.{k}. (the former training names), then renamed with the
+        // former-names table; that table is checked against transformers' own names by TransformersParityTests.
+        void Put(string native, string hfName) { var v = Read(hfName, out _, out bool q); r[DeepSeekV4FormerNames.Table.Current(native) ?? native] = (v, q); }
         Put("model.embed_tokens.weight", "embed.weight");
         Put("model.norm.weight", "norm.weight");
         Put("lm_head.weight", "head.weight");

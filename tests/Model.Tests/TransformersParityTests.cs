@@ -12,13 +12,12 @@ namespace Mtp.Model.Tests;
 /// Our model against Hugging Face transformers' own classes (issue 18): each fixture converted to the training layout
 /// in F32 and loaded into our model gives the main logits and loss that transformers 5.12 computed from the same
 /// conversion (<c>fixtures/X/reference/transformers_*</c>, made by <c>fixtures/generate/make_references.py</c>), and
-/// the conversion holds every tensor transformers' <c>from_pretrained</c> reads.
-/// DeepSeek-V4 has references too but no test here: transformers names its main model differently
-/// (docs/deepseek-v4-transformers-names.md); the rename is still to be decided.
+/// the conversion holds every tensor transformers' <c>from_pretrained</c> reads. DeepSeek-V4's training names are
+/// transformers' since issue 18 (docs/deepseek-v4-transformers-names.md); its legacy-MTP fixture has no references.
 /// </summary>
 public class TransformersParityTests
 {
-    static readonly string[] Fixtures = { "deepseek-v3", "deepseek-v3.2", "qwen3.5-moe", "qwen3.5-moe-fp8", "qwen3.6-moe", "qwen3-next", "glm-4.5", "glm-4.5-fp8" };
+    static readonly string[] Fixtures = { "deepseek-v3", "deepseek-v3.2", "qwen3.5-moe", "qwen3.5-moe-fp8", "qwen3.6-moe", "qwen3-next", "glm-4.5", "glm-4.5-fp8", "deepseek-v4-flash" };
 
     /// <summary>
     /// Max abs logit difference allowed. The logits are at most 1.6 in size, so one F32 rounding is under 1e-7; the two

@@ -16,7 +16,7 @@ internal sealed class HfExportPlanner : IDisposable
     readonly string _inDir, _outDir;
     readonly ConvertOptions _o;
     readonly Stopwatch _clock;
-    readonly Checkpoint _nat;
+    Checkpoint _nat; // re-keyed once by FormerTrainingNames.Upgrade when it uses an earlier version's names
     readonly Checkpoint? _reference;
     readonly ConversionReport? _report;
     LayoutFinding _layout = null!;
@@ -53,6 +53,7 @@ internal sealed class HfExportPlanner : IDisposable
             : _report?.Family is string rf && Families.Normalize(rf) is string nf ? nf : Converter.ResolveFamily(null, _config, _inDir);
         _layout = LayoutDetector.Detect(_inDir, _nat.Config, _nat.Tensors.Select(t => t.Name).ToList());
         if (_layout.Layout == CheckpointLayout.HuggingFace && LayoutDetector.RecordedDirection(_inDir) != null) throw Converter.WrongDirection(_inDir, _layout, "hf");
+        if (_layout.Layout != CheckpointLayout.HuggingFace) _nat = FormerTrainingNames.Upgrade(_nat, _family);
         if (_reference != null) Converter.CheckReferenceFamily(_o.Reference!, _reference.Config, _inDir, _report, _nat.Config);
         if (_reference != null) foreach (var t in _reference.Tensors) _hints[t.Name] = (t.Info.DType, t.Info.Shape);
         else if (_o.DType == null && _report?.SourceTensors is { } st)

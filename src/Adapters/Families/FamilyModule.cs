@@ -28,6 +28,9 @@ public abstract class FamilyModule
     /// </summary>
     public virtual bool HfMtpUsesTrainingNames => false;
 
+    /// <summary>Names an earlier training layout used for this family, still read as input (null: none).</summary>
+    public virtual FormerTrainingNames? FormerNames => null;
+
     /// <summary>
     /// Reads the facts of <paramref name="config"/>. <paramref name="tensorNames"/> (optional) settles what the config leaves
     /// open (Qwen3-Next's MTP depth when <c>num_nextn_predict_layers</c> is absent).

@@ -8,33 +8,55 @@ namespace Mtp.Model;
 #pragma warning disable IDE1006
 
 /// <summary>
-/// KV compressor (<c>wkv</c>, <c>wgate</c>, <c>ape</c> [r, coff*d] F32, <c>norm</c>): each entry is a softmax-gated
-/// (per channel) pool of r tokens' projections plus <c>ape</c>; ratio 4 overlaps (coff 2: the first d channels
-/// pool the previous group, the second d the own group). RMSNorm, then rope of the group's first position.
+/// KV compressor (<c>kv_proj</c>, <c>gate_proj</c>, <c>position_bias</c> [r, coff*d] F32, <c>kv_norm</c>; transformers'
+/// names): each entry is a softmax-gated (per channel) pool of r tokens' projections plus <c>position_bias</c>; ratio 4
+/// overlaps (coff 2: the first d channels pool the previous group, the second d the own group). RMSNorm, then rope of
+/// the group's first position. At ratio 4 it holds the layer's <c>indexer</c>, as transformers nests it.
 /// </summary>
 internal sealed class Compressor : nn.Module
 {
-    readonly Linear wkv;
-    readonly Linear wgate;
-    readonly Parameter ape;
-    readonly RmsNorm norm;
-    readonly int _r, _d, _rd;
-    readonly bool _overlap;
+    readonly Linear kv_proj;
+    readonly Linear gate_proj;
+    readonly Parameter position_bias;
+    readonly RmsNorm kv_norm;
+    readonly Indexer? indexer;
+    readonly CompressorPool _pool;
 
-    /// <summary>Creates a compressor of ratio <paramref name="ratio"/> and head dim <paramref name="headDim"/>.</summary>
-    public Compressor(DeepSeekV4Config c, int ratio, int headDim, ScalarType dtype, Device device) : base("Compressor")
+    /// <summary>Creates a compressor of ratio <paramref name="ratio"/> and head dim <paramref name="headDim"/>, with <paramref name="indexer"/> (ratio 4) or none.</summary>
+    public Compressor(DeepSeekV4Config c, int ratio, int headDim, Indexer? indexer, ScalarType dtype, Device device) : base("Compressor")
     {
-        _r = ratio; _d = headDim; _rd = c.QkRopeHeadDim; _overlap = ratio == 4;
-        int coff = _overlap ? 2 : 1;
-        wkv = new Linear(c.HiddenSize, coff * headDim, dtype, device);
-        wgate = new Linear(c.HiddenSize, coff * headDim, dtype, device);
-        ape = P.Make(new long[] { ratio, coff * headDim }, ScalarType.Float32, device);
-        norm = new RmsNorm(headDim, c.RmsNormEps, dtype, device);
+        (kv_proj, gate_proj, position_bias, kv_norm) = CompressorPool.Weights(c, ratio, headDim, dtype, device);
+        _pool = new CompressorPool(c, ratio, headDim);
+        this.indexer = indexer;
         RegisterComponents();
     }
 
+    /// <summary>The indexer (ratio 4 only).</summary>
+    public Indexer? IndexerModule => indexer;
+
     /// <summary>Compressed entries [B, C, d] of x [B, S, H] for <paramref name="plan"/> (padding entries are finite garbage, masked by the caller).</summary>
-    public Tensor Forward(Tensor x, CompressPlan plan, Tensor cos, Tensor sin)
+    public Tensor Forward(Tensor x, CompressPlan plan, Tensor cos, Tensor sin) => _pool.Run(kv_proj, gate_proj, position_bias, kv_norm, x, plan, cos, sin);
+}
+
+/// <summary>
+/// The pooling a compressor does, over weights held by the module that owns them (<see cref="Compressor"/>, or the
+/// <see cref="Indexer"/>, whose own compressor's weights sit flat in it as in transformers).
+/// </summary>
+internal sealed class CompressorPool(DeepSeekV4Config c, int ratio, int headDim)
+{
+    readonly int _r = ratio, _d = headDim, _rd = c.QkRopeHeadDim;
+    readonly bool _overlap = ratio == 4;
+
+    /// <summary>New (kv_proj, gate_proj, position_bias, kv_norm) for ratio <paramref name="ratio"/> and head dim <paramref name="headDim"/>.</summary>
+    public static (Linear, Linear, Parameter, RmsNorm) Weights(DeepSeekV4Config c, int ratio, int headDim, ScalarType dtype, Device device)
+    {
+        int coff = ratio == 4 ? 2 : 1;
+        return (new Linear(c.HiddenSize, coff * headDim, dtype, device), new Linear(c.HiddenSize, coff * headDim, dtype, device),
+            P.Make(new long[] { ratio, coff * headDim }, ScalarType.Float32, device), new RmsNorm(headDim, c.RmsNormEps, dtype, device));
+    }
+
+    /// <summary>Compressed entries [B, C, d] of x [B, S, H].</summary>
+    public Tensor Run(Linear wkv, Linear wgate, Parameter ape, RmsNorm norm, Tensor x, CompressPlan plan, Tensor cos, Tensor sin)
     {
         long b = x.shape[0], c = plan.Count;
         int d = _d, r = _r;

@@ -30,15 +30,16 @@ internal sealed class DeepSeekV4Model : MtpModel<V4Context>
     /// <inheritdoc />
     public override int MtpDepthCount => Config.NumNextnPredictLayers;
 
-    /// <summary>hc_* mixing parameters, attn_sink, compressor ape and the router bias stay F32.</summary>
+    /// <summary>Hyper-connection parameters (attn_hc, ffn_hc, hc_head), the sinks, the compressors' position_bias and the router bias stay F32.</summary>
     public override bool KeepsFloat32(string name) => IsFloat32Name(name);
 
     /// <summary>Whether a V4 training-layout name is kept in F32.</summary>
     public static bool IsFloat32Name(string name)
     {
         string leaf = name[(name.LastIndexOf('.') + 1)..];
-        return leaf.StartsWith("hc_", StringComparison.Ordinal) || name.Contains(".hc_head.", StringComparison.Ordinal)
-            || leaf == "attn_sink" || leaf == "ape" || name.EndsWith(".gate.bias", StringComparison.Ordinal);
+        return name.Contains(".attn_hc.", StringComparison.Ordinal) || name.Contains(".ffn_hc.", StringComparison.Ordinal)
+            || name.Contains(".hc_head.", StringComparison.Ordinal)
+            || leaf == "sinks" || leaf == "position_bias" || name.EndsWith(".gate.e_score_correction_bias", StringComparison.Ordinal);
     }
 
     /// <summary>Creates a zero-initialised model (use <see cref="Load(string, Device, ScalarType)"/> to fill it).</summary>
@@ -74,7 +75,7 @@ internal sealed class DeepSeekV4Model : MtpModel<V4Context>
         var cfg = DeepSeekV4Config.FromJson(ModelSource.ConfigOf(ckpt));
         var layouts = Enumerable.Range(0, cfg.NumNextnPredictLayers).Select(k => new V4DepthLayout(
             FusedEhProj: ckpt.Contains($"mtp.layers.{k}.eh_proj.weight"),
-            OwnHcHead: ckpt.Contains($"mtp.layers.{k}.hc_head.fn") || !ckpt.Contains($"mtp.layers.{k}.eh_proj.weight"),
+            OwnHcHead: ckpt.Contains($"mtp.layers.{k}.hc_head.hc_fn") || !ckpt.Contains($"mtp.layers.{k}.eh_proj.weight"),
             OwnEmbedding: ckpt.Contains($"mtp.layers.{k}.embed_tokens.weight"),
             OwnHead: ckpt.Contains($"mtp.layers.{k}.shared_head.head.weight"))).ToArray();
         DeepSeekV4Model m;

@@ -53,20 +53,20 @@ internal static class HyperConnection
     }
 }
 
-/// <summary>Final stream collapse <c>hc_head</c>: <c>fn</c> [hc, hc*H], <c>base</c> [hc], <c>scale</c> [1] (all F32).</summary>
+/// <summary>Final stream collapse <c>hc_head</c>: <c>hc_fn</c> [hc, hc*H], <c>hc_base</c> [hc], <c>hc_scale</c> [1] (all F32; transformers' names).</summary>
 internal sealed class HcHead : nn.Module<Tensor, Tensor>
 {
-    readonly Parameter fn;
-    readonly Parameter @base;
-    readonly Parameter scale;
+    readonly Parameter hc_fn;
+    readonly Parameter hc_base;
+    readonly Parameter hc_scale;
     readonly double _normEps, _hcEps;
 
     /// <summary>Creates the head.</summary>
     public HcHead(DeepSeekV4Config c, Device device) : base("HcHead")
     {
-        fn = P.Make(new long[] { c.HcMult, (long)c.HcMult * c.HiddenSize }, ScalarType.Float32, device);
-        @base = P.Make(new long[] { c.HcMult }, ScalarType.Float32, device);
-        scale = P.Make(new long[] { 1 }, ScalarType.Float32, device);
+        hc_fn = P.Make(new long[] { c.HcMult, (long)c.HcMult * c.HiddenSize }, ScalarType.Float32, device);
+        hc_base = P.Make(new long[] { c.HcMult }, ScalarType.Float32, device);
+        hc_scale = P.Make(new long[] { 1 }, ScalarType.Float32, device);
         _normEps = c.RmsNormEps;
         _hcEps = c.HcEps;
         RegisterComponents();
@@ -75,7 +75,7 @@ internal sealed class HcHead : nn.Module<Tensor, Tensor>
     /// <summary>[B, S, hc, H] → [B, S, H]: pre = sigmoid(mixes·scale + base) + eps, weighted sum of the streams.</summary>
     public override Tensor forward(Tensor x)
     {
-        var pre = (HyperConnection.Mixes(x, fn, _normEps) * scale).Plus(@base).sigmoid().Plus(_hcEps);
+        var pre = (HyperConnection.Mixes(x, hc_fn, _normEps) * hc_scale).Plus(hc_base).sigmoid().Plus(_hcEps);
         return HyperConnection.Collapse(x, pre);
     }
 }

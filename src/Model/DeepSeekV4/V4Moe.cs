@@ -48,7 +48,7 @@ internal sealed class V4SharedExpert : nn.Module<Tensor, Tensor>
 
 /// <summary>
 /// V4 router <c>gate</c>: <c>weight</c> [E, H]; score = sqrt(softplus(x·Wᵀ)) (or sigmoid/softmax). Non-hash layers
-/// choose the top-k of score + <c>bias</c> (F32 buffer, selection only); hash layers take <c>tid2eid</c>[token]
+/// choose the top-k of score + <c>e_score_correction_bias</c> (F32 buffer, selection only); hash layers take <c>tid2eid</c>[token]
 /// (I32 buffer). Weights: the unbiased scores of the chosen experts, divided by their sum unless scoring is softmax,
 /// times routed_scaling_factor. Logits are computed in F32 from F32 copies of x and the weight whatever the model
 /// dtype. Both as DeepSeek's V4 inference/model.py <c>Gate.forward</c>, which has no norm_topk_prob (src/Model/README.md).
@@ -65,7 +65,7 @@ internal sealed class V4Gate : nn.Module
         _c = c; _hash = hash;
         weight = P.Make(new long[] { c.NRoutedExperts, c.HiddenSize }, dtype, device);
         if (hash) register_buffer("tid2eid", zeros(new long[] { c.VocabSize, c.NumExpertsPerTok }, dtype: ScalarType.Int32, device: device));
-        else register_buffer("bias", zeros(c.NRoutedExperts, dtype: ScalarType.Float32, device: device));
+        else register_buffer("e_score_correction_bias", zeros(c.NRoutedExperts, dtype: ScalarType.Float32, device: device));
         RegisterComponents();
     }
 
@@ -86,7 +86,7 @@ internal sealed class V4Gate : nn.Module
         if (_hash) idx = get_buffer("tid2eid")!.index_select(0, ids.flatten()).to(ScalarType.Int64);
         else
             using (no_grad())
-                idx = scores.Plus(get_buffer("bias")!.unsqueeze(0)).topk(_c.NumExpertsPerTok, dim: -1).indexes;
+                idx = scores.Plus(get_buffer("e_score_correction_bias")!.unsqueeze(0)).topk(_c.NumExpertsPerTok, dim: -1).indexes;
         var w = scores.gather(1, idx);
         if (_c.ScoringFunc != "softmax") w = w / w.sum(-1, keepdim: true);
         return (idx, w.Times(_c.RoutedScalingFactor));
@@ -112,7 +112,7 @@ internal sealed class V4Moe : nn.Module
     /// <summary>The router.</summary>
     public V4Gate Gate => gate;
 
-    /// <summary>x [B, S, H] (after ffn_norm), token ids [B, S] → [B, S, H].</summary>
+    /// <summary>x [B, S, H] (after post_attention_layernorm), token ids [B, S] → [B, S, H].</summary>
     public Tensor Forward(Tensor x, Tensor ids)
     {
         var shape = x.shape;

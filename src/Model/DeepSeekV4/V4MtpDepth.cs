@@ -10,7 +10,7 @@ namespace Mtp.Model;
 /// <summary>
 /// One V4 MTP depth <c>mtp.layers.{k}</c>: <c>e_proj</c> and <c>h_proj</c> (or the legacy fused <c>eh_proj</c> [H, 2H],
 /// embedding half first), <c>enorm</c>, <c>hnorm</c>, the block's keys flat under the same prefix, its own
-/// <c>hc_head</c> (legacy checkpoints have none: the main model's is used) and <c>final_layernorm</c>; optional
+/// <c>hc_head</c> (<c>hc_fn</c>, <c>hc_base</c>, <c>hc_scale</c>, as the main one; legacy checkpoints have none: the main model's is used) and <c>final_layernorm</c>; optional
 /// <c>embed_tokens</c> / <c>shared_head.head</c> copies.
 /// </summary>
 internal sealed class V4MtpDepth : nn.Module
@@ -20,16 +20,12 @@ internal sealed class V4MtpDepth : nn.Module
     readonly Linear? eh_proj;
     readonly RmsNorm enorm;
     readonly RmsNorm hnorm;
-    readonly RmsNorm attn_norm;
-    readonly V4Attention attn;
-    readonly RmsNorm ffn_norm;
+    readonly RmsNorm input_layernorm;
+    readonly V4Attention self_attn;
+    readonly RmsNorm post_attention_layernorm;
     readonly V4Moe mlp;
-    readonly Parameter hc_attn_fn;
-    readonly Parameter hc_attn_base;
-    readonly Parameter hc_attn_scale;
-    readonly Parameter hc_ffn_fn;
-    readonly Parameter hc_ffn_base;
-    readonly Parameter hc_ffn_scale;
+    readonly HcMix attn_hc;
+    readonly HcMix ffn_hc;
     readonly HcHead? hc_head;
     readonly RmsNorm final_layernorm;
     readonly Embedding? embed_tokens;
@@ -45,16 +41,12 @@ internal sealed class V4MtpDepth : nn.Module
         else { e_proj = new Linear(h, h, dtype, device); h_proj = new Linear(h, h, dtype, device); }
         enorm = new RmsNorm(h, c.RmsNormEps, dtype, device);
         hnorm = new RmsNorm(h, c.RmsNormEps, dtype, device);
-        attn_norm = new RmsNorm(h, c.RmsNormEps, dtype, device);
-        attn = new V4Attention(c, c.CompressRatio(layer), dtype, device);
-        ffn_norm = new RmsNorm(h, c.RmsNormEps, dtype, device);
+        input_layernorm = new RmsNorm(h, c.RmsNormEps, dtype, device);
+        self_attn = new V4Attention(c, c.CompressRatio(layer), dtype, device);
+        post_attention_layernorm = new RmsNorm(h, c.RmsNormEps, dtype, device);
         mlp = new V4Moe(c, c.IsHashLayer(layer), dtype, device);
-        hc_attn_fn = V4BlockParts.Mix(c, true, device);
-        hc_attn_base = V4BlockParts.Mix(c, false, device);
-        hc_attn_scale = V4BlockParts.Scale(device);
-        hc_ffn_fn = V4BlockParts.Mix(c, true, device);
-        hc_ffn_base = V4BlockParts.Mix(c, false, device);
-        hc_ffn_scale = V4BlockParts.Scale(device);
+        attn_hc = new HcMix(c, device);
+        ffn_hc = new HcMix(c, device);
         if (layout.OwnHcHead) hc_head = new HcHead(c, device);
         final_layernorm = new RmsNorm(h, c.RmsNormEps, dtype, device);
         if (layout.OwnEmbedding) embed_tokens = new Embedding(c.VocabSize, h, dtype, device);
@@ -90,7 +82,7 @@ internal sealed class V4MtpDepth : nn.Module
         }
 
         public Tensor Block(Tensor fused, Tensor rolledIds, V4Context ctx) =>
-            new V4BlockParts(d.attn_norm, d.attn, d.ffn_norm, d.mlp, d.hc_attn_fn, d.hc_attn_base, d.hc_attn_scale, d.hc_ffn_fn, d.hc_ffn_base, d.hc_ffn_scale)
+            new V4BlockParts(d.input_layernorm, d.self_attn, d.post_attention_layernorm, d.mlp, d.attn_hc, d.ffn_hc)
                 .Run(d._c, fused, rolledIds, ctx);
 
         public Tensor FinalNorm(Tensor blockOutput) => d.final_layernorm.forward((d.hc_head ?? sharedHcHead).forward(blockOutput));
@@ -116,7 +108,7 @@ internal sealed class SharedHead4 : nn.Module
 
 /// <summary>Which optional tensors one MTP depth carries.</summary>
 /// <param name="FusedEhProj">Legacy spelling: one eh_proj [H, 2H] instead of e_proj / h_proj.</param>
-/// <param name="OwnHcHead">The depth has its own hc_head.{fn,base,scale} (V4-Flash: yes; legacy: no).</param>
+/// <param name="OwnHcHead">The depth has its own hc_head.hc_{fn,base,scale} (V4-Flash: yes; legacy: no).</param>
 /// <param name="OwnEmbedding">embed_tokens copy.</param>
 /// <param name="OwnHead">shared_head.head copy.</param>
 internal sealed record V4DepthLayout(bool FusedEhProj = false, bool OwnHcHead = true, bool OwnEmbedding = false, bool OwnHead = false);

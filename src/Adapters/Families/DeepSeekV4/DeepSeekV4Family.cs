@@ -14,6 +14,9 @@ public sealed class DeepSeekV4Family : FamilyModule
     public DeepSeekV4Family(FamilyIdentity identity) : base(identity, new QuantScheme(ScaleNaming.DotScale, DType.F8_E8M0)) { }
 
     /// <inheritdoc />
+    public override FormerTrainingNames? FormerNames => DeepSeekV4FormerNames.Table;
+
+    /// <inheritdoc />
     protected override ModelFacts ReadFamilyFacts(FactsInput x, IEnumerable<string>? tensorNames)
     {
         int d = ConfigValues.Count(x.Text, "num_nextn_predict_layers") ?? 0;
