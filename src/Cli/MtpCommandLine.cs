@@ -9,7 +9,7 @@ public static class MtpCommandLine
     /// <summary>Parses and runs <paramref name="args"/>; returns the process exit code.</summary>
     public static int Run(string[] args)
     {
-        var root = new RootCommand("mtp: convert, train and evaluate Multi-Token-Prediction checkpoints (DeepSeek-V3/V3.2/V4, Qwen3.5/Qwen3-Next, GLM-4.5)");
+        var root = new RootCommand("mtp: convert, train and evaluate Multi-Token-Prediction checkpoints (DeepSeek-V3/V3.2/V4, Qwen3.5/Qwen3-Next, GLM-4.5/GLM-5, MiMo)");
         root.Options.Add(GlobalOptions.Verbose);
         root.Options.Add(GlobalOptions.Quiet);
         HelpText.ListSubcommandsWhenNoneGiven(root);

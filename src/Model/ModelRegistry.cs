@@ -18,6 +18,7 @@ public static class ModelRegistry
         [FamilyRegistry.DeepSeekV32.Id] = DeepSeekV3Model.Load,
         [FamilyRegistry.DeepSeekV4.Id] = DeepSeekV4Model.Load,
         [FamilyRegistry.Glm45.Id] = DeepSeekV3Model.Load,
+        [FamilyRegistry.Glm5.Id] = DeepSeekV3Model.Load,
         [FamilyRegistry.Qwen35.Id] = Qwen.QwenModel.Load,
         [FamilyRegistry.Qwen3Next.Id] = Qwen.QwenModel.Load,
     };

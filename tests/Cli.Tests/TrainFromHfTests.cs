@@ -33,6 +33,7 @@ public class TrainFromHfTests
     [TestCase("qwen3.5-moe-fp8")]
     [TestCase("glm-4.5")]
     [TestCase("glm-4.5-fp8")]
+    [TestCase("glm-5")]
     [TestCase("deepseek-v3.2")]
     public void TrainsAnHfFixtureDirectlyLikeItsConvertedCopy(string fixture)
     {

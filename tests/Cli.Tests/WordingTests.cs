@@ -47,9 +47,9 @@ public class WordingTests
         var (_, stdout, _) = CliRunner.Run("train", "--help");
         Assert.That(stdout, Does.Not.Contain("Train a DeepSeek-V3 checkpoint"));
         // Every family with a model, as users write them.
-        foreach (string name in new[] { "DeepSeek-V3", "V3.2", "V4", "Qwen3.5", "Qwen3-Next", "GLM-4.5" })
+        foreach (string name in new[] { "DeepSeek-V3", "V3.2", "V4", "Qwen3.5", "Qwen3-Next", "GLM-4.5", "GLM-5" })
             Assert.That(stdout, Does.Contain(name));
-        Assert.That(Mtp.Model.ModelRegistry.Families, Has.Count.EqualTo(6), "a new family with a model: name it in train's description");
+        Assert.That(Mtp.Model.ModelRegistry.Families, Has.Count.EqualTo(7), "a new family with a model: name it in train's description");
     }
 
     [Test]

@@ -12,7 +12,7 @@ namespace Mtp.Model.Tests;
 /// </summary>
 public class HfDirectLoadTests
 {
-    static readonly string[] Fixtures = { "deepseek-v3", "deepseek-v4-flash", "deepseek-v4-legacy-mtp", "qwen3.5-moe", "qwen3.5-moe-fp8", "glm-4.5", "deepseek-v3.2", "qwen3.6-moe", "qwen3-next", "glm-4.5-fp8" };
+    static readonly string[] Fixtures = { "deepseek-v3", "deepseek-v4-flash", "deepseek-v4-legacy-mtp", "qwen3.5-moe", "qwen3.5-moe-fp8", "glm-4.5", "deepseek-v3.2", "qwen3.6-moe", "qwen3-next", "glm-4.5-fp8", "glm-5" };
 
     static IEnumerable<TestCaseData> Cases() =>
         from f in Fixtures from d in new[] { "bf16", "f32" } select new TestCaseData(f, d).SetName($"HfLoadEqualsConvertThenLoad({f},{d})");

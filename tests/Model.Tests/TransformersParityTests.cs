@@ -17,7 +17,7 @@ namespace Mtp.Model.Tests;
 /// </summary>
 public class TransformersParityTests
 {
-    static readonly string[] Fixtures = { "deepseek-v3", "deepseek-v3.2", "qwen3.5-moe", "qwen3.5-moe-fp8", "qwen3.6-moe", "qwen3-next", "glm-4.5", "glm-4.5-fp8", "deepseek-v4-flash" };
+    static readonly string[] Fixtures = { "deepseek-v3", "deepseek-v3.2", "qwen3.5-moe", "qwen3.5-moe-fp8", "qwen3.6-moe", "qwen3-next", "glm-4.5", "glm-4.5-fp8", "deepseek-v4-flash", "glm-5" };
 
     /// <summary>
     /// Max abs logit difference allowed. The logits are at most 1.6 in size, so one F32 rounding is under 1e-7; the two

@@ -41,7 +41,7 @@ public static partial class TrainCommand
             DefaultValueFactory = _ => "native",
         }.OneOfIgnoringCase("native", "hf");
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout at the end: every step (step, loss, mtp_losses, grad_norm, tokens_per_s, total_loss, lr), the summary and the saved folder." };
-        var cmd = new Command("train", "Train a checkpoint of any family (DeepSeek-V3/V3.2/V4, Qwen3.5/Qwen3-Next, GLM-4.5), in the training layout or straight from its Hugging Face release, with its MTP depths (main + MTP loss, or the depths alone with --train mtp) and optionally save it.")
+        var cmd = new Command("train", "Train a checkpoint of any family with a model (DeepSeek-V3/V3.2/V4, Qwen3.5/Qwen3-Next, GLM-4.5/GLM-5), in the training layout or straight from its Hugging Face release, with its MTP depths (main + MTP loss, or the depths alone with --train mtp) and optionally save it.")
         {
             ckpt, steps, outDir, saveAs, device, dtype, lr, batch, seqLen, data, seed, mtpScale, warmup, total, resume, train, threads, json, force, forceAny, noSpaceCheck,
         };

@@ -99,9 +99,12 @@ internal sealed record DeepSeekV3Config
         string? modelType = json["model_type"]?.GetValue<string>();
         var family = FamilyRegistry.ByModelType(modelType);
         if (family == FamilyRegistry.Glm45) return Glm45Config.FromJson(json);
-        if (family != FamilyRegistry.DeepSeekV3 && family != FamilyRegistry.DeepSeekV32)
-            throw new ModelConfigException($"config.json: model_type is '{modelType}', expected '{FamilyRegistry.DeepSeekV3.ModelType}' or '{FamilyRegistry.DeepSeekV32.ModelType}'");
-        bool v32 = family == FamilyRegistry.DeepSeekV32;
+        if (family != FamilyRegistry.DeepSeekV3 && family != FamilyRegistry.DeepSeekV32 && family != FamilyRegistry.Glm5)
+            throw new ModelConfigException($"config.json: model_type is '{modelType}', expected '{FamilyRegistry.DeepSeekV3.ModelType}', '{FamilyRegistry.DeepSeekV32.ModelType}' or '{FamilyRegistry.Glm5.ModelType}'");
+        // GLM-5 (glm_moe_dsa) is DeepSeek-V3.2's decoder under GLM's name (transformers builds every class of it on V3.2's).
+        bool v32 = family == FamilyRegistry.DeepSeekV32 || family == FamilyRegistry.Glm5;
+        if (json["indexer_types"] is JsonArray kinds && kinds.Any(k => k?.GetValue<string>() != "full"))
+            problems.Add("indexer_types with 'shared' layers (reusing an earlier layer's top-k) are not supported");
         if (json["quantization_config"] is not null)
             problems.Add("quantization_config is present: dequantize the checkpoint (mtp convert) before training");
         int Int(string k, int? def = null) => reader.Int(k, def);
