@@ -72,15 +72,22 @@ public class DSparkDrafterTests
     }
 
     [Test]
-    public void ThePlainV4FixtureAndOtherFamiliesAreNotDrafters()
+    public void ThePlainV4FixtureItsTrainingLayoutAndOtherFamiliesAreNotDrafters()
     {
         foreach (string fx in new[] { "deepseek-v4-flash", "deepseek-v4-legacy-mtp", "qwen3.5-moe" })
         {
             using var c = Checkpoint.Open(Fx.Dir(fx));
-            Assert.That(DSparkDrafter.Find(c.Config!, c.Tensors.Select(t => t.Name)), fx == "qwen3.5-moe" ? Is.Not.Null : Is.Null, fx);
+            Assert.That(DSparkDrafter.Find(c.Config!, c.Tensors.Select(t => t.Name)), Is.Null, fx);
         }
         // Qwen stores its MTP under mtp.layers / mtp.fc: the refusal is DeepSeek-V4's only, so Qwen still converts.
         using var q = Checkpoint.Open(Fx.Dir("qwen3.5-moe"));
         Assert.DoesNotThrow(() => DSparkDrafter.Refuse(Families.Qwen35, q, q.Config!));
+        // V4's training layout keeps its MTP depths under mtp.layers.{k} (self_attn.*, as a drafter's layers would be
+        // named): with the main model under model.* it is not a drafter.
+        string nat = Path.Combine(RepoPaths.NewTempDir("dspark-nat"), "n");
+        Converter.ToNative(Fx.Dir("deepseek-v4-flash"), nat, new ConvertOptions());
+        using var n = Checkpoint.Open(nat);
+        Assert.That(n.Tensors.Select(t => t.Name), Has.Some.StartsWith("mtp.layers.0.self_attn."));
+        Assert.That(DSparkDrafter.Find(n.Config!, n.Tensors.Select(t => t.Name)), Is.Null);
     }
 }

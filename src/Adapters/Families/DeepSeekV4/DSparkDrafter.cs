@@ -29,7 +29,11 @@ public static partial class DSparkDrafter
     {
         JsonObject tc = ConfigValues.TextConfig(config);
         int depth = ConfigValues.Count(tc, "num_nextn_predict_layers") ?? 0;
-        foreach (string n in names)
+        var list = names as IReadOnlyCollection<string> ?? names.ToList();
+        // The release names its main model without a prefix (embed, layers.{i}, head); the training layout puts it under
+        // model. and its MTP depths under mtp.layers.{k}, which must not read as a drafter's layers.
+        if (list.Any(n => n.StartsWith("model.", StringComparison.Ordinal))) return null;
+        foreach (string n in list)
         {
             if (DrafterPart().IsMatch(n)) return ("a DSpark drafter part", n);
             Match m = Depth().Match(n);
