@@ -21,6 +21,8 @@ public static class Families
     public const string Glm5 = "glm-5";
     /// <summary>Xiaomi MiMo (<c>mimo</c>): Qwen2 main model, MTP under <c>model.mtp_layers.{k}</c>.</summary>
     public const string Mimo = "mimo";
+    /// <summary>Xiaomi MiMo-V2-Flash (<c>mimo_v2_flash</c>): hybrid-attention MoE, MTP under <c>model.mtp.layers.{k}</c>.</summary>
+    public const string MimoV2Flash = "mimo-v2-flash";
 
     /// <summary>All family ids.</summary>
     public static IReadOnlyList<string> All { get; } = FamilyRegistry.All.Select(f => f.Id).ToArray();

@@ -40,7 +40,7 @@ public class FamilyIdTests
         }
         var bad = CliRunner.Run("convert", missing, Out(), "--to", "native", "--family", "llama");
         Assert.That(bad.Code, Is.EqualTo(ExitCodes.Usage));
-        Assert.That(bad.Err.Trim(), Is.EqualTo("mtp: --family must be deepseek-v3, deepseek-v3.2, deepseek-v4, qwen3.5, qwen3-next, glm-4.5, glm-5 or mimo, not 'llama'"));
+        Assert.That(bad.Err.Trim(), Is.EqualTo("mtp: --family must be deepseek-v3, deepseek-v3.2, deepseek-v4, qwen3.5, qwen3-next, glm-4.5, glm-5, mimo or mimo-v2-flash, not 'llama'"));
     }
 
     [TestCase("glm-4.5")]

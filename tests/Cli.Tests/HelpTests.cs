@@ -12,7 +12,7 @@ public class HelpTests
         return stdout;
     }
 
-    [TestCase("convert", "--to <native|hf>", "--dtype <bf16|f32>", "--family <deepseek-v3|deepseek-v3.2|deepseek-v4|qwen3.5|qwen3-next|glm-4.5|glm-5|mimo>", "--expert-layout <stacked|per-expert>")]
+    [TestCase("convert", "--to <native|hf>", "--dtype <bf16|f32>", "--family <deepseek-v3|deepseek-v3.2|deepseek-v4|qwen3.5|qwen3-next|glm-4.5|glm-5|mimo|mimo-v2-flash>", "--expert-layout <stacked|per-expert>")]
     [TestCase("train", "--device <cpu|cuda|cuda:N>", "--dtype <bf16|f32>")]
     [TestCase("synth", "--family <deepseek-v3|deepseek-v3.2|deepseek-v4|qwen3.5|glm-4.5>", "--quant <bf16|fp8>")]
     [TestCase("demo", "--family <deepseek-v3|deepseek-v3.2|deepseek-v4|qwen3.5|glm-4.5>")]

@@ -28,6 +28,7 @@ public class InspectCommandTests
             "glm4_moe" => "glm-4.5",
             "glm_moe_dsa" => "glm-5",
             "mimo" => "mimo",
+            "mimo_v2_flash" => "mimo-v2-flash",
             "qwen3_next" => "qwen3-next",
             _ => "qwen3.5",
         };

@@ -27,6 +27,8 @@ public static class ModelTypes
     public const string GlmMoeDsa = "glm_moe_dsa";
     /// <summary>Xiaomi MiMo-7B (Base, RL, SFT).</summary>
     public const string Mimo = "mimo";
+    /// <summary>Xiaomi MiMo-V2-Flash (and its Base).</summary>
+    public const string MimoV2Flash = "mimo_v2_flash";
 }
 
 /// <summary>One family's identity: its id and the config.json <c>model_type</c> values that name it.</summary>
@@ -66,9 +68,11 @@ public static class FamilyRegistry
     public static readonly FamilyIdentity Glm5 = new(Families.Glm5, new[] { ModelTypes.GlmMoeDsa }) { Aliases = new[] { "glm-moe-dsa", "glm-5.1", "glm5" } };
     /// <summary>Xiaomi MiMo-7B.</summary>
     public static readonly FamilyIdentity Mimo = new(Families.Mimo, new[] { ModelTypes.Mimo }) { Aliases = new[] { "mimo-7b" } };
+    /// <summary>Xiaomi MiMo-V2-Flash.</summary>
+    public static readonly FamilyIdentity MimoV2Flash = new(Families.MimoV2Flash, new[] { ModelTypes.MimoV2Flash }) { Aliases = new[] { "mimo-v2-flash-base" } };
 
     /// <summary>Every family, in the order they are listed to users.</summary>
-    public static IReadOnlyList<FamilyIdentity> All { get; } = new[] { DeepSeekV3, DeepSeekV32, DeepSeekV4, Qwen35, Qwen3Next, Glm45, Glm5, Mimo };
+    public static IReadOnlyList<FamilyIdentity> All { get; } = new[] { DeepSeekV3, DeepSeekV32, DeepSeekV4, Qwen35, Qwen3Next, Glm45, Glm5, Mimo, MimoV2Flash };
 
     /// <summary>Every family's module, in the order of <see cref="All"/>. Built here (not in the modules) so that no
     /// static initializer of a module runs before the identities above exist.</summary>
@@ -76,7 +80,7 @@ public static class FamilyRegistry
     {
         new DeepSeekV3Family(DeepSeekV3), new DeepSeekV3Family(DeepSeekV32, indexer: true), new DeepSeekV4Family(DeepSeekV4),
         new QwenFamily(Qwen35, next: false), new QwenFamily(Qwen3Next, next: true), new Glm45Family(Glm45),
-        new DeepSeekV3Family(Glm5, indexer: true), new MimoFamily(Mimo),
+        new DeepSeekV3Family(Glm5, indexer: true), new MimoFamily(Mimo), new MimoV2FlashFamily(MimoV2Flash),
     };
 
     /// <summary>The family with this id, or null.</summary>

@@ -113,7 +113,7 @@ public static partial class CheckpointInspector
     }
 
     /// <summary>
-    /// MTP tensors: <c>mtp.layers.{k}.*</c> (training layout, Qwen), <c>model.mtp_layers.{k}.*</c> (MiMo), <c>mtp.{k}.*</c> (DeepSeek-V4), other
+    /// MTP tensors: <c>mtp.layers.{k}.*</c> (training layout, Qwen), <c>model.mtp_layers.{k}.*</c> (MiMo), <c>model.mtp.layers.{k}.*</c> (MiMo-V2-Flash), <c>mtp.{k}.*</c> (DeepSeek-V4), other
     /// <c>mtp.*</c> (Qwen's shared fc/norms), and decoder layers numbered past num_hidden_layers
     /// (DeepSeek-V3 and the legacy V4 spelling).
     /// </summary>
@@ -135,6 +135,11 @@ public static partial class CheckpointInspector
             {
                 depths.Add(jm);
                 locations.Add("model.mtp_layers.{k}.*");
+            }
+            else if (MtpNames.TryMimoV2Depth(n, out int jv))
+            {
+                depths.Add(jv);
+                locations.Add("model.mtp.layers.{k}.*");
             }
             else if ((m = MtpDepthPrefix().Match(n)).Success && int.TryParse(m.Groups[1].Value, out int k0))
             {
