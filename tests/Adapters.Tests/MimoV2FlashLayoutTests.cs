@@ -1,0 +1,99 @@
+using System.Text.Json.Nodes;
+using Mtp.SafeTensors;
+using Mtp.Tests.Shared;
+
+namespace Mtp.Adapters.Tests;
+
+/// <summary>
+/// Where MiMo-V2-Flash's tensors land in the training layout (RoundTripTests covers the byte-identical round trip), and
+/// that its per-layer kinds (sliding vs full attention, MoE vs dense) and MTP depth are read from the config and the
+/// names, never assumed.
+/// </summary>
+[TestFixture]
+public class MimoV2FlashLayoutTests
+{
+    const string Fixture = "mimo-v2-flash";
+
+    static JsonObject Config() => (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(Fx.Dir(Fixture), "config.json")))!;
+
+    static List<string> HfNames()
+    {
+        using var c = Checkpoint.Open(Fx.Dir(Fixture));
+        return c.Tensors.Select(t => t.Name).ToList();
+    }
+
+    [Test]
+    public void MtpDepthsMoveToMtpLayersWithTheBlocksNames()
+    {
+        string tmp = RepoPaths.NewTempDir("mimo2-layout");
+        string nat = Path.Combine(tmp, "native");
+        Converter.ToNative(Fx.Dir(Fixture), nat, new ConvertOptions());
+        HashSet<string> names;
+        using (var c = Checkpoint.Open(nat)) names = c.Tensors.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        Directory.Delete(tmp, true);
+        for (int k = 0; k < 3; k++)
+            foreach (string n in new[] { "enorm.weight", "hnorm.weight", "eh_proj.weight", "final_layernorm.weight",
+                         "post_attention_layernorm.weight", "self_attn.attention_sink_bias", "self_attn.k_proj.weight", "mlp.down_proj.weight" })
+                Assert.That(names, Does.Contain($"mtp.layers.{k}.{n}"));
+        Assert.That(names.Any(n => n.StartsWith("model.mtp.", StringComparison.Ordinal) || n.Contains("pre_mlp_layernorm", StringComparison.Ordinal)), Is.False);
+        Assert.That(names.Any(n => n.StartsWith("mtp.layers.", StringComparison.Ordinal) && n.Contains(".experts.", StringComparison.Ordinal)), Is.False, "MTP blocks are dense");
+        Assert.That(names, Does.Contain("model.layers.2.mlp.experts.gate_up_proj"));
+        Assert.That(names, Does.Contain("model.layers.0.mlp.gate_proj.weight"));
+        Assert.That(names.Count(n => n.EndsWith("attention_sink_bias", StringComparison.Ordinal)), Is.EqualTo(1 + 3), "layer 1 (sliding) and the three MTP blocks");
+    }
+
+    [Test]
+    public void TheMtpDepthIsCountedFromTheNamesWhenTheConfigIsSilent()
+    {
+        JsonObject config = Config();
+        Assert.That(config["num_nextn_predict_layers"], Is.Null, "the fixture's config states no depth, as the release's");
+        Assert.That(Families.ReadFacts(Families.MimoV2Flash, config, HfNames()).MtpDepth, Is.EqualTo(3));
+        Assert.That(Families.ReadFacts(Families.MimoV2Flash, config, HfNames().Where(n => !n.StartsWith("model.mtp.layers.2.", StringComparison.Ordinal))).MtpDepth, Is.EqualTo(2));
+        config["num_nextn_predict_layers"] = 1;
+        RuleTable t = Families.BuildTable(Families.MimoV2Flash, config, HfNames());
+        Assert.That(t.Facts.MtpDepth, Is.EqualTo(1), "a stated depth wins");
+        Assert.That(t.Bindings.Any(b => b.Hf.StartsWith("model.mtp.layers.1.", StringComparison.Ordinal)), Is.False);
+    }
+
+    [Test]
+    public void SinksAndExpertsFollowTheLayerPatterns()
+    {
+        JsonObject config = Config();
+        config["hybrid_layer_pattern"] = new JsonArray(1, 0, 1);
+        config["moe_layer_freq"] = new JsonArray(1, 1, 0);
+        RuleTable t = Families.BuildTable(Families.MimoV2Flash, config, HfNames());
+        var hf = t.Bindings.Select(b => b.Hf).ToHashSet(StringComparer.Ordinal);
+        Assert.That(hf, Does.Contain("model.layers.0.self_attn.attention_sink_bias"));
+        Assert.That(hf, Does.Not.Contain("model.layers.1.self_attn.attention_sink_bias"));
+        Assert.That(hf, Does.Contain("model.layers.2.mlp.gate_proj.weight"));
+        Assert.That(hf, Does.Contain("model.layers.0.mlp.gate.e_score_correction_bias"));
+        Assert.That(hf, Does.Not.Contain("model.layers.2.mlp.gate.weight"));
+        Assert.That(hf, Does.Contain("model.mtp.layers.0.self_attn.attention_sink_bias"), "MTP blocks are sliding-window");
+
+        // transformers' spelling of the same kinds reads the same way
+        config.Remove("hybrid_layer_pattern");
+        config.Remove("moe_layer_freq");
+        config["layer_types"] = new JsonArray("sliding_attention", "full_attention", "sliding_attention");
+        config["mlp_layer_types"] = new JsonArray("sparse", "sparse", "dense");
+        var hf2 = Families.BuildTable(Families.MimoV2Flash, config, HfNames()).Bindings.Select(b => b.Hf).ToHashSet(StringComparer.Ordinal);
+        Assert.That(hf2, Is.EquivalentTo(hf));
+
+        config["add_swa_attention_sink_bias"] = false;
+        var noSink = Families.BuildTable(Families.MimoV2Flash, config, HfNames()).Bindings.Select(b => b.Hf);
+        Assert.That(noSink.Any(n => n.EndsWith("attention_sink_bias", StringComparison.Ordinal)), Is.False);
+    }
+
+    [TestCase("hybrid_layer_pattern", "[0, 1]", "3 layers")]
+    [TestCase("hybrid_layer_pattern", "[0, 2, 1]", "0 or 1")]
+    [TestCase("moe_layer_freq", "1", "an array")]
+    [TestCase("mlp_layer_types", "[\"dense\", \"moe\", \"sparse\"]", "\"sparse\" or \"dense\"")]
+    public void AMalformedLayerListIsOneClearError(string key, string value, string says)
+    {
+        JsonObject config = Config();
+        if (key == "mlp_layer_types") config.Remove("moe_layer_freq");
+        config[key] = JsonNode.Parse(value);
+        var e = Assert.Throws<AdapterException>(() => Families.BuildTable(Families.MimoV2Flash, config, HfNames()))!;
+        Assert.That(e.Kind, Is.EqualTo(AdapterErrorKind.Malformed));
+        Assert.That(e.Message, Does.StartWith("config.json: '" + key + "'").And.Contain(says));
+    }
+}
