@@ -104,6 +104,19 @@ public class StrictnessTests
     }
 
     [Test]
+    public void AScaleGridWithExtraRowsIsRefusedNotGuessed()
+    {
+        // MiMo-V2-Flash's full-attention k_proj: more scale rows than 128-row blocks give (the release's [8, 32] for
+        // [768, 4096]; src/Adapters/README.md). The reading of such a grid is not known, so it is refused by name.
+        const string victim = "model.layers.0.self_attn.k_proj.weight_scale_inv";
+        var extra = (new TensorSpec(victim, DType.F32, new long[] { 2, 1 }), new byte[8]);
+        var e = ConvertFails(Fx.Rewrite(Fx.Dir("mimo-v2-flash"), "kgrid", n => n == victim, extra));
+        Assert.That(e.Kind, Is.EqualTo(AdapterErrorKind.Malformed));
+        Assert.That(e.Message, Does.Contain(victim).And.Contain("[2, 1]").And.Contain("expected [1, 1]"));
+        Assert.That(e.Message.Split('\n'), Has.Length.EqualTo(1));
+    }
+
+    [Test]
     public void NonEmptyOutputNeedsForceAndInputIsNeverTheOutput()
     {
         string fx = Fx.Dir("deepseek-v3");
