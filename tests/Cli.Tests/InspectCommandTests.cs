@@ -59,6 +59,21 @@ public class InspectCommandTests
     }
 
     [Test]
+    public void MtpOfMimoV2FlashIsFoundUnderModelMtpLayersWithoutAConfigDepth()
+    {
+        var (code, stdout, stderr) = CliRunner.Run("inspect", "--json", Path.Combine(RepoPaths.Fixtures, "mimo-v2-flash"));
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var got = (JsonObject)JsonNode.Parse(stdout)!;
+        using var ck = Checkpoint.Open(Path.Combine(RepoPaths.Fixtures, "mimo-v2-flash"));
+        var mtp = ck.Tensors.Where(t => t.Name.StartsWith("model.mtp.layers.", StringComparison.Ordinal)).ToList();
+        Assert.That((int)got["mtp_tensor_count"]!, Is.EqualTo(mtp.Count));
+        Assert.That((int)got["mtp_depth"]!, Is.EqualTo(mtp.Select(t => t.Name.Split('.')[3]).Distinct().Count()));
+        Assert.That(got["config_mtp_depth"], Is.Null);
+        Assert.That(((JsonArray)got["mtp_locations"]!).Select(l => (string)l!), Is.EqualTo(new[] { "model.mtp.layers.{k}.*" }));
+        Assert.That(((JsonArray)got["quantization"]!).Select(l => (string)l!).Single(), Does.StartWith("FP8 E4M3 block 128x128, scale F32"));
+    }
+
+    [Test]
     public void TruncatedShardExitsNonZeroWithOneClearLine()
     {
         string dir = RepoPaths.NewTempDir("inspect-trunc");
