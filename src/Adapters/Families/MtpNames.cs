@@ -9,45 +9,31 @@ public static partial class MtpNames
     [GeneratedRegex(@"^model\.mtp_layers\.(\d+)\.")] private static partial Regex MimoLayersK();
     [GeneratedRegex(@"^model\.mtp\.layers\.(\d+)\.")] private static partial Regex MimoV2LayersK();
 
-    /// <summary>The depth k of a <c>model.mtp.layers.{k}.*</c> name (MiMo-V2-Flash's HF layout).</summary>
-    public static bool TryMimoV2Depth(string name, out int k)
+    static bool TryDepth(Regex r, string name, out int k)
     {
-        Match m = MimoV2LayersK().Match(name);
+        Match m = r.Match(name);
         k = 0;
         return m.Success && int.TryParse(m.Groups[1].Value, out k);
     }
 
-    /// <summary>How many depths <c>model.mtp.layers.{k}.*</c> (HF) or <c>mtp.layers.{k}.*</c> (training) names hold.</summary>
-    public static int MimoV2DepthCount(IEnumerable<string> names)
-    {
-        int d = 0;
-        foreach (string n in names)
-            if (TryMimoV2Depth(n, out int k) || TryLayerDepth(n, out k)) d = Math.Max(d, k + 1);
-        return d;
-    }
+    // The largest depth any name shows, plus one (0 when none).
+    static int DepthCount(IEnumerable<string> names, Func<string, int?> depth) =>
+        names.Select(depth).Aggregate(0, (d, k) => k is int x ? Math.Max(d, x + 1) : d);
 
     /// <summary>The depth k of a <c>model.mtp_layers.{k}.*</c> name (MiMo's HF layout).</summary>
-    public static bool TryMimoDepth(string name, out int k)
-    {
-        Match m = MimoLayersK().Match(name);
-        k = 0;
-        return m.Success && int.TryParse(m.Groups[1].Value, out k);
-    }
+    public static bool TryMimoDepth(string name, out int k) => TryDepth(MimoLayersK(), name, out k);
+
+    /// <summary>The depth k of a <c>model.mtp.layers.{k}.*</c> name (MiMo-V2-Flash's HF layout).</summary>
+    public static bool TryMimoV2Depth(string name, out int k) => TryDepth(MimoV2LayersK(), name, out k);
 
     /// <summary>The depth k of a <c>mtp.layers.{k}.*</c> name (the training layout, and Qwen's HF layout).</summary>
-    public static bool TryLayerDepth(string name, out int k)
-    {
-        Match m = LayersK().Match(name);
-        k = 0;
-        return m.Success && int.TryParse(m.Groups[1].Value, out k);
-    }
+    public static bool TryLayerDepth(string name, out int k) => TryDepth(LayersK(), name, out k);
 
     /// <summary>How many depths the <c>mtp.layers.{k}.*</c> names hold: the largest k plus one (0 when none).</summary>
-    public static int LayerDepthCount(IEnumerable<string> names)
-    {
-        int d = 0;
-        foreach (string n in names)
-            if (TryLayerDepth(n, out int k)) d = Math.Max(d, k + 1);
-        return d;
-    }
+    public static int LayerDepthCount(IEnumerable<string> names) =>
+        DepthCount(names, n => TryLayerDepth(n, out int k) ? k : null);
+
+    /// <summary>How many depths <c>model.mtp.layers.{k}.*</c> (HF) or <c>mtp.layers.{k}.*</c> (training) names hold.</summary>
+    public static int MimoV2DepthCount(IEnumerable<string> names) =>
+        DepthCount(names, n => TryMimoV2Depth(n, out int k) || TryLayerDepth(n, out k) ? k : null);
 }
