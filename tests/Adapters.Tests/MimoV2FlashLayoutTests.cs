@@ -56,6 +56,23 @@ public class MimoV2FlashLayoutTests
     }
 
     [Test]
+    public void ATrainingCheckpointWithoutItsSourceRecordStillKnowsItsMtpDepth()
+    {
+        string tmp = RepoPaths.NewTempDir("mimo2-norecord");
+        string nat = Path.Combine(tmp, "native"), back = Path.Combine(tmp, "hf");
+        Converter.ToNative(Fx.Dir(Fixture), nat, new ConvertOptions());
+        File.Delete(Path.Combine(nat, Converter.ReportFileName));
+        Converter.ToHf(nat, back, new ConvertOptions { DType = DType.BF16 });
+        using (var c = Checkpoint.Open(back))
+        {
+            Assert.That(c.Contains("model.mtp.layers.2.pre_mlp_layernorm.weight"), Is.True);
+            Assert.That(c.Contains("model.mtp.layers.0.self_attn.q_proj.weight"), Is.True);
+            Assert.That(c.Tensors.Any(t => t.Name.StartsWith("mtp.", StringComparison.Ordinal)), Is.False);
+        }
+        Directory.Delete(tmp, true);
+    }
+
+    [Test]
     public void SinksAndExpertsFollowTheLayerPatterns()
     {
         JsonObject config = Config();

@@ -52,7 +52,9 @@ public abstract class FamilyModule
     /// </summary>
     public RuleTable BuildTable(JsonObject config, IReadOnlyCollection<string>? hfNames = null, IReadOnlyCollection<string>? nativeNames = null)
     {
-        ModelFacts f = ReadFacts(config, hfNames);
+        // The names settle what the config leaves open (an unstated MTP depth); a training checkpoint exported without a
+        // record of its source has only its own names.
+        ModelFacts f = ReadFacts(config, hfNames ?? nativeNames);
         return new RuleTable(Id, f, Rules(f, config, hfNames, nativeNames), CompressedTensors.SchemeFor(config, Quant));
     }
 
