@@ -152,11 +152,14 @@ public static partial class OptionChecks
             if (known is not null && SynthModel.Families.Contains(known)) return;
             if (known is not null)
                 r.AddError($"{option.Name} {v}: {command} cannot synthesize {known} checkpoints (there is no synthetic {known} layout yet; " +
-                    $"it makes {Alternatives(SynthModel.Families)}); convert, inspect, verify and train read {known} checkpoints");
+                    $"it makes {Alternatives(SynthModel.Families)}); {(Trainable(known) ? "convert, inspect, verify and train" : "convert, inspect and verify")} read {known} checkpoints");
             else r.AddError($"{option.Name} must be {Alternatives(SynthModel.Families)}, not '{v}'");
         });
         return option;
     }
+
+    /// <summary>Whether a TorchSharp model trains <paramref name="familyId"/> (MiMo, say, converts but has no model).</summary>
+    static bool Trainable(string familyId) => Mtp.Model.ModelRegistry.Families.Any(f => f.Id == familyId);
 
     [GeneratedRegex(@"^(cpu|cuda(:\d+)?)$", RegexOptions.IgnoreCase)]
     private static partial Regex DeviceSpelling();

@@ -23,11 +23,22 @@ public class BenchLoadAndTrainTests
     [Test]
     public void BenchTrainTimesEachCheckpointInEachDtype()
     {
-        var (code, stdout, err) = CliRunner.Run("bench", "train", Fixture("deepseek-v3"), Fixture("qwen3.5-moe"), "--steps", "1", "--seq-len", "16", "--json");
+        var (code, stdout, err) = CliRunner.Run("bench", "train", Fixture("deepseek-v3"), Fixture("qwen3.5-moe"), "--steps", "1", "--untimed", "2", "--seq-len", "16", "--json");
         Assert.That(code, Is.EqualTo(0), err);
         var rows = JsonNode.Parse(stdout)!["results"]!.AsArray();
         Assert.That(rows.Select(r => $"{r!["family"]} {r["dtype"]}"), Is.EqualTo(new[] { "deepseek-v3 f32", "deepseek-v3 bf16", "qwen3.5 f32", "qwen3.5 bf16" }));
         Assert.That(rows.Select(r => r!["median_step_ms"]!.GetValue<double>()), Is.All.GreaterThan(0));
+        Assert.That(rows.Select(r => r!["warmup_steps"]!.GetValue<int>()), Is.All.EqualTo(2));
+    }
+
+    [Test]
+    public void BenchTrainWarmsUpUntilTheJitIsDoneByDefault()
+    {
+        var (code, stdout, err) = CliRunner.Run("bench", "train", Fixture("deepseek-v3"), "--steps", "1", "--seq-len", "16", "--dtype", "f32", "--json");
+        Assert.That(code, Is.EqualTo(0), err);
+        int warmup = JsonNode.Parse(stdout)!["results"]![0]!["warmup_steps"]!.GetValue<int>();
+        // The first steps compile the step code (tier 0, then tier 1 after 30 calls and 100 ms): never done in 2 steps.
+        Assert.That(warmup, Is.InRange(3, 200));
     }
 
     [Test]

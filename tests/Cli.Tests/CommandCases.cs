@@ -21,7 +21,7 @@ public static class CommandCases
         ("bench kernels", new[] { "bench", "kernels", "--rows", "32", "--cols", "64", "--threads", "1", "--seconds", "0" }),
         // "bench convert" runs child processes for a minute: BenchConvertCommandTests parses its --json as one document.
         ("bench load", new[] { "bench", "load", "{hf}" }),
-        ("bench train", new[] { "bench", "train", "{native}", "{hf}", "--steps", "1", "--dtype", "f32" }),
+        ("bench train", new[] { "bench", "train", "{native}", "{hf}", "--steps", "1", "--untimed", "2", "--dtype", "f32" }),
         ("roundtrip", new[] { "roundtrip", "{hf}", "--work", "{out}" }),
         ("eval", new[] { "eval", "{native}", "--batches", "2", "--seq-len", "16" }),
     };

@@ -29,6 +29,14 @@ public class FamilyIdTests
     }
 
     [Test]
+    public void AFamilyWithoutAModelIsNotSaidToTrain()
+    {
+        var (code, _, stderr) = CliRunner.Run("synth", Out(), "--family", "mimo");
+        Assert.That(code, Is.EqualTo(ExitCodes.Usage), stderr);
+        Assert.That(stderr, Does.Contain("convert, inspect and verify read mimo").And.Not.Contain("train"), stderr);
+    }
+
+    [Test]
     public void ConvertAcceptsEveryFamilyIdAndListsThemForAnUnknownOne()
     {
         string missing = Path.Combine(RepoPaths.NewTempDir("family-convert"), "missing");

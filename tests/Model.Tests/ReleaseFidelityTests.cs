@@ -198,4 +198,46 @@ public class ReleaseFidelityTests
         Assert.That(c.RoutedScalingFactor, Is.EqualTo(1.5));
         Assert.That(c.NSharedExperts, Is.EqualTo(1));
     }
+
+    // ---------------------------------------------------------------- GLM-5's indexer RoPE
+
+    static JsonObject FixtureConfig(string fixture) =>
+        (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(RepoPaths.Fixtures, fixture, "config.json")))!;
+
+    /// <summary>
+    /// GLM-5's indexer rotates adjacent pairs, DeepSeek-V3.2's halves (vLLM's deepseek_v2.py reads
+    /// indexer_rope_interleave, false by default, and GLM-5's release sets it; transformers 5.17's GlmMoeDsaIndexer
+    /// always rotates pairs). An explicit key wins in either family.
+    /// </summary>
+    [TestCase("glm-5", null, true)]
+    [TestCase("glm-5", false, false)]
+    [TestCase("deepseek-v3.2", null, false)]
+    [TestCase("deepseek-v3.2", true, true)]
+    public void IndexerRopeIsPairsForGlm5AndHalvesForDeepSeekV32UnlessTheConfigSays(string fixture, bool? key, bool pairs)
+    {
+        var json = FixtureConfig(fixture);
+        json.Remove("quantization_config"); // the FP8 release's config; the model reads the dequantized form
+        if (key is bool k) json["indexer_rope_interleave"] = k;
+        Assert.That(DeepSeekV3Config.FromJson(json).Indexer!.RopeInterleave, Is.EqualTo(pairs));
+    }
+
+    [Test]
+    public void PartialRopeOnPairsRotatesEachAdjacentPairAndPassesTheRestThrough()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(5);
+        var x = randn(new long[] { 1, 1, 1, 6 }, generator: g);      // 4 rotated dims (2 pairs) + 2 passed through
+        var angle = new[] { 0.3f, -1.1f };
+        var cos = tensor(angle.Select(a => MathF.Cos(a)).ToArray()).view(1, 1, 1, 2);
+        var sin = tensor(angle.Select(a => MathF.Sin(a)).ToArray()).view(1, 1, 1, 2);
+        var v = TestUtil.F(x);
+        var y = TestUtil.F(Rope.ApplyPartial(x, cos, sin, interleave: true));
+        for (int p = 0; p < 2; p++)
+        {
+            float c = MathF.Cos(angle[p]), s = MathF.Sin(angle[p]), a = v[2 * p], b = v[2 * p + 1];
+            Assert.That(y[2 * p], Is.EqualTo(a * c - b * s).Within(1e-6), $"pair {p} first");
+            Assert.That(y[2 * p + 1], Is.EqualTo(a * s + b * c).Within(1e-6), $"pair {p} second");
+        }
+        Assert.That(y[4..], Is.EqualTo(v[4..]));
+    }
 }

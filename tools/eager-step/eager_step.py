@@ -9,7 +9,7 @@ norm, the shared head) with the depth's tensors from the same checkpoint. One st
 `Trainer.Step` does: a batch of packed documents, forward of the main model and the depth, main CE + 0.1 * MTP CE,
 backward, global-norm clip to 1.0, AdamW (decay on matrices only), and the timing covers all of it.
 
-Usage: python3 eager_step.py CONVERTED_DIR [--dtype f32|bf16] [--steps 10] [--batch 2] [--seq-len 64] [--threads 1]
+Usage: python3 eager_step.py CONVERTED_DIR [--dtype f32|bf16] [--steps 10] [--untimed 2] [--batch 2] [--seq-len 64] [--threads 1]
                               [--experts IMPL]
 Prints one JSON object per line.
 """
@@ -164,6 +164,7 @@ def main():
     ap.add_argument("checkpoint")
     ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--untimed", type=int, default=2, help="untimed steps first (run.sh gives 50, about what the project's JIT warm-up takes)")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
@@ -186,19 +187,19 @@ def main():
                             lr=LR, betas=BETAS, eps=EPS)
     vocab = model.config.get_text_config().vocab_size
     rng = random.Random(0)
-    total_steps = a.steps + 2
+    total_steps = a.steps + a.untimed
     times = []
     for i in range(total_steps):
         t0 = time.perf_counter()
         step(model, model_type, depth, opt, rng, vocab, a.batch, a.seq_len, dtype, i, total_steps)
-        if i >= 2:
+        if i >= a.untimed:
             times.append(time.perf_counter() - t0)
     median = statistics.median(times)
     print(json.dumps({
         "checkpoint": a.checkpoint, "model_type": model_type, "class": type(model).__name__, "dtype": a.dtype,
         "median_step_ms": round(median * 1000, 3), "min_step_ms": round(min(times) * 1000, 3),
         "tokens_per_s": round(a.batch * a.seq_len / median, 1), "batch": a.batch, "seq_len": a.seq_len,
-        "threads": torch.get_num_threads(), "steps": a.steps,
+        "threads": torch.get_num_threads(), "steps": a.steps, "untimed_steps": a.untimed,
         "experts_implementation": model.config._experts_implementation, "attn_implementation": "eager",
         "torch": torch.__version__, "transformers": transformers.__version__, "blas": blas_library(),
     }))

@@ -2,6 +2,8 @@
 # Same-run comparison of a training step: `mtp bench train` (ours) against eager_step.py (PyTorch eager, transformers'
 # model + one MTP depth) on the same converted fixture, config, batch (2 x 64) and thread count (1), interleaved
 # (ours, eager, ours, eager, ...) so both see the same load. Prints one JSON line per run, then the medians and ratios.
+# Both time steady steps: ours after its JIT warm-up (bench train's default: untimed steps until nothing was compiled for
+# 0.5 s, typically 40-90 steps), eager after 50 untimed steps.
 # Usage (as root): tools/eager-step/run.sh [ROOT_DIR] [ROUNDS]   (ROOT: the fixture generator's root with transformers,
 #   fixtures/generate/README.md; OpenBLAS in it: apt-get install libopenblas0-pthread)
 # FIXTURES (default "deepseek-v3 qwen3.5-moe glm-4.5 deepseek-v3.2") and DTYPES (default "f32 bf16") choose the runs;
@@ -35,7 +37,7 @@ for r in $(seq 1 "$rounds"); do
       dotnet "$mtp" bench train "$work/native/$f" --dtype "$d" --threads 1 --batch 2 --seq-len 64 --steps 10 --json \
         | tr -d '\n' | sed "s/^/{\"side\": \"project\", \"fixture\": \"$f\", \"dtype\": \"$d\", \"round\": $r, \"run\": /; s/\$/}\n/" | tee -a "$out"
       OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 chroot "$root" python3 /tmp/mtp-eager-step/eager_step.py \
-        "/tmp/mtp-eager-step/native/$f" --dtype "$d" --threads 1 --batch 2 --seq-len 64 --steps 10 2>/dev/null \
+        "/tmp/mtp-eager-step/native/$f" --dtype "$d" --threads 1 --batch 2 --seq-len 64 --steps 10 --untimed 50 2>/dev/null \
         | grep '^{' | sed "s/^/{\"side\": \"eager\", \"fixture\": \"$f\", \"dtype\": \"$d\", \"round\": $r, \"run\": /; s/\$/}/" | tee -a "$out"
     done
   done

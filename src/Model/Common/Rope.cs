@@ -91,11 +91,14 @@ internal static class Rope
         return cat(new[] { x0 * cos - x1 * sin, (x0 * sin).Plus(x1 * cos) }, -1).to(dt);
     }
 
-    /// <summary>x [B, h, S, d]: rotate-half on the first 2*cos.shape[-1] dims, the rest passes through (partial RoPE of Qwen and GLM).</summary>
-    public static Tensor ApplyPartial(Tensor x, Tensor cos, Tensor sin)
+    /// <summary>
+    /// x [B, h, S, d]: RoPE on the first 2*cos.shape[-1] dims, the rest passes through (partial RoPE of Qwen and GLM,
+    /// and of DeepSeek-V3.2's indexer). Rotate-half unless <paramref name="interleave"/> (adjacent pairs).
+    /// </summary>
+    public static Tensor ApplyPartial(Tensor x, Tensor cos, Tensor sin, bool interleave = false)
     {
         long rd = cos.shape[^1] * 2, d = x.shape[^1];
-        var rot = Apply(x.narrow(-1, 0, rd), cos, sin, interleave: false);
+        var rot = Apply(x.narrow(-1, 0, rd), cos, sin, interleave);
         return rd == d ? rot : cat(new[] { rot, x.narrow(-1, rd, d - rd) }, -1);
     }
 }

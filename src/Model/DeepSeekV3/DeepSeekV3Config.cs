@@ -118,7 +118,8 @@ internal sealed record DeepSeekV3Config
         var cfg = new DeepSeekV3Config
         {
             Family = family,
-            Indexer = v32 ? new IndexerConfig(Int("index_n_heads"), Int("index_head_dim"), Int("index_topk", 2048)) : null,
+            Indexer = v32 ? new IndexerConfig(Int("index_n_heads"), Int("index_head_dim"), Int("index_topk", 2048),
+                json["indexer_rope_interleave"]?.GetValue<bool>() ?? family == FamilyRegistry.Glm5) : null,
             VocabSize = Int("vocab_size"),
             HiddenSize = Int("hidden_size"),
             IntermediateSize = Int("intermediate_size"),

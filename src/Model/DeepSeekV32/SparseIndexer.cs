@@ -11,12 +11,17 @@ namespace Mtp.Model;
 /// <param name="Heads">index_n_heads.</param>
 /// <param name="HeadDim">index_head_dim.</param>
 /// <param name="TopK">index_topk.</param>
-internal sealed record IndexerConfig(int Heads, int HeadDim, int TopK);
+/// <param name="RopeInterleave">
+/// indexer_rope_interleave: RoPE on adjacent pairs rather than rotate-half. DeepSeek-V3.2's indexer rotates halves; GLM-5's
+/// rotates pairs (its config says <c>indexer_rope_interleave: true</c>; vLLM reads the key with false as default,
+/// transformers 5.17's GlmMoeDsaIndexer always rotates pairs, 5.12's rotated halves).
+/// </param>
+internal sealed record IndexerConfig(int Heads, int HeadDim, int TopK, bool RopeInterleave = false);
 
 /// <summary>
 /// DeepSeek-V3.2's lightning indexer (<c>self_attn.indexer.*</c>, as transformers' <c>DeepseekV32Indexer</c>): query
-/// heads <c>wq_b</c>(q low-rank), one key <c>k_norm</c>(<c>wk</c>(x)) with LayerNorm, rotate-half RoPE on the first
-/// qk_rope_head_dim dims of both, and the score Σ_h relu(q_h·k / sqrt(d)) · w_h / sqrt(H) with w = <c>weights_proj</c>(x).
+/// heads <c>wq_b</c>(q low-rank), one key <c>k_norm</c>(<c>wk</c>(x)) with LayerNorm, RoPE (rotate-half, or pairs for GLM-5)
+/// on the first qk_rope_head_dim dims of both, and the score Σ_h relu(q_h·k / sqrt(d)) · w_h / sqrt(H) with w = <c>weights_proj</c>(x).
 /// Each query attends only to its index_topk best-scoring visible keys. The release's Hadamard rotation is orthogonal on
 /// q and k (scores unchanged) and its FP8 scoring is a precision shortcut; neither is reproduced. No loss trains the
 /// indexer here (DeepSeek trains it with a KL loss against the attention): the selection passes no gradient.
@@ -47,8 +52,8 @@ internal sealed class SparseIndexer : nn.Module
     public Tensor Scores(Tensor x, Tensor qResid, Tensor cos, Tensor sin, Tensor allowed)
     {
         long b = x.shape[0], s = x.shape[1];
-        var q = Rope.ApplyPartial(wq_b.forward(qResid).view(b, s, _c.Heads, _c.HeadDim).transpose(1, 2), cos, sin).to(ScalarType.Float32); // [B,H,S,d]
-        var k = Rope.ApplyPartial(k_norm.forward(wk.forward(x)).unsqueeze(1), cos, sin).to(ScalarType.Float32);                              // [B,1,S,d]
+        var q = Rope.ApplyPartial(wq_b.forward(qResid).view(b, s, _c.Heads, _c.HeadDim).transpose(1, 2), cos, sin, _c.RopeInterleave).to(ScalarType.Float32); // [B,H,S,d]
+        var k = Rope.ApplyPartial(k_norm.forward(wk.forward(x)).unsqueeze(1), cos, sin, _c.RopeInterleave).to(ScalarType.Float32);          // [B,1,S,d]
         var scores = matmul(q, k.transpose(-2, -1)).Times(1.0 / Math.Sqrt(_c.HeadDim)).relu();                                            // [B,H,S,S]
         var w = weights_proj.forward(x).to(ScalarType.Float32).Times(1.0 / Math.Sqrt(_c.Heads));                                           // [B,S,H]
         var index = (scores * w.transpose(1, 2).unsqueeze(-1)).sum(1);                                                                   // [B,S,S]
