@@ -33,13 +33,16 @@ public class MimoV2FlashLayoutTests
         Directory.Delete(tmp, true);
         for (int k = 0; k < 3; k++)
             foreach (string n in new[] { "enorm.weight", "hnorm.weight", "eh_proj.weight", "final_layernorm.weight",
-                         "post_attention_layernorm.weight", "self_attn.attention_sink_bias", "self_attn.k_proj.weight", "mlp.down_proj.weight" })
+                         "post_attention_layernorm.weight", "self_attn.sinks", "self_attn.k_proj.weight", "mlp.down_proj.weight" })
                 Assert.That(names, Does.Contain($"mtp.layers.{k}.{n}"));
         Assert.That(names.Any(n => n.StartsWith("model.mtp.", StringComparison.Ordinal) || n.Contains("pre_mlp_layernorm", StringComparison.Ordinal)), Is.False);
         Assert.That(names.Any(n => n.StartsWith("mtp.layers.", StringComparison.Ordinal) && n.Contains(".experts.", StringComparison.Ordinal)), Is.False, "MTP blocks are dense");
         Assert.That(names, Does.Contain("model.layers.2.mlp.experts.gate_up_proj"));
         Assert.That(names, Does.Contain("model.layers.0.mlp.gate_proj.weight"));
-        Assert.That(names.Count(n => n.EndsWith("attention_sink_bias", StringComparison.Ordinal)), Is.EqualTo(1 + 3), "layer 1 (sliding) and the three MTP blocks");
+        // transformers' MiMoV2FlashAttention names the sink logits `sinks` (its conversion mapping renames attention_sink_bias).
+        Assert.That(names.Count(n => n.EndsWith(".self_attn.sinks", StringComparison.Ordinal)), Is.EqualTo(1 + 3), "layer 1 (sliding) and the three MTP blocks");
+        Assert.That(names, Does.Contain("model.layers.1.self_attn.sinks"));
+        Assert.That(names.Any(n => n.Contains("attention_sink_bias", StringComparison.Ordinal)), Is.False);
     }
 
     [Test]

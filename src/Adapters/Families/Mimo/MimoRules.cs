@@ -14,7 +14,8 @@ static class MimoRules
 
     /// <summary>What differs between the MiMo blocks.</summary>
     /// <param name="QkvBias">Whether q/k/v projections have biases.</param>
-    /// <param name="Sink">Layers whose attention has <c>self_attn.attention_sink_bias</c> (null: none).</param>
+    /// <param name="Sink">Layers whose attention has <c>self_attn.attention_sink_bias</c>, <c>self_attn.sinks</c> in the
+    /// training layout (null: none).</param>
     /// <param name="Moe">Layers whose MLP is routed experts (null: every layer dense).</param>
     /// <param name="PostNorm">The HF name of the norm before the MLP (the training layout's is always
     /// <c>post_attention_layernorm</c>).</param>
@@ -30,7 +31,8 @@ static class MimoRules
             if (parts.QkvBias) b.W($"self_attn.{p}.bias");
         }
         b.W("self_attn.o_proj.weight");
-        if (parts.Sink != null) b.W("self_attn.attention_sink_bias", when: parts.Sink);
+        // transformers' name for the sink logits (its conversion mapping renames the release's attention_sink_bias).
+        if (parts.Sink != null) b.W("self_attn.attention_sink_bias", "self_attn.sinks", when: parts.Sink);
         b.W(parts.PostNorm + ".weight", "post_attention_layernorm.weight");
         Func<LayerContext, bool> moe = parts.Moe ?? (_ => false), dense = x => !moe(x);
         foreach (string p in Mlp) b.W($"mlp.{p}.weight", when: parts.Moe == null ? null : dense);
@@ -61,8 +63,8 @@ static class MimoRules
     }
 
     /// <summary>
-    /// MiMo-V2-Flash (<c>mimo_v2_flash</c>): main names kept; <c>self_attn.attention_sink_bias</c> on the layers
-    /// <paramref name="layers"/> says have one; MoE layers with a sigmoid router (<c>mlp.gate.weight</c>,
+    /// MiMo-V2-Flash (<c>mimo_v2_flash</c>): main names kept but <c>self_attn.attention_sink_bias</c> (on the layers
+    /// <paramref name="layers"/> says have one), which becomes transformers' <c>self_attn.sinks</c>; MoE layers with a sigmoid router (<c>mlp.gate.weight</c>,
     /// <c>mlp.gate.e_score_correction_bias</c>) and per-expert experts, stacked; no shared experts. MTP depth k from
     /// <c>model.mtp.layers.{k}.</c> to <c>mtp.layers.{k}.</c>: <c>enorm</c>, <c>hnorm</c>, <c>eh_proj</c> (DeepSeek's
     /// [embedding, hidden] order) and <c>final_layernorm</c> keep their names, the block's <c>pre_mlp_layernorm</c>
