@@ -77,7 +77,7 @@ internal sealed unsafe class Fp8BlockQuantizer
         }
         if (direct && !guessed)
         {
-            var luts = Luts(divs, tables);
+            var luts = Luts(divs, tables, r1 - r0);
             for (int r = r0; r < r1; r++)
                 VectorKernels.QuantFp8RowsBf16((ushort*)_in + (long)r * _cols, _cols, _b1, _gc, divs, _codes + (long)r * _cols, luts: luts);
         }
@@ -90,18 +90,26 @@ internal sealed unsafe class Fp8BlockQuantizer
     {
         var acc = new System.Runtime.Intrinsics.Vector512<ushort>[_gc];
         var tails = new int[_gc];
-        var luts = Luts(divs, tables);
+        var luts = Luts(divs, tables, r1 - r0);
         for (int r = r0; r < r1; r++)
             VectorKernels.QuantFp8RowsBf16((ushort*)_in + (long)r * _cols, _cols, _b1, _gc, divs, _codes + (long)r * _cols, acc, tails, luts);
         return VectorKernels.BlockMaxima(acc, tails);
     }
 
-    // The division-free tables of each block's divisor at tables (constants -1 where the kernel has to divide).
-    (IntPtr, int[]) Luts(float[] divs, byte* tables)
+    // Weights a block needs before its tables pay off: building them took ~195 ns and saves ~0.12 ns per weight
+    // (BENCHMARKS.md "BF16 -> FP8 without a division"), so break-even is ~1600; narrower blocks than 64 columns never use them.
+    const int MinLutWeights = 4096;
+
+    // The division-free tables of each block's divisor at tables (constants -1 where the kernel divides instead).
+    (IntPtr, int[]) Luts(float[] divs, byte* tables, int nr)
     {
         var constants = new int[divs.Length];
         for (int bc = 0; bc < divs.Length; bc++)
-            constants[bc] = Fp8QuantLut.Serves(divs[bc]) ? Fp8QuantLut.Build(divs[bc], tables + (long)bc * Fp8QuantLut.TableBytes) : -1;
+        {
+            int nc = Math.Min(_b1, _cols - bc * _b1);
+            bool worth = nc >= 64 && (long)nr * nc >= MinLutWeights && Fp8QuantLut.Serves(divs[bc]);
+            constants[bc] = worth ? Fp8QuantLut.Build(divs[bc], tables + (long)bc * Fp8QuantLut.TableBytes) : -1;
+        }
         return ((IntPtr)tables, constants);
     }
 
