@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 
 namespace Mtp.Quant;
 
@@ -40,15 +41,24 @@ internal sealed unsafe class Fp8BlockQuantizer
         int r0 = br * _b0, r1 = Math.Min(_rows, r0 + _b0), nr = r1 - r0;
         // Vector512 and BF16 input: amax and codes straight from the input, no binary32 tile.
         bool direct = VectorWidth.Use512 && _inFmt == FloatFormat.BF16;
-        var tile = direct ? [] : new float[nr * Math.Min(_b1, _cols)];
-        List<(int, int)>? list = null;
         // The direct path reads a block row in memory order. Reuse mode with usable scales: quantize with them while
         // taking the maxima (one pass) and redo only the blocks whose scale the rules below replace; otherwise all
         // block maxima first, then all codes (two passes).
         float[] divs = direct ? new float[_gc] : [];
         bool guessed = direct && _mode == ScaleMode.Reuse && GuessScales(new Span<byte>(_scales, _scaleLen), _sFmt, br * _gc, divs);
         float[] guess = guessed ? (float[])divs.Clone() : [];
-        float[] amaxes = !direct ? [] : guessed ? QuantizeWithGuess(r0, r1, divs) : VectorKernels.AmaxBf16Blocks((ushort*)_in, _cols, r0, nr, _b1, _gc);
+        // Division-free tables per block (see Fp8QuantLut), for the divisors of the codes pass.
+        byte* tables = direct ? (byte*)NativeMemory.Alloc((nuint)_gc * Fp8QuantLut.TableBytes) : null;
+        try { QuantizeBlockRow(br, r0, r1, direct, divs, guessed, guess, tables); }
+        finally { NativeMemory.Free(tables); }
+    }
+
+    void QuantizeBlockRow(int br, int r0, int r1, bool direct, float[] divs, bool guessed, float[] guess, byte* tables)
+    {
+        int nr = r1 - r0;
+        var tile = direct ? [] : new float[nr * Math.Min(_b1, _cols)];
+        List<(int, int)>? list = null;
+        float[] amaxes = !direct ? [] : guessed ? QuantizeWithGuess(r0, r1, divs, tables) : VectorKernels.AmaxBf16Blocks((ushort*)_in, _cols, r0, nr, _b1, _gc);
         fixed (float* pt = tile)
         {
             for (int bc = 0; bc < _gc; bc++)
@@ -66,20 +76,41 @@ internal sealed unsafe class Fp8BlockQuantizer
             }
         }
         if (direct && !guessed)
+        {
+            var luts = Luts(divs, tables, r1 - r0);
             for (int r = r0; r < r1; r++)
-                VectorKernels.QuantFp8RowsBf16((ushort*)_in + (long)r * _cols, _cols, _b1, _gc, divs, _codes + (long)r * _cols);
+                VectorKernels.QuantFp8RowsBf16((ushort*)_in + (long)r * _cols, _cols, _b1, _gc, divs, _codes + (long)r * _cols, luts: luts);
+        }
         else if (guessed) Requantize(r0, r1, divs, guess);
         Changed[br] = list ?? [];
     }
 
     // The one-pass direct path: codes with the reused scales while taking each block's maximum.
-    float[] QuantizeWithGuess(int r0, int r1, float[] divs)
+    float[] QuantizeWithGuess(int r0, int r1, float[] divs, byte* tables)
     {
         var acc = new System.Runtime.Intrinsics.Vector512<ushort>[_gc];
         var tails = new int[_gc];
+        var luts = Luts(divs, tables, r1 - r0);
         for (int r = r0; r < r1; r++)
-            VectorKernels.QuantFp8RowsBf16((ushort*)_in + (long)r * _cols, _cols, _b1, _gc, divs, _codes + (long)r * _cols, acc, tails);
+            VectorKernels.QuantFp8RowsBf16((ushort*)_in + (long)r * _cols, _cols, _b1, _gc, divs, _codes + (long)r * _cols, acc, tails, luts);
         return VectorKernels.BlockMaxima(acc, tails);
+    }
+
+    // Weights a block needs before its tables pay off: building them took ~195 ns and saves ~0.12 ns per weight
+    // (BENCHMARKS.md "BF16 -> FP8 without a division"), so break-even is ~1600; narrower blocks than 64 columns never use them.
+    const int MinLutWeights = 4096;
+
+    // The division-free tables of each block's divisor at tables (constants -1 where the kernel divides instead).
+    (IntPtr, int[]) Luts(float[] divs, byte* tables, int nr)
+    {
+        var constants = new int[divs.Length];
+        for (int bc = 0; bc < divs.Length; bc++)
+        {
+            int nc = Math.Min(_b1, _cols - bc * _b1);
+            bool worth = nc >= 64 && (long)nr * nc >= MinLutWeights && Fp8QuantLut.Serves(divs[bc]);
+            constants[bc] = worth ? Fp8QuantLut.Build(divs[bc], tables + (long)bc * Fp8QuantLut.TableBytes) : -1;
+        }
+        return ((IntPtr)tables, constants);
     }
 
     // The block [r0, r0+nr) x [j0, j0+nc) in binary32 into the tile; its largest magnitude.

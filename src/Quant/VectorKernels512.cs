@@ -234,7 +234,7 @@ internal static unsafe partial class VectorKernels
     /// <c>vminps</c> (no NaN or signed-zero cases to handle) and the sign bit is put back with one ternary-logic op.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<uint> EncodeClampedE4M3(Vector512<float> q)
+    internal static Vector512<uint> EncodeClampedE4M3(Vector512<float> q)
     {
         Vector512<uint> bits = q.AsUInt32();
         Vector512<uint> a = Avx512F.Min((bits & Vector512.Create(0x7FFFFFFFu)).AsSingle(), Vector512.Create(448f)).AsUInt32();
@@ -327,9 +327,11 @@ internal static unsafe partial class VectorKernels
     /// codes = E4M3(clamp(float(bf16) / divs[bc], -448, 448)), as <see cref="QuantFp8RowBf16"/> computes them.
     /// </summary>
     /// <remarks>With <paramref name="acc"/> and <paramref name="tail"/> (one per block) it also accumulates each block's largest
-    /// BF16 magnitude bits, so that a quantizer that guessed its scales can check them after this one pass.</remarks>
+    /// BF16 magnitude bits, so that a quantizer that guessed its scales can check them after this one pass. With
+    /// <paramref name="luts"/> (from <see cref="Fp8QuantLut.Build"/> per block, constants -1 where a divisor is not served) the
+    /// whole 64-weight steps of a served block go through <see cref="Fp8QuantLut.Row"/> instead of a division.</remarks>
     public static void QuantFp8RowsBf16(ushort* row, int cols, int b1, int gc, float[] divs, byte* codes,
-        Vector512<ushort>[]? acc = null, int[]? tail = null)
+        Vector512<ushort>[]? acc = null, int[]? tail = null, (IntPtr Tables, int[] Constants)? luts = null)
     {
         Vector512<ushort> mask = Vector512.Create((ushort)0x7FFF);
         bool track = acc != null && tail != null;
@@ -343,6 +345,8 @@ internal static unsafe partial class VectorKernels
             Vector512<float> sv = Vector512.Create(s);
             Vector512<ushort> a = track ? acc![bc] : default;
             int i = 0;
+            if (luts is { } l && l.Constants[bc] >= 0)
+                i = Fp8QuantLut.Row(w, n, (byte*)l.Tables + (long)bc * Fp8QuantLut.TableBytes, l.Constants[bc], o, ref a, track);
             for (; i <= n - 64; i += 64)
             {
                 if (track) a = Vector512.Max(a, Vector512.Max(Vector512.Load(w + i) & mask, Vector512.Load(w + i + 32) & mask));
