@@ -38,6 +38,8 @@ public static class BlockDequant
     {
         if (block.Rows <= 0 || block.Cols <= 0)
             throw new ArgumentException($"block size {block} must be positive.", nameof(block));
+        if (block.RowChunk != 0) // the kernels index one grid from row 0; chunked grids go through RowChunkedBlocks
+            throw new ArgumentException($"block {block} is row-chunked: use RowChunkedBlocks.", nameof(block));
     }
 
     internal static void CheckDims(int rows, int cols)

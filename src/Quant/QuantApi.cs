@@ -20,9 +20,15 @@ public enum ScaleFormat
     E8M0,
 }
 
-/// <summary>Block shape of a 2-D scale grid: one scale per <c>Rows x Cols</c> tile.</summary>
+/// <summary>
+/// Block shape of a 2-D scale grid: one scale per <c>Rows x Cols</c> tile. With <see cref="RowChunk"/> the weight is cut
+/// into chunks of that many rows, each blocked on its own (its grid restarts at the chunk's first row); the kernels take
+/// unchunked blocks only, and <see cref="RowChunkedBlocks"/> runs them chunk by chunk.
+/// </summary>
 public readonly record struct BlockSize(int Rows, int Cols)
 {
+    /// <summary>Rows per independently blocked chunk (MiMo-V2-Flash's full-attention k_proj: one KV head); 0 = none.</summary>
+    public int RowChunk { get; init; }
     /// <summary>DeepSeek/Qwen FP8 default.</summary>
     public static BlockSize Fp8Default => new(128, 128);
     /// <summary>
@@ -32,11 +38,17 @@ public readonly record struct BlockSize(int Rows, int Cols)
     public static BlockSize PerRow => new(1, 1 << 30);
     /// <summary>Whether this is <see cref="PerRow"/>.</summary>
     public bool IsPerRow => this == PerRow;
-    /// <summary>Scale-grid shape for a weight of <paramref name="rows"/> x <paramref name="cols"/>.</summary>
+    /// <summary>The same tiles without row chunks: what the kernels run on each chunk.</summary>
+    public BlockSize Unchunked => this with { RowChunk = 0 };
+    /// <summary>
+    /// Scale-grid shape for a weight of <paramref name="rows"/> x <paramref name="cols"/>; with row chunks, each chunk's
+    /// rows (the last one's too, if shorter) are blocked on their own.
+    /// </summary>
     public (int Rows, int Cols) GridFor(int rows, int cols) =>
-        ((int)(((long)rows + Rows - 1) / Rows), (int)(((long)cols + Cols - 1) / Cols)); // long: PerRow's width must not overflow
-    /// <summary>The block as messages show it: <c>128x128</c>, or <c>per-row</c>.</summary>
-    public override string ToString() => IsPerRow ? "per-row" : $"{Rows}x{Cols}";
+        (RowChunk > 0 ? rows / RowChunk * Ceil(RowChunk, Rows) + Ceil(rows % RowChunk, Rows) : Ceil(rows, Rows), Ceil(cols, Cols));
+    static int Ceil(long n, int d) => (int)((n + d - 1) / d); // long: PerRow's width must not overflow
+    /// <summary>The block as messages show it: <c>128x128</c>, <c>128x128 per 192 rows</c>, or <c>per-row</c>.</summary>
+    public override string ToString() => IsPerRow ? "per-row" : RowChunk > 0 ? $"{Rows}x{Cols} per {RowChunk} rows" : $"{Rows}x{Cols}";
 }
 
 /// <summary>Options shared by the block kernels.</summary>
