@@ -86,14 +86,16 @@ internal sealed class DequantFp8Piece(Src codes, Src scale, Fp8Grid grid, DType 
     public override IEnumerable<Piece> Split(long maxBytes)
     {
         long rowOut = (long)cols * (outType == DType.F32 ? 4 : 2);
-        int step = (int)Math.Max(block.Rows, Math.Min(rows, maxBytes / Math.Max(1, rowOut)) / block.Rows * block.Rows);
+        // Slices start where the grid starts a scale row afresh: at a block row, or at a chunk of a row-chunked block.
+        int unit = block.RowChunk > 0 ? block.RowChunk : block.Rows;
+        int step = (int)Math.Max(unit, Math.Min(rows, maxBytes / Math.Max(1, rowOut)) / unit * unit);
         if (step >= rows) { yield return this; yield break; }
         int gc = block.GridFor(rows, cols).Cols;
         int se = sf switch { ScaleFormat.F32 => 4, ScaleFormat.BF16 => 2, _ => 1 };
         for (int r0 = 0; r0 < rows; r0 += step)
         {
             int rc = Math.Min(step, rows - r0);
-            long sOff = (long)(r0 / block.Rows) * gc * se, sLen = (long)((rc + block.Rows - 1) / block.Rows) * gc * se;
+            long sOff = (long)block.GridFor(r0, cols).Rows * gc * se, sLen = (long)block.GridFor(rc, cols).Rows * gc * se;
             yield return new DequantFp8Piece(codes with { Offset = codes.Offset + (long)r0 * cols, Length = (long)rc * cols },
                 scale with { Offset = scale.Offset + sOff, Length = sLen }, grid with { Rows = rc }, outType, pow2);
         }
@@ -101,7 +103,7 @@ internal sealed class DequantFp8Piece(Src codes, Src scale, Fp8Grid grid, DType 
     public override void Produce(Span<byte> dest, KernelOptions k)
     {
         if (pow2 && sf == ScaleFormat.F32) PowerOfTwoScales.Check(scale);
-        try { BlockDequant.Fp8(codes.All, rows, cols, scale.All, sf, block, dest, outType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16, k); }
+        try { RowChunkedBlocks.Dequantize(codes.All, rows, cols, scale.All, sf, block, dest, outType == DType.F32 ? FloatFormat.F32 : FloatFormat.BF16, k); }
         catch (InvalidDataException e) { throw PieceErrors.Malformed(scale, e.Message, e); }
         catch (ArgumentException e) { throw PieceErrors.Malformed(codes, e.Message, e); }
         PieceErrors.CheckFinite(codes, dest, outType, "FP8 E4M3 dequantization");

@@ -5,7 +5,7 @@ using Mtp.SafeTensors;
 namespace Mtp.Adapters;
 
 /// <summary>Plans training-layout tensors from HF sources (headers only).</summary>
-internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType outType, BlockSize block, PlanningState planning, bool pow2 = false)
+internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType outType, BlockSize uniform, PlanningState planning, bool pow2 = false)
 {
     readonly HashSet<string> claimed = planning.Claimed;
     readonly List<string> missing = planning.Missing;
@@ -46,10 +46,11 @@ internal sealed class NativePlanContext(Checkpoint src, RuleTable table, DType o
             if (t.DType == DType.F8_E4M3)
             {
                 int cols = checked((int)t.Shape[1]);
+                BlockSize block = TensorBlocks.Of(table.Quant, table.Facts.TextConfig, loc.Name, rows, cols, uniform, scale.Info.Shape);
                 var (gr, gc) = block.GridFor(rows, cols);
                 if (scale.Info.Shape.Length != 2 || scale.Info.Shape[0] != gr || scale.Info.Shape[1] != gc)
                     throw new AdapterException(AdapterErrorKind.Malformed,
-                        $"{scale.File.Path}: tensor '{scaleName}': scale shape {scale.Info.ShapeText} does not fit weight {t.ShapeText} with block {block} (expected [{gr}, {gc}])")
+                        $"{scale.File.Path}: tensor '{scaleName}': scale shape {scale.Info.ShapeText} does not fit weight {t.ShapeText} with {TensorBlocks.Expected(table.Quant, table.Facts.TextConfig, loc.Name, rows, cols, uniform)}")
                     { File = scale.File.Path, Tensor = scaleName };
                 ScaleFormat sf = ScaleFormatOf(scale);
                 p.Pieces.Add(new DequantFp8Piece(Src.Whole(loc), Src.Whole(scale), new Fp8Grid(rows, cols, sf, block), outType, pow2));
@@ -178,7 +179,7 @@ internal sealed class HfPlanContext(HfPlanInputs inputs, ConcurrentDictionary<st
     readonly RuleTable table = inputs.Table;
     readonly Dictionary<string, (DType DType, long[] Shape)> hints = inputs.Hints;
     readonly DType? forceType = inputs.ForceType;
-    readonly BlockSize block = inputs.Block;
+    readonly BlockSize uniform = inputs.Block;
     readonly HashSet<string> claimed = planning.Claimed;
     readonly List<string> missing = planning.Missing;
 
@@ -210,6 +211,7 @@ internal sealed class HfPlanContext(HfPlanInputs inputs, ConcurrentDictionary<st
             ScaleFormat sf;
             DType sType;
             int group = table.Quant.Fp4Group;
+            BlockSize block = uniform;
             if (isFp4)
             {
                 if (cols % 2 != 0)
@@ -222,6 +224,7 @@ internal sealed class HfPlanContext(HfPlanInputs inputs, ConcurrentDictionary<st
             }
             else
             {
+                block = TensorBlocks.Of(table.Quant, table.Facts.TextConfig, hfName, rows, cols, uniform, sh.Shape);
                 var (gr, gc) = block.GridFor(rows, cols);
                 wShape = new long[] { rows, cols };
                 sShape = new long[] { gr, gc };

@@ -115,9 +115,9 @@ internal sealed class QuantPiece : Piece
             int groups = _cols / _group;
             return DequantEquality.Fp4(codes[..(r * _cols / 2)], r, _cols, scales[..(r * groups)], _group, input[..(r * _cols * inBytes)], _inFmt);
         }
-        int rb = Math.Min(_rows, _block.Rows);
-        int gc = _block.GridFor(_rows, _cols).Cols;
-        return DequantEquality.Fp8(codes[..(rb * _cols)], rb, _cols, scales[..gc], Inner, _block, input[..(rb * _cols * inBytes)], _inFmt);
+        int rb = Math.Min(_rows, _block.RowChunk > 0 ? _block.RowChunk : _block.Rows); // one block row, or one chunk
+        int gs = _block.GridFor(rb, _cols).Rows * _block.GridFor(_rows, _cols).Cols; // E8M0 scales: one byte each
+        return RowChunkedBlocks.DequantizesTo(codes[..(rb * _cols)], rb, _cols, scales[..gs], Inner, _block, input[..(rb * _cols * inBytes)], _inFmt);
     }
 
     // refScale: the reference's scales in the format quantized with (Inner).
@@ -131,7 +131,7 @@ internal sealed class QuantPiece : Piece
             // codes: within ExactEncode's scale ranges the only codes that dequantize to the weight are the reference's.
             // The encoder checks every value's exactness itself (tests cover every code); the leading rows are also
             // dequantized again and compared, a cheap guard against a layout mistake (a full check would cost 40% more CPU).
-            if (EncodesExactly && (_fp4 ? ExactEncode.Fp4(input, _rows, _cols, scales, _group, codes) : ExactEncode.Fp8(input, _rows, _cols, scales, _block, codes))
+            if (EncodesExactly && (_fp4 ? ExactEncode.Fp4(input, _rows, _cols, scales, _group, codes) : RowChunkedBlocks.ExactEncodeFp8(input, _rows, _cols, scales, _block, codes))
                 && LeadingRowsDequantizeTo(codes, scales, input))
             {
                 Unchanged = Exact = true;
@@ -140,7 +140,7 @@ internal sealed class QuantPiece : Piece
             _readReferenceCodes = true;
             bool same = _fp4
                 ? DequantEquality.Fp4(rc.All, _rows, _cols, refScale, _group, input, _inFmt)
-                : DequantEquality.Fp8(rc.All, _rows, _cols, refScale, Inner, _block, input, _inFmt);
+                : RowChunkedBlocks.DequantizesTo(rc.All, _rows, _cols, refScale, Inner, _block, input, _inFmt);
             if (same)
             {
                 rc.All.CopyTo(codes);
@@ -149,12 +149,12 @@ internal sealed class QuantPiece : Piece
             }
             QuantizeReport r = _fp4
                 ? BlockQuant.Fp4(input, _inFmt, _rows, _cols, scales, _group, ScaleMode.Reuse, codes, k)
-                : BlockQuant.Fp8(input, _inFmt, _rows, _cols, scales, Inner, _block, ScaleMode.Reuse, codes, k);
+                : RowChunkedBlocks.Quantize(input, _inFmt, _rows, _cols, scales, Inner, _block, ScaleMode.Reuse, codes, k);
             ChangedBlocks = r.ChangedBlocks.Count;
             return;
         }
         if (_fp4) BlockQuant.Fp4(input, _inFmt, _rows, _cols, scales, _group, ScaleMode.Canonical, codes, k);
-        else BlockQuant.Fp8(input, _inFmt, _rows, _cols, scales, Inner, _block, ScaleMode.Canonical, codes, k);
+        else RowChunkedBlocks.Quantize(input, _inFmt, _rows, _cols, scales, Inner, _block, ScaleMode.Canonical, codes, k);
     }
 }
 

@@ -114,7 +114,8 @@ static class ChunkCompare
             int cols = (int)t.Info.Shape[1];
             var sf = s.Info.DType switch { DType.F32 => ScaleFormat.F32, DType.BF16 => ScaleFormat.BF16, _ => ScaleFormat.E8M0 };
             var block = new BlockSize((int)Math.Ceiling(rows / (double)s.Info.Shape[0]), (int)Math.Ceiling(cols / (double)s.Info.Shape[1]));
-            BlockSize cfg = Converter.BlockOf(c.Config ?? new JsonObject());
+            JsonObject config = c.Config ?? new JsonObject();
+            BlockSize cfg = TensorBlocks.Of(FamilyRegistry.SchemeOf(config), ConfigValues.TextConfig(config), t.Name, rows, cols, Converter.BlockOf(config), s.Info.Shape);
             if (cfg.GridFor(rows, cols) == ((int)s.Info.Shape[0], (int)s.Info.Shape[1])) block = cfg;
             return new Side(r, t, bytes, sf, block, false, 0);
         }
@@ -169,7 +170,7 @@ static class ChunkCompare
     static void Dequantized(Side a, Side b, Stats st, CancellationToken cancel)
     {
         int rows = (int)a.T.Info.Shape[0], stored = (int)a.T.Info.Shape[1], cols = a.Fp4 ? stored * 2 : stored;
-        int align = a.Fp4 ? 1 : Lcm(a.Block.Rows, b.Block.Rows);
+        int align = a.Fp4 ? 1 : Lcm(Unit(a.Block), Unit(b.Block));
         int rowsPer = Math.Max(align, ChunkBytes / Math.Max(1, cols * 4) / align * align);
         var codesA = new byte[(long)rowsPer * stored];
         var codesB = new byte[codesA.Length];
@@ -191,8 +192,8 @@ static class ChunkCompare
                 else
                 {
                     int gc = (cols + side.Block.Cols - 1) / side.Block.Cols, sb = BlockDequant.BytesPerScale(side.Format);
-                    int g0 = r0 / side.Block.Rows, g1 = (r0 + n + side.Block.Rows - 1) / side.Block.Rows;
-                    BlockDequant.Fp8(codes.AsSpan(0, n * stored), n, cols, side.Scales.AsSpan(g0 * gc * sb, (g1 - g0) * gc * sb), side.Format, side.Block,
+                    int g0 = side.Block.GridFor(r0, cols).Rows, g1 = g0 + side.Block.GridFor(n, cols).Rows; // r0 starts a block row (or chunk)
+                    RowChunkedBlocks.Dequantize(codes.AsSpan(0, n * stored), n, cols, side.Scales.AsSpan(g0 * gc * sb, (g1 - g0) * gc * sb), side.Format, side.Block,
                         output.AsSpan(0, n * cols * 4), FloatFormat.F32, opts);
                 }
             }
@@ -200,6 +201,9 @@ static class ChunkCompare
                 System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(outB.AsSpan(0, n * cols * 4)), (long)r0 * cols);
         }
     }
+
+    // Rows after which a grid starts a scale row afresh.
+    static int Unit(BlockSize b) => b.RowChunk > 0 ? b.RowChunk : b.Rows;
 
     static int Lcm(int x, int y)
     {

@@ -101,6 +101,9 @@ public static class FamilyRegistry
         return ByModelType(top) ?? ByModelType(text);
     }
 
+    /// <summary>The quantization scheme of a config's family (<see cref="Of"/>), or null.</summary>
+    public static QuantScheme? SchemeOf(JsonObject config) => Of(config) is { } f ? Module(f.Id)?.Quant : null;
+
     /// <summary>The family id a user-given name means (the id, an alias, or a model_type spelling), or null.</summary>
     public static FamilyIdentity? ByName(string name)
     {

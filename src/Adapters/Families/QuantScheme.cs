@@ -29,4 +29,10 @@ public sealed record QuantScheme(ScaleNaming Naming, DType ScaleDType, int Block
 {
     /// <summary>The scale tensor name of the quantized weight <paramref name="weight"/>.</summary>
     public string ScaleNameOf(string weight) => Naming.ScaleNameOf(weight);
+
+    /// <summary>
+    /// The weights whose scale grid restarts every chunk of rows (MiMo-V2-Flash's full-attention k_proj, per KV head), read
+    /// only when the stored grid has that shape (<see cref="TensorBlocks"/>); null: every weight is blocked uniformly.
+    /// </summary>
+    public RowChunkRule? RowChunks { get; init; }
 }

@@ -15,6 +15,10 @@ static class QuantScan
         public readonly Checkpoint Ck = ck;
         public readonly List<string> Problems = problems;
         public (int B0, int B1)? Block;
+        // The family's row-chunked blocks (QuantScheme.RowChunks) and how many weights use each.
+        public QuantScheme? Scheme;
+        public JsonObject? Text;
+        public readonly SortedDictionary<string, int> Chunked = new(StringComparer.Ordinal);
         public int Fp8, Fp4, Bad, Malformed;
         public readonly SortedSet<string> Fp8Scales = new(StringComparer.Ordinal), Fp4Scales = new(StringComparer.Ordinal);
         public readonly SortedDictionary<string, string> Fp8ScaleFiles = new(StringComparer.Ordinal);
@@ -45,6 +49,7 @@ static class QuantScan
     {
         var x = new Tally(ck, problems);
         ReadBlock(x, (cfg?["quantization_config"] ?? text?["quantization_config"]) as JsonObject);
+        if (cfg is not null) (x.Scheme, x.Text) = (FamilyRegistry.SchemeOf(cfg), ConfigValues.TextConfig(cfg));
         foreach (var t in ck.Tensors)
         {
             TensorInfo w = t.Info;
@@ -96,9 +101,12 @@ static class QuantScan
         x.Fp8ScaleFiles.TryAdd(sc.DType.Name(), System.IO.Path.GetFileName(s.File.Path));
         x.ScaleTensors.Add((s, w.Name, false));
         var (b0, b1) = x.Block ?? (128, 128);
-        long g0 = (w.Shape[0] + b0 - 1) / b0, g1 = (w.Shape[1] + b1 - 1) / b1;
+        int rows = checked((int)w.Shape[0]), cols = checked((int)w.Shape[1]);
+        BlockSize block = TensorBlocks.Of(x.Scheme, x.Text, w.Name, rows, cols, new BlockSize(b0, b1), sc.Shape);
+        var (g0, g1) = block.GridFor(rows, cols);
         if (sc.Shape[0] != g0 || sc.Shape[1] != g1)
-            x.Problem($"{s.File.Path}: tensor '{sc.Name}': scale grid {sc.ShapeText} does not fit weight '{w.Name}' {w.ShapeText} with block {new BlockSize(b0, b1)} (expected [{g0}, {g1}])", true);
+            x.Problem($"{s.File.Path}: tensor '{sc.Name}': scale grid {sc.ShapeText} does not fit weight '{w.Name}' {w.ShapeText} with {TensorBlocks.Expected(x.Scheme, x.Text, w.Name, rows, cols, new BlockSize(b0, b1))}", true);
+        else if (block.RowChunk > 0) x.Chunked[block.ToString()] = x.Chunked.GetValueOrDefault(block.ToString()) + 1;
     }
 
     static void CheckFp4(Tally x, TensorInfo w, TensorLocation s)
@@ -133,7 +141,8 @@ static class QuantScan
         {
             string b = x.Block is { } bb ? new BlockSize(bb.B0, bb.B1) is { IsPerRow: true } ? "per-row (compressed-tensors channel)" : $"block {bb.B0}x{bb.B1}"
                 : "block 128x128 (assumed: config has no weight_block_size)";
-            schemes.Add($"FP8 E4M3 {b}, scale {string.Join("/", x.Fp8Scales)} ({x.Fp8} weights)");
+            string chunked = string.Concat(x.Chunked.Select(kv => $"; {kv.Value} with block {kv.Key}"));
+            schemes.Add($"FP8 E4M3 {b}, scale {string.Join("/", x.Fp8Scales)} ({x.Fp8} weights{chunked})");
         }
         if (x.Fp4 > 0) schemes.Add($"FP4 E2M1 packed, scale {string.Join("/", x.Fp4Scales)} ({x.Fp4} weights)");
         if (schemes.Count == 0) schemes.Add("none");

@@ -8,14 +8,15 @@ namespace Mtp.Adapters;
 /// narrower than Q/K, <c>attention_sink_bias</c> on sliding layers), a dense first layer then MoE layers (sigmoid router
 /// with correction bias, no shared expert), and MTP depths under <c>model.mtp.layers.{k}</c> (<c>enorm</c>, <c>hnorm</c>,
 /// <c>eh_proj</c>, one sliding-window block with a dense MLP and <c>pre_mlp_layernorm</c>, <c>final_layernorm</c>).
-/// The release is block FP8 with F32 <c>weight_scale_inv</c>. Its config.json does not state the MTP depth: it is read
+/// The release is block FP8 with F32 <c>weight_scale_inv</c>, 128x128 blocks, except the full-attention k_proj, blocked per
+/// KV head (<see cref="MimoV2FlashLayers.FullAttentionKeyHeadRows"/>). Its config.json does not state the MTP depth: it is read
 /// from <c>num_nextn_predict_layers</c> when present, else counted from the tensor names. Sources: src/Adapters/README.md,
 /// "MiMo-V2-Flash".
 /// </summary>
 public sealed class MimoV2FlashFamily : FamilyModule
 {
     /// <summary>The module for <paramref name="identity"/> (built by <see cref="FamilyRegistry"/>).</summary>
-    public MimoV2FlashFamily(FamilyIdentity identity) : base(identity, new QuantScheme(ScaleNaming.ScaleInv, DType.F32)) { }
+    public MimoV2FlashFamily(FamilyIdentity identity) : base(identity, new QuantScheme(ScaleNaming.ScaleInv, DType.F32) { RowChunks = MimoV2FlashLayers.FullAttentionKeyHeadRows }) { }
 
     /// <inheritdoc />
     protected override ModelFacts ReadFamilyFacts(FactsInput x, IEnumerable<string>? tensorNames)

@@ -31,6 +31,25 @@ sealed class MimoV2FlashLayers
     /// <summary>Whether main layer <paramref name="i"/> uses sliding-window attention.</summary>
     public bool IsSliding(int i) => i >= 0 && i < sliding.Count && sliding[i];
 
+    /// <summary>
+    /// <see cref="RowChunkRule"/> of the release: a full-attention layer's <c>self_attn.k_proj.weight</c>
+    /// (<c>num_key_value_heads</c> x <c>head_dim</c> rows) is blocked per KV head, so its chunk is <c>head_dim</c> rows.
+    /// Sliding-window layers (<c>swa_*</c> heads, MTP blocks included) and every other weight are blocked uniformly.
+    /// Why: src/Adapters/README.md, "MiMo-V2-Flash".
+    /// </summary>
+    public static int FullAttentionKeyHeadRows(JsonObject tc, string hfWeight, int rows)
+    {
+        const string pre = "model.layers.", post = ".self_attn.k_proj.weight";
+        if (!hfWeight.StartsWith(pre, StringComparison.Ordinal) || !hfWeight.EndsWith(post, StringComparison.Ordinal)
+            || !int.TryParse(hfWeight.AsSpan(pre.Length, hfWeight.Length - pre.Length - post.Length), System.Globalization.NumberStyles.None,
+                System.Globalization.CultureInfo.InvariantCulture, out int i))
+            return 0;
+        int layers = ConfigValues.Int(tc, "num_hidden_layers") ?? 0;
+        if (i >= layers || Read(tc, layers).IsSliding(i)) return 0;
+        int heads = ConfigValues.Int(tc, "num_key_value_heads") ?? 0, headDim = ConfigValues.Int(tc, "head_dim") ?? 0;
+        return heads > 1 && headDim > 0 && rows == heads * headDim ? headDim : 0;
+    }
+
     // A per-layer flag list: 0/1 integers under intKey, or two strings under strKey; one entry per main layer.
     static List<bool>? PerLayer(JsonObject tc, int layers, string intKey, string strKey, string yes, string no)
     {
