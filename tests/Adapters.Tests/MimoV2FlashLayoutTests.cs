@@ -116,4 +116,59 @@ public class MimoV2FlashLayoutTests
         Assert.That(e.Kind, Is.EqualTo(AdapterErrorKind.Malformed));
         Assert.That(e.Message, Does.StartWith("config.json: '" + key + "'").And.Contain(says));
     }
+
+    static IReadOnlyList<string> OpsOf(string converted, string tensor) =>
+        ((JsonArray)JsonNode.Parse(File.ReadAllText(Path.Combine(converted, "conversion.json")))!["tensors"]!)
+        .Single(t => (string)t!["name"]! == tensor)!["ops"]!.AsArray().Select(o => (string)o!).ToList();
+
+    [Test]
+    public void TheFullAttentionKProjIsReadPerKvHeadAndOnlyWhereItsGridSaysSo()
+    {
+        // The fixture's full-attention layers (0, 2) have 2 KV heads of 192 rows whose k_proj PyTorch quantized head by head
+        // (grid [4, 1]; RoundTripTests and FixtureReferenceTests compare the values with PyTorch's bit for bit).
+        const string k0 = "model.layers.0.self_attn.k_proj.weight";
+        string tmp = RepoPaths.NewTempDir("mimo2-kgrid");
+        string nat = Path.Combine(tmp, "native"), back = Path.Combine(tmp, "hf");
+        Converter.ToNative(Fx.Dir(Fixture), nat, new ConvertOptions());
+        Assert.That(OpsOf(nat, k0), Has.Some.EqualTo("dequantize FP8 E4M3 with F32 block scales 128x128 per 192 rows -> BF16"));
+        Assert.That(OpsOf(nat, "model.layers.2.self_attn.k_proj.weight"), Has.Some.Contains("128x128 per 192 rows"));
+        foreach (string uniform in new[] { "model.layers.1.self_attn.k_proj.weight", "model.layers.0.self_attn.q_proj.weight", "mtp.layers.0.self_attn.k_proj.weight" })
+            Assert.That(OpsOf(nat, uniform), Has.Some.EqualTo("dequantize FP8 E4M3 with F32 block scales 128x128 -> BF16"), uniform);
+        // Written back without the reference: the recorded grid gives the per-head block again.
+        Converter.ToHf(nat, back, new ConvertOptions());
+        Assert.That(OpsOf(back, k0), Has.Some.EqualTo("quantize to FP8 E4M3 with F32 block scales 128x128 per 192 rows"));
+        using (var c = Checkpoint.Open(back)) Assert.That(c.Get(k0 + "_scale_inv").Info.Shape, Is.EqualTo(new long[] { 4, 1 }));
+
+        // The same weight with a uniform grid ([3, 1], as a tool blocking the whole matrix would write it) is read uniformly,
+        // and round trips byte for byte.
+        var scales = new byte[3 * 4];
+        for (int i = 0; i < 3; i++) BitConverter.TryWriteBytes(scales.AsSpan(i * 4), 1f / (64 << i));
+        string fx = Fx.Rewrite(Fx.Dir(Fixture), "mimo2-kgrid-uniform", n => n == k0 + "_scale_inv",
+            (new TensorSpec(k0 + "_scale_inv", DType.F32, new long[] { 3, 1 }), scales));
+        string nat2 = Path.Combine(tmp, "native2"), back2 = Path.Combine(tmp, "hf2");
+        Converter.ToNative(fx, nat2, new ConvertOptions { DType = DType.F32 });
+        Assert.That(OpsOf(nat2, k0), Has.Some.EqualTo("dequantize FP8 E4M3 with F32 block scales 128x128 -> F32"));
+        using (var hf = Checkpoint.Open(fx))
+        using (var n2 = Checkpoint.Open(nat2))
+        {
+            // Row r's values are its codes times scale r / 128: compared through the per-head output of the same codes,
+            // which used scale row (r / 192) * 2 + (r % 192) / 128 of the stored per-head grid.
+            using var n1 = Checkpoint.Open(nat);
+            ReadOnlySpan<float> got = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(n2.Get(k0).File.GetBytes(n2.Get(k0).Info));
+            Assert.That(got.Length, Is.EqualTo(384 * 32));
+            using var orig = Checkpoint.Open(Fx.Dir(Fixture));
+            ReadOnlySpan<float> perHead = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(orig.Get(k0 + "_scale_inv").File.GetBytes(orig.Get(k0 + "_scale_inv").Info));
+            var bf16 = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(n1.Get(k0).File.GetBytes(n1.Get(k0).Info)).ToArray();
+            for (int r = 0; r < 384; r++)
+            for (int j = 0; j < 32; j++)
+            {
+                float code = BitConverter.Int32BitsToSingle(bf16[r * 32 + j] << 16) / perHead[r / 192 * 2 + r % 192 / 128]; // exact: a code, BF16-rounded
+                float want = code * (1f / (64 << (r / 128)));
+                if (MathF.Abs(got[r * 32 + j] - want) > MathF.Abs(want) * 1e-2f) Assert.Fail($"[{r},{j}]: {got[r * 32 + j]} vs {want}");
+            }
+        }
+        Converter.ToHf(nat2, back2, new ConvertOptions { Reference = fx });
+        Assert.That(Verifier.Compare(fx, back2).Identical, Is.True);
+        Directory.Delete(tmp, true);
+    }
 }

@@ -103,16 +103,18 @@ public class StrictnessTests
         Assert.That(e.Message, Does.Contain(victim));
     }
 
-    [Test]
-    public void AScaleGridWithExtraRowsIsRefusedNotGuessed()
+    [TestCase("model.layers.0.self_attn.k_proj", 384, 2, "expected [3, 1]) or block 128x128 per 192 rows (expected [4, 1])")]
+    [TestCase("model.layers.1.self_attn.k_proj", 48, 2, "with block 128x128 (expected [1, 1])")] // sliding: no per-head reading
+    [TestCase("model.layers.0.self_attn.q_proj", 768, 8, "with block 128x128 (expected [6, 1])")] // 4 heads of 192: only k_proj is per head
+    public void AScaleGridThatFitsNeitherReadingIsRefusedNamingTheTensor(string weight, int rows, int gridRows, string expected)
     {
-        // MiMo-V2-Flash's full-attention k_proj: more scale rows than 128-row blocks give (the release's [8, 32] for
-        // [768, 4096]; src/Adapters/README.md). The reading of such a grid is not known, so it is refused by name.
-        const string victim = "model.layers.0.self_attn.k_proj.weight_scale_inv";
-        var extra = (new TensorSpec(victim, DType.F32, new long[] { 2, 1 }), new byte[8]);
+        // MiMo-V2-Flash's full-attention k_proj may be blocked per KV head (the fixture's 2 heads x 192 rows: [4, 1]) or
+        // uniformly ([3, 1]); any other grid, and a per-head grid on any other weight, is refused, never guessed.
+        string victim = weight + ".weight_scale_inv";
+        var extra = (new TensorSpec(victim, DType.F32, new long[] { gridRows, 1 }), new byte[gridRows * 4]);
         var e = ConvertFails(Fx.Rewrite(Fx.Dir("mimo-v2-flash"), "kgrid", n => n == victim, extra));
         Assert.That(e.Kind, Is.EqualTo(AdapterErrorKind.Malformed));
-        Assert.That(e.Message, Does.Contain(victim).And.Contain("[2, 1]").And.Contain("expected [1, 1]"));
+        Assert.That(e.Message, Does.Contain($"tensor '{victim}'").And.Contain($"[{gridRows}, 1] does not fit weight [{rows}, 32]").And.Contain(expected));
         Assert.That(e.Message.Split('\n'), Has.Length.EqualTo(1));
     }
 

@@ -31,11 +31,26 @@ public class FixtureReferenceTests
             ? BlockSize.PerRow : BlockSize.Fp8Default;
     }
 
+    /// <summary>
+    /// MiMo-V2-Flash's full-attention k_proj (layers whose <c>hybrid_layer_pattern</c> entry is 0) was quantized head by
+    /// head, <c>head_dim</c> rows each (the generator's <c>fp8_per_head</c>): the block restarts every head.
+    /// </summary>
+    static BlockSize BlockOf(Checkpoint ck, BlockSize block, string weight)
+    {
+        var cfg = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(ck.Directory, "config.json")))!;
+        if (cfg["model_type"]?.GetValue<string>() != "mimo_v2_flash" || !weight.EndsWith(".self_attn.k_proj.weight", StringComparison.Ordinal)
+            || !weight.StartsWith("model.layers.", StringComparison.Ordinal))
+            return block;
+        int layer = int.Parse(weight.Split('.')[2]);
+        return cfg["hybrid_layer_pattern"]![layer]!.GetValue<int>() == 0 ? block with { RowChunk = cfg["head_dim"]!.GetValue<int>() } : block;
+    }
+
     static IEnumerable<Case> Cases(Checkpoint ck, SafeTensorsFile reference)
     {
-        BlockSize block = BlockOf(ck);
+        BlockSize uniform = BlockOf(ck);
         foreach (TensorInfo r in reference.Tensors)
         {
+            BlockSize block = BlockOf(ck, uniform, r.Name);
             TensorLocation w = ck.Get(r.Name);
             string stem = r.Name[..^".weight".Length];
             TensorLocation s = ck.TryGet(stem + ".weight_scale_inv", out var a) ? a
@@ -57,7 +72,7 @@ public class FixtureReferenceTests
         var dst = new byte[(long)c.Rows * c.Cols * (output == FloatFormat.F32 ? 4 : 2)];
         ReadOnlySpan<byte> q = c.Weight.File.GetBytes(c.Weight.Info), s = c.Scale.File.GetBytes(c.Scale.Info);
         if (c.Fp4) BlockDequant.Fp4(q, c.Rows, c.Cols, s, 32, dst, output);
-        else BlockDequant.Fp8(q, c.Rows, c.Cols, s, c.ScaleFormat, c.Block, dst, output);
+        else RowChunkedBlocks.Dequantize(q, c.Rows, c.Cols, s, c.ScaleFormat, c.Block, dst, output);
         return dst;
     }
 
@@ -89,6 +104,8 @@ public class FixtureReferenceTests
         }
         Assert.That(n, Is.GreaterThan(0));
         Assert.That(bf16.Tensors.Count, Is.EqualTo(n));
+        if (fixture == "mimo-v2-flash")
+            Assert.That(Cases(ck, f32).Count(c => c.Block.RowChunk > 0), Is.EqualTo(2), "both full-attention k_proj are blocked per head");
     }
 
     [TestCaseSource(nameof(QuantizedFixtures))]
@@ -104,7 +121,7 @@ public class FixtureReferenceTests
             var codes = new byte[original.Length];
             QuantizeReport report = c.Fp4
                 ? BlockQuant.Fp4(bf16.GetBytes(c.Name), FloatFormat.BF16, c.Rows, c.Cols, scales, 32, ScaleMode.Reuse, codes)
-                : BlockQuant.Fp8(bf16.GetBytes(c.Name), FloatFormat.BF16, c.Rows, c.Cols, scales, c.ScaleFormat, c.Block, ScaleMode.Reuse, codes);
+                : RowChunkedBlocks.Quantize(bf16.GetBytes(c.Name), FloatFormat.BF16, c.Rows, c.Cols, scales, c.ScaleFormat, c.Block, ScaleMode.Reuse, codes);
             Assert.That(report.ChangedBlocks, Is.Empty, c.Name);
             Assert.That(scales, Is.EqualTo(c.Scale.File.GetBytes(c.Scale.Info).ToArray()), c.Name + " scales untouched");
             Assert.That(codes, Is.EqualTo(original), c.Name + " codes");
@@ -132,11 +149,11 @@ public class FixtureReferenceTests
             var scales = new byte[c.Scale.Info.ByteLength];
             var codes = new byte[c.Weight.Info.ByteLength];
             if (c.Fp4) BlockQuant.Fp4(f32.GetBytes(c.Name), FloatFormat.F32, c.Rows, c.Cols, scales, 32, ScaleMode.Canonical, codes);
-            else BlockQuant.Fp8(f32.GetBytes(c.Name), FloatFormat.F32, c.Rows, c.Cols, scales, ScaleFormat.E8M0, c.Block, ScaleMode.Canonical, codes);
+            else RowChunkedBlocks.Quantize(f32.GetBytes(c.Name), FloatFormat.F32, c.Rows, c.Cols, scales, ScaleFormat.E8M0, c.Block, ScaleMode.Canonical, codes);
 
             var back = new byte[(long)c.Rows * c.Cols * 4];
             if (c.Fp4) BlockDequant.Fp4(codes, c.Rows, c.Cols, scales, 32, back, FloatFormat.F32);
-            else BlockDequant.Fp8(codes, c.Rows, c.Cols, scales, ScaleFormat.E8M0, c.Block, back, FloatFormat.F32);
+            else RowChunkedBlocks.Dequantize(codes, c.Rows, c.Cols, scales, ScaleFormat.E8M0, c.Block, back, FloatFormat.F32);
             Assert.That(back, Is.EqualTo(f32.GetBytes(c.Name).ToArray()), c.Name + ": values after canonical re-quantization");
 
             ReadOnlySpan<byte> theirs = c.Scale.File.GetBytes(c.Scale.Info);
