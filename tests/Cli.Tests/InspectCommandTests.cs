@@ -70,7 +70,9 @@ public class InspectCommandTests
         Assert.That((int)got["mtp_depth"]!, Is.EqualTo(mtp.Select(t => t.Name.Split('.')[3]).Distinct().Count()));
         Assert.That(got["config_mtp_depth"], Is.Null);
         Assert.That(((JsonArray)got["mtp_locations"]!).Select(l => (string)l!), Is.EqualTo(new[] { "model.mtp.layers.{k}.*" }));
-        Assert.That(((JsonArray)got["quantization"]!).Select(l => (string)l!).Single(), Does.StartWith("FP8 E4M3 block 128x128, scale F32"));
+        // Both full-attention k_proj (2 KV heads of 192 rows) are blocked per head, as in the release.
+        Assert.That(((JsonArray)got["quantization"]!).Select(l => (string)l!).Single(),
+            Does.StartWith("FP8 E4M3 block 128x128, scale F32").And.EndWith("; 2 with block 128x128 per 192 rows)"));
     }
 
     [Test]
