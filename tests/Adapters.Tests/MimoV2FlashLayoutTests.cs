@@ -171,4 +171,26 @@ public class MimoV2FlashLayoutTests
         Assert.That(Verifier.Compare(fx, back2).Identical, Is.True);
         Directory.Delete(tmp, true);
     }
+
+    [Test]
+    public void VerifyMeasuresAChangedPerHeadKProjWithItsOwnHeadsScale()
+    {
+        // One code of head 0's row 100 (scale row 0 per head, where a uniform 96-row reading of the [4, 1] grid would use
+        // scale row 1) set to zero: the difference verify reports is PyTorch's value there.
+        const string k0 = "model.layers.0.self_attn.k_proj.weight";
+        const int row = 100;
+        string fx = Fx.Dir(Fixture);
+        byte[] codes;
+        using (var c = Checkpoint.Open(fx)) codes = c.Get(k0).File.GetBytes(c.Get(k0).Info).ToArray();
+        int j = Enumerable.Range(0, 32).First(j => (codes[row * 32 + j] & 0x7F) != 0);
+        codes[row * 32 + j] = 0;
+        string changed = Fx.Rewrite(fx, "mimo2-kgrid-verify", n => n == k0, (new TensorSpec(k0, DType.F8_E4M3, new long[] { 384, 32 }), codes));
+        float want;
+        using (var r = SafeTensorsFile.Open(Path.Combine(fx, "reference", "dequant_f32.safetensors")))
+            want = MathF.Abs(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(r.GetBytes(k0))[row * 32 + j]);
+        var d = Verifier.Compare(fx, changed).Differences.Single();
+        Assert.That(d.Name, Is.EqualTo(k0));
+        Assert.That(d.FirstIndex, Is.EqualTo(row * 32 + j));
+        Assert.That(d.MaxAbsDiff, Is.EqualTo((double)want));
+    }
 }
