@@ -134,6 +134,10 @@ public class MimoV2FlashLayoutTests
         Assert.That(OpsOf(nat, "model.layers.2.self_attn.k_proj.weight"), Has.Some.Contains("128x128 per 192 rows"));
         foreach (string uniform in new[] { "model.layers.1.self_attn.k_proj.weight", "model.layers.0.self_attn.q_proj.weight", "mtp.layers.0.self_attn.k_proj.weight" })
             Assert.That(OpsOf(nat, uniform), Has.Some.EqualTo("dequantize FP8 E4M3 with F32 block scales 128x128 -> BF16"), uniform);
+        // Dequantized in pieces of one block row or one head (5,000-byte blocks split the BF16 k_proj head by head): the same bytes.
+        string split = Path.Combine(tmp, "split");
+        Converter.ToNative(Fx.Dir(Fixture), split, new ConvertOptions { BlockBytes = 5000 });
+        Assert.That(Verifier.Compare(nat, split).Identical, Is.True);
         // Written back without the reference: the recorded grid gives the per-head block again.
         Converter.ToHf(nat, back, new ConvertOptions());
         Assert.That(OpsOf(back, k0), Has.Some.EqualTo("quantize to FP8 E4M3 with F32 block scales 128x128 per 192 rows"));
