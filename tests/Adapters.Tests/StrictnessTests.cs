@@ -104,7 +104,7 @@ public class StrictnessTests
     }
 
     [TestCase("model.layers.0.self_attn.k_proj", 384, 2, "expected [3, 1]) or block 128x128 per 192 rows (expected [4, 1])")]
-    [TestCase("model.layers.1.self_attn.k_proj", 48, 2, "with block 128x128 (expected [1, 1])")] // sliding: no per-head reading
+    [TestCase("model.layers.1.self_attn.k_proj", 768, 8, "with block 128x128 (expected [6, 1])")] // sliding (4 heads of 192): a per-head grid is not read
     [TestCase("model.layers.0.self_attn.q_proj", 768, 8, "with block 128x128 (expected [6, 1])")] // 4 heads of 192: only k_proj is per head
     public void AScaleGridThatFitsNeitherReadingIsRefusedNamingTheTensor(string weight, int rows, int gridRows, string expected)
     {
