@@ -38,13 +38,19 @@ public static partial class ExactEncode
 
     static ushort Bf16Bits(float f) => (ushort)(BitConverter.SingleToUInt32Bits(f) >> 16); // exact for these values
 
+    /// <summary>All ones in lanes 1..31: lane 0 of a scaled <see cref="E4M3Subnormals"/> table stays zero.</summary>
+    static readonly Vector512<ushort> NotLane0 = Vector512.Create((ReadOnlySpan<ushort>)Enumerable.Range(0, 32).Select(k => k == 0 ? (ushort)0 : (ushort)0xFFFF).ToArray());
+
     /// <summary>
     /// FP8 codes of rows [<paramref name="r0"/>, <paramref name="r1"/>) (columns and block columns multiples of 32), each
     /// checked by decoding it again; false when one does not decode to its input.
     /// </summary>
     static unsafe bool Fp8Rows512(ushort* input, int cols, int r0, int r1, byte* scales, int gc, BlockSize block, byte* codes)
     {
-        var bad = Vector512<ushort>.Zero;
+        Vector512<ushort> bad = Vector512<ushort>.Zero, maxEm = Vector512<ushort>.Zero;
+        Vector512<ushort> absMask = Vector512.Create((ushort)0x7FFF), low7 = Vector512.Create((ushort)0x7F), lead = Vector512.Create((ushort)0x80);
+        Vector512<ushort> eight = Vector512.Create((ushort)8), signMask = Vector512.Create((ushort)0x8000);
+        Vector512<ushort> subnormals = E4M3Subnormals, notLane0 = NotLane0;
         for (int r = r0; r < r1; r++)
         {
             ushort* u = input + (long)r * cols;
@@ -53,52 +59,38 @@ public static partial class ExactEncode
             for (int bc = 0, j = 0; bc < gc; bc++)
             {
                 int s = srow[bc], end = Math.Min(cols, j + block.Cols);
-                // Encoder constants: exponent - (s - 10) = E4M3 exponent field + 3; (magnitude >> 4) - ((s - 7) << 3) = normal code.
-                var kt = Vector512.Create((ushort)(s - 10));
-                var kn = Vector512.Create((ushort)((s - 7) << 3));
-                // Decoder constant: the scale 2^(s - 127) added to a BF16 exponent field.
-                var kd = Vector512.Create((ushort)((s - 127) << 7));
+                // Encoder constants. E4M3 exponent field + 3 = BF16 exponent - (s - 10): below 4 (BF16 exponent below
+                // s - 6) the value is subnormal, k * 2^-9 with k = (1.mantissa) >> (8 - that), i.e. >> ((s - 2) - exponent);
+                // above, (magnitude >> 4) - ((s - 7) << 3) is the normal code.
+                var subBelow = Vector512.Create((ushort)(s - 6));
+                var subShift = Vector512.Create((ushort)(s - 2));
+                var normalOff = Vector512.Create((ushort)((s - 7) << 3));
+                // Decoder constants: the scale 2^(s - 127) added to BF16 exponent fields. A normal code's e, m make
+                // 2^(e - 7) * (1 + m/8), exponent field e + 120, mantissa m << 4: (code << 4) + (120 << 7); subnormals
+                // (and zero, kept zero) come from the table.
+                var kd = (ushort)((s - 127) << 7);
+                var normalBase = Vector512.Create((ushort)((120 << 7) + kd));
+                var sub = (subnormals + Vector512.Create(kd)) & notLane0;
                 for (; j < end; j += 32)
                 {
                     Vector512<ushort> x = Vector512.Load(u + j);
-                    Vector256<byte> c = Avx512BW.ConvertToVector256Byte(Fp8Encode(x, kt, kn));
+                    // Encode: candidate codes; lanes without an exact code get some code that the check below refuses
+                    // (the saturating subtraction makes zero code 0).
+                    Vector512<ushort> mag = x & absMask, exp = mag >> 7;
+                    Vector512<ushort> code = Vector512.ConditionalSelect(Vector512.LessThan(exp, subBelow),
+                        Avx512BW.ShiftRightLogicalVariable((mag & low7) | lead, subShift - exp), Avx512BW.SubtractSaturate(mag >> 4, normalOff));
+                    Vector256<byte> c = Avx512BW.ConvertToVector256Byte(code | ((x >> 8) & lead));
                     c.Store(o + j);
-                    bad |= Fp8Mismatch(Avx512BW.ConvertToVector512UInt16(c), x, kd);
+                    // Check: decode the stored bytes and compare with the input; NaN codes (0x7F, 0xFF) are found by the maximum.
+                    Vector512<ushort> cw = Avx512BW.ConvertToVector512UInt16(c), em = cw & low7;
+                    Vector512<ushort> value = Vector512.ConditionalSelect(Vector512.LessThan(em, eight), Avx512BW.PermuteVar32x16(sub, em), (em << 4) + normalBase)
+                        | ((cw << 8) & signMask);
+                    bad |= value ^ x;
+                    maxEm = Vector512.Max(maxEm, em);
                 }
             }
         }
-        return bad == Vector512<ushort>.Zero;
-    }
-
-    /// <summary>
-    /// Candidate E4M3 codes (low byte of each lane; lanes that have no exact code get some code that the check refuses).
-    /// Saturating subtractions make zero (and anything below the subnormal range) code 0.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<ushort> Fp8Encode(Vector512<ushort> x, Vector512<ushort> kt, Vector512<ushort> kn)
-    {
-        Vector512<ushort> mag = x & Vector512.Create((ushort)0x7FFF);
-        Vector512<ushort> t = Avx512BW.SubtractSaturate(mag >> 7, kt);
-        Vector512<ushort> normal = Avx512BW.SubtractSaturate(mag >> 4, kn);
-        // t = 1..3: the subnormal k * 2^-9 with k = (1.mantissa) >> (8 - t); t = 0 shifts everything out.
-        Vector512<ushort> sub = Avx512BW.ShiftRightLogicalVariable((mag & Vector512.Create((ushort)0x7F)) | Vector512.Create((ushort)0x80),
-            Vector512.Create((ushort)8) - t);
-        Vector512<ushort> code = Vector512.ConditionalSelect(Vector512.LessThan(t, Vector512.Create((ushort)4)), sub, normal);
-        return code | ((x >> 8) & Vector512.Create((ushort)0x80));
-    }
-
-    /// <summary>Non-zero lanes where the E4M3 code <paramref name="c"/> (0..255 per lane) at the scale does not dequantize to <paramref name="x"/>, or is NaN.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<ushort> Fp8Mismatch(Vector512<ushort> c, Vector512<ushort> x, Vector512<ushort> kd)
-    {
-        Vector512<ushort> em = c & Vector512.Create((ushort)0x7F);
-        // Normal e, m: 2^(e - 7) * (1 + m/8) has BF16 exponent field e + 120 and mantissa m << 4; subnormals from the table.
-        Vector512<ushort> normal = (em << 4) + Vector512.Create((ushort)(120 << 7));
-        Vector512<ushort> one = Vector512.ConditionalSelect(Vector512.LessThan(em, Vector512.Create((ushort)8)),
-            Avx512BW.PermuteVar32x16(E4M3Subnormals, em), normal);
-        Vector512<ushort> value = Vector512.ConditionalSelect(Vector512.Equals(em, Vector512<ushort>.Zero), Vector512<ushort>.Zero, one + kd)
-            | ((c << 8) & Vector512.Create((ushort)0x8000));
-        return (value ^ x) | Vector512.Equals(em, Vector512.Create((ushort)0x7F));
+        return bad == Vector512<ushort>.Zero && !Vector512.EqualsAny(maxEm, low7);
     }
 
     /// <summary>
