@@ -100,23 +100,25 @@ public static partial class ExactEncode
     static unsafe bool Fp4Rows512(ushort* input, int cols, int r0, int r1, byte* scales, int groupSize, byte* packed)
     {
         var bad = Vector512<ushort>.Zero;
+        Vector512<ushort> values0 = E2M1Values, nonZero = E2M1NonZero;
         int groups = cols / groupSize;
         long g0 = (long)r0 * groups, g1 = (long)r1 * groups;
+        // Pointers advance with the loop (no index arithmetic per step; groups of 32 are one step each).
+        ushort* u = input + g0 * groupSize;
+        byte* o = packed + g0 * groupSize / 2;
         for (long g = g0; g < g1; g++)
         {
             int s = scales[g];
             var kq = Vector512.Create((ushort)((s - 2) << 1));
             // The group's 16 outputs: each non-zero E2M1 value at 2^0 with the scale added to its exponent field.
-            Vector512<ushort> values = E2M1Values + (E2M1NonZero & Vector512.Create((ushort)((s - 127) << 7)));
-            ushort* u = input + g * groupSize;
-            byte* o = packed + g * groupSize / 2;
-            for (int j = 0; j < groupSize; j += 32)
+            Vector512<ushort> values = values0 + (nonZero & Vector512.Create((ushort)((s - 127) << 7)));
+            for (int j = 0; j < groupSize; j += 32, u += 32, o += 16)
             {
-                Vector512<ushort> x = Vector512.Load(u + j);
+                Vector512<ushort> x = Vector512.Load(u);
                 Vector512<uint> p = Fp4Encode(x, kq).AsUInt32();
                 // Lane pair (even, odd) -> one byte, low nibble even: codes are clean nibbles, so the truncating narrow keeps lo | hi << 4.
                 Vector128<byte> b = Avx512F.ConvertToVector128Byte(p | (p >> 12));
-                b.Store(o + j / 2);
+                b.Store(o);
                 bad |= Fp4Mismatch(b, x, values);
             }
         }
