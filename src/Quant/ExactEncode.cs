@@ -13,8 +13,10 @@ namespace Mtp.Quant;
 /// Used by <c>convert --to hf --reference</c> to write an unchanged weight back without reading the reference codes:
 /// within the scale ranges accepted here (<see cref="Fp8ScaleMin"/>..<see cref="Fp8ScaleMax"/>,
 /// <see cref="Fp4ScaleMin"/>..<see cref="Fp4ScaleMax"/>) every code times the scale is a normal BF16 number, so
-/// dequantization is injective: the only codes that dequantize to the weight are the reference's own. Callers still
-/// confirm the result with <see cref="DequantEquality"/>, so a "yes" is never taken on trust.
+/// dequantization is injective: the only codes that dequantize to the weight are the reference's own. A "yes" is never
+/// taken on trust: <see cref="Fp8Verified"/> / <see cref="Fp4Verified"/> also prove that the codes dequantize to the
+/// input bit for bit (on the Vector512 path that check is fused into the encoding pass, so the plain calls get it too),
+/// and other callers confirm with <see cref="DequantEquality"/>.
 /// </remarks>
 public static partial class ExactEncode
 {

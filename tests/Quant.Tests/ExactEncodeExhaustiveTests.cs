@@ -56,6 +56,20 @@ public class ExactEncodeExhaustiveTests
         return b;
     }
 
+    /// <summary>Every pattern without a code (want -1), alone among zeros in a row of <paramref name="cols"/> at column pattern % cols, must be refused.</summary>
+    static void AssertInexactRefused(int[] want, int cols, Func<byte[], bool> run, string what)
+    {
+        var input = new byte[cols * 2];
+        for (int p = 0; p < 65536; p++)
+        {
+            if (want[p] >= 0) continue;
+            int at = p % cols;
+            input[2 * at] = (byte)p; input[2 * at + 1] = (byte)(p >> 8);
+            if (run(input)) Assert.Fail($"pattern 0x{p:X4} at column {at} accepted at {what}");
+            input[2 * at] = 0; input[2 * at + 1] = 0;
+        }
+    }
+
     [TestCase(ExactEncode.Fp8ScaleMin), TestCase(ExactEncode.Fp8ScaleMin + 1), TestCase(60), TestCase(127), TestCase(200),
      TestCase(ExactEncode.Fp8ScaleMax)]
     public void Fp8EveryBf16Pattern(int scale)
@@ -76,14 +90,7 @@ public class ExactEncodeExhaustiveTests
                 Assert.That(Run(Bf16Row(exact, cols), codes), Is.True, $"all exact patterns, 512 {wide}, verified {verified}");
                 for (int i = 0; i < exact.Length; i++)
                     Assert.That(codes[i], Is.EqualTo(want[exact[i]]), $"pattern 0x{exact[i]:X4}");
-                for (int p = 0; p < 65536; p++)
-                {
-                    if (want[p] >= 0) continue;
-                    int at = p % cols;
-                    var input = new byte[cols * 2];
-                    input[2 * at] = (byte)p; input[2 * at + 1] = (byte)(p >> 8);
-                    if (Run(input, codes)) Assert.Fail($"pattern 0x{p:X4} at column {at} accepted at scale {scale} (512 {wide}, verified {verified})");
-                }
+                AssertInexactRefused(want, cols, input => Run(input, codes), $"scale {scale} (512 {wide}, verified {verified})");
             });
     }
 
@@ -108,14 +115,7 @@ public class ExactEncodeExhaustiveTests
                 Assert.That(Run(Bf16Row(order, cols), packed), Is.True, $"all exact patterns, 512 {wide}, verified {verified}");
                 for (int i = 0; i < cols; i++)
                     Assert.That((packed[i / 2] >> (i % 2 * 4)) & 15, Is.EqualTo(want[order[i]]), $"column {i}, pattern 0x{order[i]:X4}");
-                for (int p = 0; p < 65536; p++)
-                {
-                    if (want[p] >= 0) continue;
-                    int at = p % cols;
-                    var input = new byte[cols * 2];
-                    input[2 * at] = (byte)p; input[2 * at + 1] = (byte)(p >> 8);
-                    if (Run(input, packed)) Assert.Fail($"pattern 0x{p:X4} at column {at} accepted at scale {scale} (512 {wide}, verified {verified})");
-                }
+                AssertInexactRefused(want, cols, input => Run(input, packed), $"scale {scale} (512 {wide}, verified {verified})");
             });
     }
 
