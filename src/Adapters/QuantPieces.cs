@@ -129,9 +129,10 @@ internal sealed class QuantPiece : Piece
             refScale.CopyTo(scales);
             // Unchanged weights (the common case) are re-encoded exactly from the scales, without reading the reference
             // codes: within ExactEncode's scale ranges the only codes that dequantize to the weight are the reference's.
-            // The encoder checks every value's exactness itself (tests cover every code); the leading rows are also
-            // dequantized again and compared, a cheap guard against a layout mistake (a full check would cost 40% more CPU).
-            if (EncodesExactly && (_fp4 ? ExactEncode.Fp4(input, _rows, _cols, scales, _group, codes) : RowChunkedBlocks.ExactEncodeFp8(input, _rows, _cols, scales, _block, codes))
+            // The encoder checks every value's exactness itself (tests cover every BF16 pattern; on the Vector512 path it
+            // also decodes each stored code again in the same pass); the leading rows are dequantized again and compared,
+            // a cheap guard against a layout mistake (ExactEncode.Fp8Verified / Fp4Verified do the full check).
+            if (EncodesExactly && (_fp4 ? ExactEncode.Fp4(input, _rows, _cols, scales, _group, codes, k) : RowChunkedBlocks.ExactEncodeFp8(input, _rows, _cols, scales, _block, codes, k))
                 && LeadingRowsDequantizeTo(codes, scales, input))
             {
                 Unchanged = Exact = true;

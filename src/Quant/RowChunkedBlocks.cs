@@ -67,15 +67,16 @@ public static class RowChunkedBlocks
 
     /// <summary><see cref="ExactEncode.Fp8"/> over row chunks (BF16 input, E8M0 scales); false as soon as one chunk is not exact.</summary>
     /// <exception cref="ArgumentException">A span length does not match the shapes, or the rows are not whole chunks.</exception>
-    public static bool ExactEncodeFp8(ReadOnlySpan<byte> input, int rows, int cols, ReadOnlySpan<byte> scales, BlockSize block, Span<byte> codes)
+    public static bool ExactEncodeFp8(ReadOnlySpan<byte> input, int rows, int cols, ReadOnlySpan<byte> scales, BlockSize block, Span<byte> codes,
+        KernelOptions options = default)
     {
-        if (block.RowChunk == 0) return ExactEncode.Fp8(input, rows, cols, scales, block, codes);
+        if (block.RowChunk == 0) return ExactEncode.Fp8(input, rows, cols, scales, block, codes, options);
         var c = Chunks.Of(rows, cols, block, 1, scales.Length);
         Chunks.Length(input.Length, (long)rows * cols * 2, "BF16 input buffer", rows, cols);
         Chunks.Length(codes.Length, (long)rows * cols, "FP8 code buffer", rows, cols);
         for (int i = 0; i < c.Count; i++)
             if (!ExactEncode.Fp8(input.Slice(i * c.Codes * 2, c.Codes * 2), c.Rows, cols, scales.Slice(i * c.ScaleBytes, c.ScaleBytes), c.Inner,
-                    codes.Slice(i * c.Codes, c.Codes)))
+                    codes.Slice(i * c.Codes, c.Codes), options))
                 return false;
         return true;
     }

@@ -143,5 +143,11 @@ public class RowChunkedBlockTests
         e = Assert.Throws<ArgumentException>(() => BlockDequant.Fp8(new byte[384 * 8], 384, 8, new byte[4 * 4], ScaleFormat.F32, PerHead, new byte[384 * 8 * 4], FloatFormat.F32))!;
         Assert.That(e.Message, Does.Contain("row-chunked"));
         Assert.Throws<ArgumentException>(() => BlockQuant.Fp8(new byte[384 * 8 * 4], FloatFormat.F32, 384, 8, new byte[4 * 4], ScaleFormat.F32, PerHead, ScaleMode.Canonical, new byte[384 * 8]));
+        var scales16 = new byte[4];
+        scales16.AsSpan().Fill(127); // E8M0 1.0
+        e = Assert.Throws<ArgumentException>(() => ExactEncode.Fp8(new byte[384 * 16 * 2], 384, 16, scales16, PerHead, new byte[384 * 16]))!;
+        Assert.That(e.Message, Does.Contain("RowChunkedBlocks"));
+        Assert.Throws<ArgumentException>(() => ExactEncode.Fp8Verified(new byte[384 * 16 * 2], 384, 16, scales16, PerHead, new byte[384 * 16]));
+        Assert.That(RowChunkedBlocks.ExactEncodeFp8(new byte[384 * 16 * 2], 384, 16, scales16, PerHead, new byte[384 * 16]), Is.True, "zeros encode exactly");
     }
 }

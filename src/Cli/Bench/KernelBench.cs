@@ -12,8 +12,8 @@ namespace Mtp.Cli.Bench;
 /// <param name="Fp4Bf16Gbps">Packed FP4 E2M1 -> BF16 with E8M0 group-32 scales.</param>
 /// <param name="Bf16Fp8Gbps">BF16 -> FP8 E4M3 quantization, Reuse mode with F32 scales (input bytes).</param>
 /// <param name="MemcpyGbps">Plain copy of a buffer of the BF16 output size, split over the same threads.</param>
-/// <param name="Fp4ExactGbps">BF16 -> FP4 exact re-encode with given E8M0 scales plus the bit-for-bit check, one thread, as
-/// <c>convert --to hf --reference</c> does per weight (BF16 input bytes).</param>
+/// <param name="Fp4ExactGbps">BF16 -> FP4 exact re-encode with given E8M0 scales plus the bit-for-bit check
+/// (<see cref="ExactEncode.Fp4Verified"/>), rows split over the same threads (BF16 input bytes).</param>
 /// <param name="Fp8ExactGbps">The same for FP8 E4M3 with E8M0 128x128 block scales.</param>
 /// <param name="Threads">Threads used.</param>
 /// <param name="Rows">Weight rows.</param>
@@ -82,13 +82,13 @@ public static class KernelBench
         BlockDequant.Fp4(packed, rows, cols, fp4Scales, 32, bf16, FloatFormat.BF16, opt);
         double fp4Exact = Measure(outBytes, minTimePerKernel, () =>
         {
-            if (!ExactEncode.Fp4(bf16, rows, cols, fp4Scales, 32, fp4Back) || !DequantEquality.Fp4(fp4Back, rows, cols, fp4Scales, 32, bf16, FloatFormat.BF16))
+            if (!ExactEncode.Fp4Verified(bf16, rows, cols, fp4Scales, 32, fp4Back, opt))
                 throw new InvalidOperationException("exact FP4 re-encoding failed on its own dequantization");
         });
         BlockDequant.Fp8(codes, rows, cols, e8Scales, ScaleFormat.E8M0, block, bf16, FloatFormat.BF16, opt);
         double fp8Exact = Measure(outBytes, minTimePerKernel, () =>
         {
-            if (!ExactEncode.Fp8(bf16, rows, cols, e8Scales, block, qCodes) || !DequantEquality.Fp8(qCodes, rows, cols, e8Scales, ScaleFormat.E8M0, block, bf16, FloatFormat.BF16))
+            if (!ExactEncode.Fp8Verified(bf16, rows, cols, e8Scales, block, qCodes, opt))
                 throw new InvalidOperationException("exact FP8 re-encoding failed on its own dequantization");
         });
         return new KernelBenchResult(fp8F32, fp8E8, fp4, quant, copy, threads, rows, cols, fp4Exact, fp8Exact);
